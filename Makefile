@@ -1,0 +1,71 @@
+# The 3D scene server. `make run` runs the system, `make test` runs the tests; both set up what is
+# missing first (a .venv at the root with every package installed editable, pinned versions).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_SYSTEM ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+CONSTRAINTS := scripts/requirements/constraints.txt
+PACKAGES := protos pointcloud-lib depth-service segment-service imagegen-service orchestrator
+PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
+TINY_MODELS := .cache/tiny-models/.complete
+PYTEST_ARGS ?=
+
+.PHONY: help install protos protos-check tiny-models test lint bench run demo lock clean
+
+help:
+	@echo "make run      start the four services (orchestrator on :8000)"
+	@echo "make test     install what is missing, build tiny models, run every test"
+	@echo "make bench    run the benchmarks (prints ratios against in-run baselines)"
+	@echo "make install  create .venv and install every package editable, pinned"
+	@echo "make protos   regenerate gRPC code from protos/ (protos-check: verify it is current)"
+	@echo "make lint     ruff"
+
+$(VENV)/.installed: $(PYPROJECTS) $(CONSTRAINTS) scripts/requirements/dev.txt
+	test -x $(PY) || $(PYTHON_SYSTEM) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch==2.13.0 resolves to the CPU wheel where one is on the machine (pip's find-links);
+	# never install torchvision: a CUDA build beside CPU torch breaks transformers' import.
+	$(PIP) install -q -c $(CONSTRAINTS) $(addprefix -e ,$(PACKAGES)) -r scripts/requirements/dev.txt
+	! $(PIP) show -q torchvision 2>/dev/null || { echo "torchvision must not be installed"; exit 1; }
+	touch $@
+
+install: $(VENV)/.installed
+
+lock: install
+	$(PIP) freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' \
+	  | { echo '# Exact versions for every machine (`make install` passes this to pip as constraints).'; \
+	      echo '# Regenerate with `make lock` after changing a pyproject.toml.'; cat; } > $(CONSTRAINTS)
+
+protos: install
+	PYTHON=$(PY) scripts/gen_protos.sh
+
+# Generated code is committed; this fails when it no longer matches protos/.
+protos-check: install
+	@tmp=$$(mktemp -d) && PYTHON=$(PY) scripts/gen_protos.sh $$tmp && \
+	  diff -r -x __pycache__ $$tmp/scene protos/python/scene >/dev/null && rm -rf $$tmp && \
+	  echo "generated protos are current" || \
+	  { echo "protos/python is stale: run 'make protos' and commit"; rm -rf $$tmp; exit 1; }
+
+$(TINY_MODELS): scripts/make_tiny_models.py | install
+	$(PY) scripts/make_tiny_models.py .cache/tiny-models
+
+tiny-models: $(TINY_MODELS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: install protos-check $(TINY_MODELS)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install $(TINY_MODELS)
+	scripts/bench.sh
+
+run: install
+	$(PY) scripts/run.py
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

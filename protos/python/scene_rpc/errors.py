@@ -1,0 +1,40 @@
+"""Exceptions with a gRPC meaning. Raised anywhere in a service; turned into a status code in one
+place (:class:`scene_rpc.server.ErrorMappingInterceptor`)."""
+
+from __future__ import annotations
+
+import grpc
+
+
+class InvalidInput(ValueError):
+    """The request cannot be served as sent (bad image, bad field). -> INVALID_ARGUMENT."""
+
+
+class ModelUnavailable(RuntimeError):
+    """The model could not be loaded; the message carries the reason. -> UNAVAILABLE.
+
+    UNAVAILABLE rather than FAILED_PRECONDITION because the load is retried on a later request,
+    so a client may succeed by trying again.
+    """
+
+
+class ServiceError(Exception):
+    """An error that already knows its status code (e.g. an upstream API's refusal)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
+    """The status for an expected exception, or None for one that is a bug (INTERNAL)."""
+    if isinstance(exc, ServiceError):
+        return exc.code, exc.message
+    if isinstance(exc, ModelUnavailable):
+        return grpc.StatusCode.UNAVAILABLE, str(exc)
+    if isinstance(exc, ValueError):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, TimeoutError):
+        return grpc.StatusCode.DEADLINE_EXCEEDED, str(exc) or "deadline exceeded"
+    return None

@@ -1,0 +1,114 @@
+"""The model lifecycle every service shares: load once behind a lock, remember a failure, report it,
+retry it on a later request.
+
+A service's model subclasses :class:`ManagedModel`, implements the blocking ``_load()`` (run in a
+worker thread so the event loop keeps answering health checks while weights download) and its own
+``predict()``, which calls ``await self.ensure_loaded()`` first.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from scene.common.v1 import common_pb2
+from scene_rpc.errors import ModelUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What a successful ``_load()`` reports about the model it loaded."""
+
+    model_id: str
+    device: str
+    dtype: str
+    fallback: bool = False
+
+
+class ManagedModel(abc.ABC):
+    #: What the model is for inside its service ("depth", "sam", "semantic", ...).
+    role: str = "model"
+
+    def __init__(self, requested_model_id: str, *, retry_interval_s: float = 0.0) -> None:
+        self.requested_model_id = requested_model_id
+        # After a failure, requests within this interval fail fast with the remembered reason
+        # instead of each starting a new (possibly slow) load attempt.
+        self.retry_interval_s = retry_interval_s
+        self._lock = asyncio.Lock()
+        self._result: LoadResult | None = None
+        self._loading = False
+        self._load_time_s = 0.0
+        self._last_error = ""
+        self._last_failure_at = float("-inf")
+
+    @abc.abstractmethod
+    def _load(self) -> LoadResult:
+        """Load the weights (blocking). Raise on failure: the message is the reported reason."""
+
+    @property
+    def ready(self) -> bool:
+        return self._result is not None
+
+    @property
+    def last_error(self) -> str:
+        return self._last_error
+
+    async def load(self) -> LoadResult:
+        """Load the model unless it is loaded. Concurrent callers wait for the one load."""
+        if self._result is not None:
+            return self._result
+        async with self._lock:
+            if self._result is not None:
+                return self._result
+            since_failure = time.monotonic() - self._last_failure_at
+            if since_failure < self.retry_interval_s:
+                raise ModelUnavailable(
+                    f"{self.role} model {self.requested_model_id!r} failed to load "
+                    f"{since_failure:.0f}s ago (retrying after {self.retry_interval_s:.0f}s): "
+                    f"{self._last_error}"
+                )
+            self._loading = True
+            started = time.perf_counter()
+            try:
+                result = await asyncio.to_thread(self._load)
+            except Exception as exc:
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                self._last_failure_at = time.monotonic()
+                log.error("loading %s model %r failed: %s", self.role, self.requested_model_id,
+                          self._last_error)
+                raise ModelUnavailable(
+                    f"{self.role} model {self.requested_model_id!r} could not be loaded: "
+                    f"{self._last_error}"
+                ) from exc
+            finally:
+                self._loading = False
+            self._load_time_s = time.perf_counter() - started
+            self._last_error = ""
+            self._result = result
+            log.info("loaded %s model %s on %s (%s) in %.1fs%s", self.role, result.model_id,
+                     result.device, result.dtype, self._load_time_s,
+                     " (fallback)" if result.fallback else "")
+            return result
+
+    async def ensure_loaded(self) -> LoadResult:
+        return await self.load()
+
+    def info(self) -> common_pb2.ModelInfo:
+        result = self._result
+        return common_pb2.ModelInfo(
+            role=self.role,
+            requested_model_id=self.requested_model_id,
+            model_id=result.model_id if result else "",
+            loaded=result is not None,
+            loading=self._loading,
+            fallback=result.fallback if result else False,
+            device=result.device if result else "",
+            dtype=result.dtype if result else "",
+            load_time_s=self._load_time_s,
+            last_error=self._last_error,
+        )

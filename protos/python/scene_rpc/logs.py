@@ -1,0 +1,18 @@
+"""Logging set up once, before heavy imports, the same way in every service."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        stream=sys.stderr,
+        format=f"%(asctime)s %(levelname)s {service} %(name)s: %(message)s",
+        force=True,
+    )
+    # Request URLs and headers of HTTP clients are not ours to log (they may carry keys).
+    for noisy in ("httpx", "httpcore", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
