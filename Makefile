@@ -49,7 +49,7 @@ protos-check: install
 	  echo "generated protos are current" || \
 	  { echo "protos/python is stale: run 'make protos' and commit"; rm -rf $$tmp; exit 1; }
 
-$(TINY_MODELS): scripts/make_tiny_models.py | install
+$(TINY_MODELS): scripts/make_tiny_models.py $(wildcard scripts/tiny_models/*.py) | install
 	$(PY) scripts/make_tiny_models.py .cache/tiny-models
 
 tiny-models: $(TINY_MODELS)

@@ -1,0 +1,8 @@
+"""Tiny random-weight depth models (filled in by the depth-service work)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+BUILDERS: dict[str, Callable[[Path], None]] = {}
