@@ -44,7 +44,10 @@ def decode_image_bytes(data: bytes, *, max_pixels: int) -> np.ndarray:
             image.load()
     except InvalidInput:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        # PIL's own guard fires in open() for absurd sizes, before our check can run.
+        raise InvalidInput(f"image is over the limit of {max_pixels} pixels: {exc}") from exc
+    except UnidentifiedImageError as exc:
         raise InvalidInput(f"bytes are not a decodable image: {exc}") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidInput(f"image is corrupt or truncated: {exc}") from exc
