@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# `make bench`: every benchmark, each printing ratios against a baseline measured in the same run.
+# Reports also land in bench-results/ (gitignored). Timings are never asserted in tests.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+py=.venv/bin/python
+
+# Bench-only dependencies: Open3D (the pointcloud-lib baseline) needs Debian's libusb.
+if ! $py -c "import open3d" 2>/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! ldconfig -p | grep -q libusb-1.0; then
+    apt-get install -y -qq libusb-1.0-0 >/dev/null 2>&1 || \
+      { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq libusb-1.0-0 >/dev/null 2>&1; }
+  fi
+  $py -m pip install -q -c scripts/requirements/constraints.txt -r scripts/requirements/bench.txt \
+    || echo "WARNING: open3d-cpu could not be installed; the Open3D comparison will be skipped"
+fi
+
+mkdir -p bench-results
+benches=(pointcloud-lib/bench/*.py depth-service/bench/*.py segment-service/bench/*.py \
+         imagegen-service/bench/*.py orchestrator/bench/*.py scripts/bench_e2e.py)
+failed=0
+for bench in "${benches[@]}"; do
+  [ -f "$bench" ] || continue
+  name=$(basename "$(dirname "$(dirname "$bench")")")-$(basename "$bench" .py)
+  echo "=================== $bench"
+  if ! PYTHONUNBUFFERED=1 $py "$bench" 2>&1 | tee "bench-results/$name.txt"; then
+    echo "BENCH FAILED: $bench"; failed=1
+  fi
+done
+exit $failed
