@@ -1,6 +1,9 @@
 # The 3D scene server. `make run` runs the system, `make test` runs the tests; both set up what is
 # missing first (a .venv at the root with every package installed editable, pinned versions).
 SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+# pip warns about every package for a local index folder this machine's pip.conf names; noise.
+QUIET_PIP := 2>&1 | { grep -v 'is neither a file nor a directory' || true; }
 .DEFAULT_GOAL := help
 
 PYTHON_SYSTEM ?= python3.11
@@ -25,10 +28,11 @@ help:
 
 $(VENV)/.installed: $(PYPROJECTS) $(CONSTRAINTS) scripts/requirements/dev.txt
 	test -x $(PY) || $(PYTHON_SYSTEM) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
+	$(PIP) install -q --upgrade pip $(QUIET_PIP)
 	# torch==2.13.0 resolves to the CPU wheel where one is on the machine (pip's find-links);
 	# never install torchvision: a CUDA build beside CPU torch breaks transformers' import.
-	$(PIP) install -q -c $(CONSTRAINTS) $(addprefix -e ,$(PACKAGES)) -r scripts/requirements/dev.txt
+	$(PIP) install -q -c $(CONSTRAINTS) $(addprefix -e ,$(PACKAGES)) -r scripts/requirements/dev.txt \
+	  $(QUIET_PIP)
 	! $(PIP) show -q torchvision 2>/dev/null || { echo "torchvision must not be installed"; exit 1; }
 	touch $@
 

@@ -6,6 +6,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root/protos/python}
 python=${PYTHON:-$root/.venv/bin/python}
+# Absolute, since we cd below.
+[[ "$python" == /* ]] || python=$(cd "$(dirname "$python")" && pwd)/$(basename "$python")
+[[ "$out" == /* ]] || out=$PWD/$out
 cd "$root/protos"
 mapfile -t protos < <(find scene -name '*.proto' | sort)
 rm -rf "$out/scene"
