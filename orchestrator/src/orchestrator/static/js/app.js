@@ -1,0 +1,389 @@
+// Wires the page: the job form and its progress, the gallery, the viewer and its controls.
+// Generations open through the URL hash (#g=<id>), so a view can be linked and reloaded.
+import { decodePointCloud } from 'pcld';
+
+import * as api from './api.js';
+import { PointCloudViewer, webglAvailable } from './viewer.js';
+
+const KEY_STORAGE = 'scene-server.openai-api-key';
+const GALLERY_PAGE = 12;
+const STAGE_LABELS = {
+  imagegen: 'generating the image',
+  depth: 'estimating depth',
+  segment: 'finding audio categories',
+  pointcloud: 'building the point cloud',
+  storage: 'storing the generation',
+};
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  form: $('job-form'),
+  prompt: $('prompt'),
+  image: $('image'),
+  clearImage: $('clear-image'),
+  vibe: $('vibe'),
+  apiKey: $('api-key'),
+  submit: $('submit'),
+  cancel: $('cancel'),
+  progress: $('progress'),
+  progressBar: $('progress-bar'),
+  progressStage: $('progress-stage'),
+  progressPercent: $('progress-percent'),
+  message: $('message'),
+  gallery: $('gallery'),
+  galleryPrev: $('gallery-prev'),
+  galleryNext: $('gallery-next'),
+  galleryPage: $('gallery-page'),
+  refreshGallery: $('refresh-gallery'),
+  viewer: $('viewer'),
+  sceneTitle: $('scene-title'),
+  pointSize: $('point-size'),
+  legend: $('legend'),
+  stats: $('stats'),
+  downloadPly: $('download-ply'),
+  downloadBin: $('download-bin'),
+};
+
+const state = {
+  job: null,
+  galleryOffset: 0,
+  openGeneration: null,
+  loadToken: 0,
+};
+
+let viewer = null;
+
+// ---- messages -------------------------------------------------------------------------------
+
+function showMessage(text, kind = 'error') {
+  ui.message.textContent = text;
+  ui.message.className = `message ${kind}`;
+  ui.message.hidden = false;
+}
+
+function clearMessage() {
+  ui.message.hidden = true;
+  ui.message.textContent = '';
+}
+
+function reportError(context, err) {
+  if (err?.name === 'AbortError') return;
+  const text = err instanceof Error ? err.message : String(err);
+  showMessage(`${context}: ${text}`);
+  console.warn(context, err);
+}
+
+// Nothing may fail silently: anything uncaught still reaches the person, in words.
+window.addEventListener('error', (event) => reportError('Unexpected error', event.error ?? event.message));
+window.addEventListener('unhandledrejection', (event) => reportError('Unexpected error', event.reason));
+
+// ---- the form and its job ------------------------------------------------------------------
+
+function selectedMode() {
+  return ui.form.querySelector('input[name="mode"]:checked').value;
+}
+
+function setBusy(busy) {
+  ui.submit.disabled = busy;
+  ui.cancel.hidden = !busy;
+  ui.cancel.disabled = false;
+}
+
+function showProgress(job) {
+  ui.progress.hidden = false;
+  const progress = Math.max(0, Math.min(1, Number(job.progress) || 0));
+  ui.progressBar.value = job.status === 'completed' ? 1 : progress;
+  ui.progressPercent.textContent = `${Math.round(ui.progressBar.value * 100)}%`;
+  let label;
+  if (job.status === 'queued') {
+    label = job.queue_position != null ? `queued (position ${job.queue_position})` : 'queued';
+  } else if (job.status === 'running') {
+    label = STAGE_LABELS[job.stage] ?? job.stage ?? 'starting';
+  } else {
+    label = job.status;
+  }
+  ui.progressStage.textContent = label;
+  ui.progress.dataset.status = job.status;
+}
+
+function jobError(job) {
+  const error = job.error;
+  if (!error) return `the job ended ${job.status}`;
+  if (typeof error === 'string') return error;
+  return error.message ?? api.describeDetail(error.detail ?? error);
+}
+
+async function onSubmit(event) {
+  event.preventDefault();
+  clearMessage();
+  const image = ui.image.files[0] ?? null;
+  const prompt = ui.prompt.value.trim();
+  if (!image && !prompt) {
+    showMessage('Write a prompt or choose a photo first.');
+    ui.prompt.focus();
+    return;
+  }
+  const request = {
+    prompt,
+    image,
+    vibe: ui.vibe.value.trim(),
+    mode: selectedMode(),
+    apiKey: image ? '' : ui.apiKey.value.trim(),
+  };
+  setBusy(true);
+  showProgress({ status: 'queued', progress: 0 });
+  try {
+    const job = await api.submitJob(request);
+    state.job = job;
+    ui.progress.dataset.jobId = job.id;
+    const final = await api.followJob(job, (_name, update) => showProgress(update));
+    if (final.status === 'completed') {
+      refreshGallery();
+      location.hash = `g=${encodeURIComponent(final.id ?? job.id)}`;
+    } else if (final.status === 'cancelled') {
+      showMessage('The job was cancelled.', 'info');
+    } else {
+      showMessage(`The generation failed: ${jobError(final)}`);
+      refreshGallery();
+    }
+  } catch (err) {
+    ui.progress.dataset.status = 'error';
+    reportError('Could not generate', err);
+  } finally {
+    state.job = null;
+    setBusy(false);
+  }
+}
+
+async function onCancel() {
+  if (!state.job) return;
+  ui.cancel.disabled = true;
+  try {
+    await api.cancelJob(state.job.id);
+  } catch (err) {
+    ui.cancel.disabled = false;
+    reportError('Could not cancel', err);
+  }
+}
+
+// ---- gallery -------------------------------------------------------------------------------
+
+function formatDate(value) {
+  const date = new Date(value);
+  return Number.isNaN(date.getTime()) ? '' : date.toLocaleString();
+}
+
+function galleryItem(meta) {
+  const item = document.createElement('li');
+  item.className = `gallery-item status-${meta.status ?? 'completed'}`;
+  item.dataset.id = meta.id;
+  const openable = (meta.status ?? 'completed') === 'completed';
+  const link = document.createElement(openable ? 'a' : 'div');
+  if (openable) link.href = `#g=${encodeURIComponent(meta.id)}`;
+  link.className = 'gallery-link';
+
+  const thumb = document.createElement('img');
+  thumb.loading = 'lazy';
+  thumb.alt = '';
+  thumb.src = api.assetUrl(meta.id, 'image.png');
+  // A failed generation may have no image: fall back to an empty tile, not a broken icon.
+  thumb.addEventListener('error', () => thumb.classList.add('missing'), { once: true });
+
+  const text = document.createElement('div');
+  text.className = 'gallery-text';
+  const title = document.createElement('span');
+  title.className = 'gallery-prompt';
+  title.textContent = meta.prompt || (meta.source === 'upload' ? 'uploaded photo' : '(no prompt)');
+  const details = document.createElement('span');
+  details.className = 'gallery-details';
+  const bits = [formatDate(meta.created_at), meta.mode];
+  if (meta.point_count != null) bits.push(`${Number(meta.point_count).toLocaleString()} pts`);
+  if (!openable) bits.push(meta.status);
+  details.textContent = bits.filter(Boolean).join(' · ');
+  if (!openable && meta.error) details.title = jobError(meta);
+  text.append(title, details);
+  link.append(thumb, text);
+  item.append(link);
+  return item;
+}
+
+async function refreshGallery() {
+  try {
+    const page = await api.listGenerations({ limit: GALLERY_PAGE, offset: state.galleryOffset });
+    const items = page.items ?? [];
+    ui.gallery.replaceChildren(...items.map(galleryItem));
+    if (items.length === 0) {
+      const empty = document.createElement('li');
+      empty.className = 'gallery-empty';
+      empty.textContent = 'Nothing stored yet.';
+      ui.gallery.append(empty);
+    }
+    const total = page.total ?? items.length;
+    ui.galleryPrev.disabled = state.galleryOffset === 0;
+    ui.galleryNext.disabled = state.galleryOffset + items.length >= total;
+    const first = total ? state.galleryOffset + 1 : 0;
+    ui.galleryPage.textContent = `${first}–${state.galleryOffset + items.length} of ${total}`;
+    markOpenInGallery();
+  } catch (err) {
+    reportError('Could not list the stored generations', err);
+  }
+}
+
+function markOpenInGallery() {
+  for (const item of ui.gallery.querySelectorAll('.gallery-item')) {
+    item.classList.toggle('open', item.dataset.id === state.openGeneration);
+  }
+}
+
+// ---- opening a generation ------------------------------------------------------------------
+
+/** The palette the server sends with the cloud (pointcloud.CATEGORY_PALETTE), never a copy. */
+function paletteOf(header) {
+  const palette = header.palette ?? header.metadata?.palette;
+  const valid = Array.isArray(palette) && palette.length >= 6
+    && palette.every((c) => Array.isArray(c) && c.length === 3);
+  return valid ? palette : null;
+}
+
+function showLegend(header, palette) {
+  const names = header.categories ?? [];
+  ui.legend.replaceChildren(...names.map((name, i) => {
+    const entry = document.createElement('li');
+    const swatch = document.createElement('span');
+    swatch.className = 'swatch';
+    if (palette) swatch.style.background = `rgb(${palette[i].join(',')})`;
+    const label = document.createElement('span');
+    label.textContent = name;
+    entry.append(swatch, label);
+    return entry;
+  }));
+  ui.legend.hidden = names.length === 0;
+  const categoryChoice = document.querySelector('input[name="colour"][value="category"]');
+  categoryChoice.disabled = !palette;
+  if (!palette) {
+    document.querySelector('input[name="colour"][value="rgb"]').checked = true;
+    viewer?.setColouring('rgb');
+    showMessage('This point cloud came without a category palette (the header has no "palette"),'
+      + ' so it can only be coloured by RGB.', 'info');
+  }
+}
+
+function setDownloads(id) {
+  for (const [link, asset] of [[ui.downloadPly, 'pointcloud.ply'], [ui.downloadBin, 'pointcloud.bin']]) {
+    if (id) {
+      link.href = api.assetUrl(id, asset);
+      link.download = `${id}-${asset}`;
+      link.classList.remove('disabled');
+      link.removeAttribute('aria-disabled');
+    } else {
+      link.removeAttribute('href');
+      link.classList.add('disabled');
+      link.setAttribute('aria-disabled', 'true');
+    }
+  }
+}
+
+async function openGeneration(id) {
+  const token = ++state.loadToken;
+  const stale = () => token !== state.loadToken;
+  ui.viewer.dataset.state = 'loading';
+  ui.sceneTitle.textContent = 'Loading…';
+  try {
+    const [meta, buffer] = await Promise.all([
+      api.getGeneration(id),
+      api.fetchPointCloud(api.assetUrl(id, 'pointcloud.bin')),
+    ]);
+    if (stale()) return;
+    const started = performance.now();
+    const cloud = decodePointCloud(buffer);
+    const decodeMs = performance.now() - started;
+
+    if (!viewer) throw new Error('WebGL is unavailable in this browser');
+    const palette = paletteOf(cloud.header);
+    viewer.show(cloud, { palette });
+    viewer.setColouring(document.querySelector('input[name="colour"]:checked').value);
+    viewer.setPointSize(Number(ui.pointSize.value));
+    showLegend(cloud.header, palette);
+    setDownloads(id);
+    state.openGeneration = id;
+    markOpenInGallery();
+
+    const title = meta.prompt || (meta.source === 'upload' ? 'Uploaded photo' : id);
+    ui.sceneTitle.textContent = meta.vibe ? `${title} — ${meta.vibe}` : title;
+    ui.sceneTitle.title = `${id} · ${cloud.header.mode}`;
+    const megabytes = (buffer.byteLength / 1e6).toFixed(1);
+    ui.stats.textContent = `${cloud.count.toLocaleString()} points · ${cloud.header.mode}`
+      + ` · ${megabytes} MB · decoded in ${decodeMs.toFixed(1)} ms`;
+    Object.assign(ui.viewer.dataset, {
+      generationId: id,
+      pointCount: String(cloud.count),
+      decodeMs: decodeMs.toFixed(2),
+      mode: cloud.header.mode,
+    });
+  } catch (err) {
+    if (stale()) return;
+    ui.viewer.dataset.state = 'error';
+    ui.sceneTitle.textContent = 'Could not open the generation';
+    reportError(`Could not open generation ${id}`, err);
+  }
+}
+
+function onHashChange() {
+  const match = /^#g=(.+)$/.exec(location.hash);
+  if (match) openGeneration(decodeURIComponent(match[1]));
+}
+
+// ---- start ---------------------------------------------------------------------------------
+
+function bindControls() {
+  ui.apiKey.value = localStorage.getItem(KEY_STORAGE) ?? '';
+  ui.apiKey.addEventListener('input', () => {
+    const key = ui.apiKey.value.trim();
+    if (key) localStorage.setItem(KEY_STORAGE, key);
+    else localStorage.removeItem(KEY_STORAGE);
+  });
+  ui.image.addEventListener('change', () => {
+    const hasImage = ui.image.files.length > 0;
+    ui.clearImage.hidden = !hasImage;
+    ui.prompt.disabled = hasImage;
+  });
+  ui.clearImage.addEventListener('click', () => {
+    ui.image.value = '';
+    ui.image.dispatchEvent(new Event('change'));
+  });
+  ui.form.addEventListener('submit', onSubmit);
+  ui.cancel.addEventListener('click', onCancel);
+  ui.refreshGallery.addEventListener('click', refreshGallery);
+  ui.galleryPrev.addEventListener('click', () => {
+    state.galleryOffset = Math.max(0, state.galleryOffset - GALLERY_PAGE);
+    refreshGallery();
+  });
+  ui.galleryNext.addEventListener('click', () => {
+    state.galleryOffset += GALLERY_PAGE;
+    refreshGallery();
+  });
+  for (const choice of document.querySelectorAll('input[name="colour"]')) {
+    choice.addEventListener('change', () => viewer?.setColouring(choice.value));
+  }
+  ui.pointSize.addEventListener('input', () => viewer?.setPointSize(Number(ui.pointSize.value)));
+  window.addEventListener('hashchange', onHashChange);
+}
+
+function start() {
+  if (webglAvailable()) {
+    viewer = new PointCloudViewer(ui.viewer);
+    // A handle for the console (and the browser test): frame timing, the loaded header.
+    window.sceneViewer = viewer;
+  } else {
+    // Jobs and downloads still work; only the 3D view is missing.
+    showMessage('This browser cannot show the point cloud: WebGL is unavailable or disabled.');
+    ui.viewer.dataset.state = 'error';
+  }
+  bindControls();
+  setDownloads(null);
+  refreshGallery();
+  onHashChange();
+  document.body.dataset.ready = 'true';
+}
+
+start();

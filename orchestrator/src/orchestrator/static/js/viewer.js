@@ -1,0 +1,258 @@
+// The point cloud view: one THREE.Points whose buffers are the decoder's typed-array views, so a
+// 2-million-point cloud costs no per-point JavaScript; colouring and point size are shader
+// uniforms, so switching them re-uploads nothing.
+import * as THREE from 'three';
+import { OrbitControls } from 'three/addons/controls/OrbitControls.js';
+
+const vertexShader = /* glsl */ `
+  uniform float uSize;
+  uniform float uAngularSize;
+  uniform float uProjScale;
+  uniform float uByCategory;
+  uniform vec3 uPalette[6];
+  attribute vec3 rgb;
+  attribute float segment;
+  varying vec3 vColor;
+
+  void main() {
+    vec4 mvPosition = modelViewMatrix * vec4(position, 1.0);
+    gl_Position = projectionMatrix * mvPosition;
+    // A point stands for one source pixel: its footprint grows with its distance from the capture
+    // camera (the origin), so the cloud is hole-free from there and scales sensibly elsewhere.
+    float worldSize = length(position) * uAngularSize;
+    gl_PointSize = clamp(uSize * worldSize * uProjScale / max(-mvPosition.z, 1e-4), 1.0, 64.0);
+    int category = int(clamp(segment, 0.0, 5.0) + 0.5);
+    vColor = mix(rgb, uPalette[category], uByCategory);
+  }
+`;
+
+// The colours are the image's sRGB bytes (and an sRGB palette): written out as they are.
+const fragmentShader = /* glsl */ `
+  varying vec3 vColor;
+  void main() {
+    gl_FragColor = vec4(vColor, 1.0);
+  }
+`;
+
+const PANORAMA_FOV = { min: 20, max: 110, start: 75 };
+
+export class PointCloudViewer {
+  /** @param {HTMLElement} container */
+  constructor(container) {
+    this.container = container;
+    this.renderer = new THREE.WebGLRenderer({ antialias: false, powerPreference: 'high-performance' });
+    this.renderer.setPixelRatio(Math.min(window.devicePixelRatio, 2));
+    this.renderer.setClearColor(0x0b0d12, 1);
+    container.appendChild(this.renderer.domElement);
+
+    this.scene = new THREE.Scene();
+    this.camera = new THREE.PerspectiveCamera(60, 1, 0.01, 1000);
+    this.controls = new OrbitControls(this.camera, this.renderer.domElement);
+    this.controls.addEventListener('change', () => this.requestRender());
+
+    this.material = new THREE.ShaderMaterial({
+      vertexShader,
+      fragmentShader,
+      uniforms: {
+        uSize: { value: 1 },
+        uAngularSize: { value: 0.002 },
+        uProjScale: { value: 1 },
+        uByCategory: { value: 0 },
+        uPalette: { value: Array.from({ length: 6 }, () => new THREE.Color(0.5, 0.5, 0.5)) },
+      },
+    });
+    this.points = null;
+    this.header = null;
+    this.panorama = false;
+    this._frameQueued = false;
+
+    this.renderer.domElement.addEventListener('wheel', (event) => this._panoramaZoom(event), {
+      passive: false,
+    });
+    new ResizeObserver(() => this._resize()).observe(container);
+    this._resize();
+  }
+
+  /**
+   * Show a decoded cloud (see pcld.js). `palette` is six [r, g, b] byte triples, or null when the
+   * server sent none (category colouring then stays grey).
+   */
+  show(cloud, { palette = null } = {}) {
+    this.clear();
+    const { header, count, positions, colors, segments } = cloud;
+    const geometry = new THREE.BufferGeometry();
+    geometry.setAttribute('position', new THREE.BufferAttribute(positions, 3));
+    geometry.setAttribute('rgb', new THREE.BufferAttribute(colors, 3, true));
+    // Non-normalised bytes reach the shader as floats 0..5: no conversion pass on the CPU.
+    geometry.setAttribute('segment', new THREE.BufferAttribute(segments, 1, false));
+    geometry.setDrawRange(0, count);
+    // three.js would otherwise walk every point to compute these; the header already has them.
+    const box = boundsBox(header.bounds, positions, count);
+    geometry.boundingBox = box;
+    geometry.boundingSphere = box.getBoundingSphere(new THREE.Sphere());
+
+    this.points = new THREE.Points(geometry, this.material);
+    this.points.frustumCulled = false;
+    this.scene.add(this.points);
+    this.header = header;
+    this.panorama = header.mode === 'panorama';
+    this.setPalette(palette);
+    this.material.uniforms.uAngularSize.value = pixelAngle(this.panorama, count);
+    this._frame(box);
+    this.container.dataset.state = 'loaded';
+    this.requestRender();
+  }
+
+  clear() {
+    if (this.points) {
+      this.scene.remove(this.points);
+      this.points.geometry.dispose();
+      this.points = null;
+    }
+    this.header = null;
+    this.container.dataset.state = 'empty';
+    this.requestRender();
+  }
+
+  setColouring(mode) {
+    this.material.uniforms.uByCategory.value = mode === 'category' ? 1 : 0;
+    this.requestRender();
+  }
+
+  setPointSize(scale) {
+    this.material.uniforms.uSize.value = scale;
+    this.requestRender();
+  }
+
+  setPalette(palette) {
+    const colours = this.material.uniforms.uPalette.value;
+    colours.forEach((colour, i) => {
+      const rgb = palette?.[i];
+      if (rgb) colour.setRGB(rgb[0] / 255, rgb[1] / 255, rgb[2] / 255, THREE.NoColorSpace);
+      else colour.setRGB(0.5, 0.5, 0.5, THREE.NoColorSpace);
+    });
+    this.requestRender();
+  }
+
+  /** Render on demand (orbit, resize, a setting): a still cloud costs no GPU time. */
+  requestRender() {
+    if (this._frameQueued) return;
+    this._frameQueued = true;
+    requestAnimationFrame(() => {
+      this._frameQueued = false;
+      this.controls.update();
+      this.renderer.render(this.scene, this.camera);
+    });
+  }
+
+  /**
+   * Render `frames` frames back to back, each forced to finish (a 1-pixel read waits for the GPU),
+   * and return their times in milliseconds: {mean, max, frames}. For diagnostics and the tests.
+   */
+  async measureFrames(frames = 10) {
+    const gl = this.renderer.getContext();
+    const pixel = new Uint8Array(4);
+    const times = [];
+    for (let i = 0; i < frames; i += 1) {
+      await new Promise((resolve) => requestAnimationFrame(resolve));
+      // Turn a little each frame so no frame can be skipped as unchanged.
+      this.camera.rotateY(0.002);
+      const start = performance.now();
+      this.renderer.render(this.scene, this.camera);
+      gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, pixel);
+      times.push(performance.now() - start);
+    }
+    this.camera.rotateY(-0.002 * frames);
+    this.requestRender();
+    const mean = times.reduce((a, b) => a + b, 0) / times.length;
+    return { mean, max: Math.max(...times), frames };
+  }
+
+  _frame(box) {
+    const camera = this.camera;
+    const size = box.getSize(new THREE.Vector3()).length() || 1;
+    const centre = box.getCenter(new THREE.Vector3());
+    if (this.panorama) {
+      // Inside the sphere, where the panorama was seen from: orbiting turns the head in place.
+      camera.fov = PANORAMA_FOV.start;
+      camera.near = size * 1e-4;
+      camera.far = size * 4;
+      camera.position.set(0, 0, size * 1e-5);
+      this.controls.target.set(0, 0, 0);
+      this.controls.enableZoom = false;
+      this.controls.enablePan = false;
+      // Dragging then feels like grabbing the scene rather than moving the camera.
+      this.controls.rotateSpeed = -0.35;
+    } else {
+      // From the capture camera (the origin, looking straight down -Z) the cloud looks like the
+      // photo; orbiting then turns about the middle of the scene's depth.
+      camera.fov = 60;
+      camera.near = Math.max(size * 1e-4, 1e-3);
+      camera.far = (centre.length() + size) * 4;
+      camera.position.set(0, 0, 0);
+      this.controls.target.set(0, 0, Math.min(centre.z, -size * 1e-3));
+      this.controls.enableZoom = true;
+      this.controls.enablePan = true;
+      this.controls.rotateSpeed = 1;
+    }
+    camera.updateProjectionMatrix();
+    this.controls.update();
+    this._updateProjScale();
+  }
+
+  _panoramaZoom(event) {
+    if (!this.panorama || !this.points) return;
+    event.preventDefault();
+    const fov = this.camera.fov * Math.exp(event.deltaY * 0.001);
+    this.camera.fov = THREE.MathUtils.clamp(fov, PANORAMA_FOV.min, PANORAMA_FOV.max);
+    this.camera.updateProjectionMatrix();
+    this._updateProjScale();
+    this.requestRender();
+  }
+
+  _resize() {
+    const { clientWidth: width, clientHeight: height } = this.container;
+    if (!width || !height) return;
+    this.renderer.setSize(width, height);
+    this.camera.aspect = width / height;
+    this.camera.updateProjectionMatrix();
+    this._updateProjScale();
+    this.requestRender();
+  }
+
+  _updateProjScale() {
+    const heightPx = this.renderer.domElement.height;
+    const halfFov = THREE.MathUtils.degToRad(this.camera.fov) / 2;
+    this.material.uniforms.uProjScale.value = heightPx / (2 * Math.tan(halfFov));
+  }
+}
+
+/**
+ * Angle one source pixel spans, in radians, guessed from the point count alone (strides and
+ * dropped points make the header's image size an unreliable guide): a 2:1 equirectangular image
+ * of N pixels spans 2π / sqrt(2N) per pixel at its equator; a photo covers about one steradian.
+ */
+function pixelAngle(panorama, count) {
+  const n = Math.max(count, 1);
+  return panorama ? (2 * Math.PI) / Math.sqrt(2 * n) : Math.sqrt(1.0 / n);
+}
+
+function boundsBox(bounds, positions, count) {
+  if (bounds?.min?.length === 3 && bounds?.max?.length === 3) {
+    return new THREE.Box3(new THREE.Vector3(...bounds.min), new THREE.Vector3(...bounds.max));
+  }
+  // No bounds in the header: one pass over the floats (no objects per point).
+  const box = new THREE.Box3();
+  if (count > 0) box.setFromArray(positions.subarray(0, count * 3));
+  return box;
+}
+
+/** True when this browser can give us a WebGL context at all. */
+export function webglAvailable() {
+  try {
+    const canvas = document.createElement('canvas');
+    return Boolean(canvas.getContext('webgl2') || canvas.getContext('webgl'));
+  } catch {
+    return false;
+  }
+}
