@@ -1,0 +1,1 @@
+"""Deployment artefacts checked without an engine: Dockerfiles, compose, Kubernetes manifests."""
