@@ -1,0 +1,173 @@
+"""The transformers depth models behind one small blocking interface.
+
+A backend turns a batch of same-sized RGB crops into disparity maps (larger = nearer) at the
+model's output resolution. Everything above it (tiling, alignment, blending, normalisation) is
+model-agnostic and works in that disparity space, because both model families predict inverse
+depth: Depth Anything an affine-invariant disparity, DepthPro a canonical inverse depth that its
+field of view turns into inverse metres.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+# Metric depth is clamped to this range before inversion, as DepthPro's reference code does.
+MIN_DEPTH_M = 1e-4
+MAX_DEPTH_M = 1e4
+# A field of view outside this range is a degenerate prediction; clamping keeps f finite.
+MIN_FOV_DEG = 5.0
+MAX_FOV_DEG = 175.0
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One crop's prediction at the model's output resolution."""
+
+    # float32 [h, w]; larger = nearer. Inverse metres when the backend is metric.
+    disparity: np.ndarray
+    # Horizontal field of view the model predicted for this crop, when it predicts one.
+    fov_deg: float | None = None
+
+
+class DepthBackend(abc.ABC):
+    """A loaded depth model. ``predict`` blocks; callers run it on the inference thread."""
+
+    model_id: str
+    #: True when ``disparity`` is in inverse metres (DepthPro with its fov head, metric DA).
+    metric: bool
+    #: True when each prediction carries ``fov_deg`` (DepthPro with its fov head).
+    predicts_fov: bool
+    #: The model's native input (height, width): the size it was trained to see.
+    native_hw: tuple[int, int]
+    device: str
+    dtype: str
+
+    @abc.abstractmethod
+    def predict(self, images: Sequence[np.ndarray]) -> list[Prediction]:
+        """Same-shaped uint8 [H, W, 3] crops -> one prediction each."""
+
+    @property
+    def native_side(self) -> int:
+        return min(self.native_hw)
+
+
+class ProcessorBackend(DepthBackend):
+    """Depth Anything (V1/V2, relative or metric) and DPT: the stock AutoImageProcessor (its PIL
+    backend needs no torchvision) and AutoModelForDepthEstimation."""
+
+    def __init__(self, model_id: str, model, processor, device: torch.device) -> None:
+        if getattr(processor, "do_pad", False):
+            # Padding would shift the output against the input; no supported checkpoint pads.
+            raise ValueError(f"{model_id}: processors that pad (do_pad=true) are not supported")
+        self.model_id = model_id
+        self.model = model
+        self.processor = processor
+        self._device = device
+        self._dtype = model.dtype
+        # Depth Anything's metric checkpoints predict depth in metres; every other one disparity.
+        self.metric = getattr(model.config, "depth_estimation_type", "relative") == "metric"
+        self.predicts_fov = False
+        size = processor.size
+        self.native_hw = (int(size["height"]), int(size["width"]))
+        self.device = str(device)
+        self.dtype = str(self._dtype).removeprefix("torch.")
+
+    @torch.inference_mode()
+    def predict(self, images: Sequence[np.ndarray]) -> list[Prediction]:
+        inputs = self.processor(
+            images=list(images), return_tensors="pt", input_data_format="channels_last"
+        )
+        pixel_values = inputs["pixel_values"].to(self._device, self._dtype)
+        output = self.model(pixel_values=pixel_values).predicted_depth.float()
+        if self.metric:
+            output = 1.0 / output.clamp(MIN_DEPTH_M, MAX_DEPTH_M)
+        return [Prediction(disparity=item) for item in output.cpu().numpy()]
+
+
+class DepthProBackend(DepthBackend):
+    """DepthPro. Its image processor needs torchvision (which breaks transformers here), so the
+    resize/normalise and the metric post-processing follow the processor and Apple's reference code,
+    from the constants in the checkpoint's preprocessor_config.json."""
+
+    def __init__(self, model_id: str, model, preprocessor: dict, device: torch.device) -> None:
+        self.model_id = model_id
+        self.model = model
+        self._device = device
+        self._dtype = model.dtype
+        size = preprocessor.get("size", {"height": 1536, "width": 1536})
+        self.native_hw = (int(size["height"]), int(size["width"]))
+        self._rescale = float(preprocessor.get("rescale_factor", 1 / 255)) if preprocessor.get(
+            "do_rescale", True) else 1.0
+        do_normalize = preprocessor.get("do_normalize", True)
+        mean = preprocessor.get("image_mean", [0.5, 0.5, 0.5]) if do_normalize else [0.0] * 3
+        std = preprocessor.get("image_std", [0.5, 0.5, 0.5]) if do_normalize else [1.0] * 3
+        self._mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+        self._std = torch.tensor(std, device=device).view(1, 3, 1, 1)
+        self.predicts_fov = bool(getattr(model, "use_fov_model", False))
+        # Without its fov head DepthPro's canonical inverse depth has no metric scale.
+        self.metric = self.predicts_fov
+        self.device = str(device)
+        self.dtype = str(self._dtype).removeprefix("torch.")
+
+    @torch.inference_mode()
+    def predict(self, images: Sequence[np.ndarray]) -> list[Prediction]:
+        batch = torch.from_numpy(np.stack(images)).to(self._device)
+        pixels = batch.permute(0, 3, 1, 2).float() * self._rescale
+        # Normalise first, then resize without antialiasing: the processor's and Apple's order.
+        pixels = (pixels - self._mean) / self._std
+        pixels = torch.nn.functional.interpolate(
+            pixels, size=self.native_hw, mode="bilinear", align_corners=False
+        )
+        output = self.model(pixel_values=pixels.to(self._dtype))
+        canonical = output.predicted_depth.float()
+        if output.field_of_view is None:
+            return [Prediction(disparity=item) for item in canonical.cpu().numpy()]
+        fov_deg = output.field_of_view.float().reshape(-1)
+        if bool(((fov_deg < MIN_FOV_DEG) | (fov_deg > MAX_FOV_DEG)).any()):
+            log.warning("clamping predicted fields of view %s to [%s, %s] degrees",
+                        fov_deg.tolist(), MIN_FOV_DEG, MAX_FOV_DEG)
+        fov_deg = fov_deg.clamp(MIN_FOV_DEG, MAX_FOV_DEG)
+        # inverse depth = canonical * width / f_px, and width / f_px = 2 tan(fov / 2) for any width.
+        width_over_focal = 2.0 * torch.tan(torch.deg2rad(fov_deg) / 2.0)
+        inverse_depth = canonical * width_over_focal.view(-1, 1, 1)
+        inverse_depth = inverse_depth.clamp(1.0 / MAX_DEPTH_M, 1.0 / MIN_DEPTH_M)
+        return [
+            Prediction(disparity=item, fov_deg=float(fov))
+            for item, fov in zip(inverse_depth.cpu().numpy(), fov_deg.tolist(), strict=True)
+        ]
+
+
+def focal_length_px(fov_deg: float, width_px: int) -> float:
+    """Pinhole focal length of an image ``width_px`` wide with this horizontal field of view."""
+    return 0.5 * width_px / math.tan(math.radians(fov_deg) / 2.0)
+
+
+SUPPORTED_MODEL_TYPES = ("depth_anything", "dpt", "depth_pro")
+
+
+def load_backend(model_id: str, device: torch.device, dtype: torch.dtype) -> DepthBackend:
+    """Load ``model_id`` (hub id or local directory) through transformers' Auto classes."""
+    from transformers import AutoConfig, AutoImageProcessor, AutoModelForDepthEstimation
+    from transformers.image_processing_utils import ImageProcessingMixin
+
+    config = AutoConfig.from_pretrained(model_id)
+    if config.model_type not in SUPPORTED_MODEL_TYPES:
+        raise ValueError(
+            f"{model_id} is a {config.model_type!r} model; supported: "
+            f"{', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
+    model = AutoModelForDepthEstimation.from_pretrained(model_id, config=config, dtype=dtype)
+    model = model.to(device).eval()
+    if config.model_type == "depth_pro":
+        preprocessor, _ = ImageProcessingMixin.get_image_processor_dict(model_id)
+        return DepthProBackend(model_id, model, preprocessor, device)
+    return ProcessorBackend(model_id, model, AutoImageProcessor.from_pretrained(model_id), device)

@@ -1,0 +1,204 @@
+"""One depth request from RGB pixels to the response's maps: a global pass, optional tiles at
+native resolution aligned to it and blended, then normalisation and metric conversion.
+
+The pipeline is an async generator of progress events ending with the result; every forward pass
+is awaited separately, so a cancelled request stops between passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from depth_service import tiling
+from depth_service.backends import (
+    MAX_DEPTH_M,
+    MIN_DEPTH_M,
+    DepthBackend,
+    Prediction,
+    focal_length_px,
+)
+from depth_service.normalize import normalize_disparity
+from depth_service.settings import TileMode
+from scene_rpc.errors import InvalidInput
+
+log = logging.getLogger(__name__)
+
+# In auto mode, an image is tiled only when its longer side exceeds the tile by this factor: just
+# above the native size, tiles would mostly re-run the pixels the global pass already saw.
+AUTO_TILE_MARGIN = 1.25
+MIN_TILE_PX = 16
+# A panorama's single pass sees this fraction of its width again on each side, across the seam.
+PANORAMA_PAD_FRACTION = 1 / 8
+
+Forward = Callable[[Sequence[np.ndarray]], Awaitable[list[Prediction]]]
+
+
+@dataclass(frozen=True)
+class EstimateOptions:
+    panorama: bool = False
+    tile_mode: TileMode = TileMode.AUTO
+    # Tile side in input pixels; 0 = the model's native input side.
+    tile_size: int = 0
+    tile_overlap: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.tile_size < 0 or 0 < self.tile_size < MIN_TILE_PX:
+            raise InvalidInput(f"tile size must be 0 (default) or at least {MIN_TILE_PX} px, "
+                               f"got {self.tile_size}")
+        if not 0.0 < self.tile_overlap <= 0.5:
+            raise InvalidInput(f"tile overlap must be in (0, 0.5], got {self.tile_overlap}")
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    stage: str
+    done: int
+    total: int
+    fraction: float
+
+
+@dataclass
+class DepthEstimate:
+    # float32 [H, W], 0..1, 1 = near (see normalize.py).
+    normalized: np.ndarray
+    # float32 [H, W] metres, only from metric models.
+    depth_m: np.ndarray | None
+    focal_length_px: float | None
+    horizontal_fov_deg: float | None
+    model_id: str
+    tile_count: int
+    timing_ms: dict[str, float] = field(default_factory=dict)
+
+
+def resize_map(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a float [h, w] map to ``size`` (height, width)."""
+    if values.shape == size:
+        return values.astype(np.float32, copy=False)
+    tensor = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))[None, None]
+    resized = torch.nn.functional.interpolate(
+        tensor, size=size, mode="bilinear", align_corners=False, antialias=True
+    )
+    return resized[0, 0].numpy()
+
+
+class DepthPipeline:
+    def __init__(self, backend: DepthBackend, forward: Forward, *, batch_size: int,
+                 max_tiles: int) -> None:
+        self.backend = backend
+        self.forward = forward
+        self.batch_size = max(1, batch_size)
+        self.max_tiles = max_tiles
+
+    def plan(self, height: int, width: int, options: EstimateOptions) -> tiling.TileGrid | None:
+        """The tile grid, or None for a single global pass."""
+        if options.tile_mode is TileMode.OFF:
+            return None
+        tile = options.tile_size or self.backend.native_side
+        if options.tile_mode is TileMode.AUTO and max(height, width) <= AUTO_TILE_MARGIN * tile:
+            return None
+        if options.panorama and width < 2 * MIN_TILE_PX:
+            return None
+        grid = tiling.plan_grid(height, width, tile, options.tile_overlap,
+                                wrap=options.panorama, max_tiles=self.max_tiles)
+        # One tile covering the whole image would only repeat the global pass.
+        return grid if len(grid) > 1 else None
+
+    async def run(
+        self, image: np.ndarray, options: EstimateOptions
+    ) -> AsyncIterator[ProgressEvent | DepthEstimate]:
+        height, width = image.shape[:2]
+        timing: dict[str, float] = {}
+        started = time.perf_counter()
+        grid = self.plan(height, width, options)
+        tiles = grid.tiles if grid is not None else []
+        units = 1 + len(tiles)
+
+        mark = time.perf_counter()
+        pad = round(width * PANORAMA_PAD_FRACTION) if options.panorama else 0
+        [global_prediction] = await self.forward([tiling.pad_wrap(image, pad)])
+        global_disparity = await asyncio.to_thread(
+            _full_resolution, global_prediction.disparity, height, width, pad
+        )
+        timing["global_pass"] = _ms_since(mark)
+        yield ProgressEvent("global_pass", 1, 1, 1 / units)
+
+        disparity = global_disparity
+        if grid is not None:
+            mark = time.perf_counter()
+            predictions: list[Prediction] = []
+            for first in range(0, len(tiles), self.batch_size):
+                batch = tiles[first : first + self.batch_size]
+                crops = [tiling.crop(image, tile, wrap=grid.wrap) for tile in batch]
+                predictions += await self.forward(crops)
+                yield ProgressEvent("tiles", len(predictions), len(tiles),
+                                    (1 + len(predictions)) / units)
+            timing["tiles"] = _ms_since(mark)
+            mark = time.perf_counter()
+            disparity = await asyncio.to_thread(
+                self._align_and_blend, grid, predictions, global_disparity
+            )
+            timing["blend"] = _ms_since(mark)
+
+        mark = time.perf_counter()
+        normalized, depth_m = await asyncio.to_thread(self._outputs, disparity)
+        timing["normalize"] = _ms_since(mark)
+        fov = global_prediction.fov_deg
+        # A pinhole focal length means nothing for an equirectangular panorama.
+        pinhole = fov is not None and not options.panorama
+        timing["pipeline"] = _ms_since(started)
+        yield DepthEstimate(
+            normalized=normalized,
+            depth_m=depth_m,
+            focal_length_px=focal_length_px(fov, width) if pinhole else None,
+            horizontal_fov_deg=fov if pinhole else None,
+            model_id=self.backend.model_id,
+            tile_count=len(tiles),
+            timing_ms=timing,
+        )
+
+    def _align_and_blend(self, grid: tiling.TileGrid, predictions: list[Prediction],
+                         global_disparity: np.ndarray) -> np.ndarray:
+        # Block-average to about the global pass's resolution before fitting: there the two
+        # predictions see the same detail, so the fit is not biased by what only the tile sees.
+        pool = max(1, round(min(grid.height, grid.width) / self.backend.native_side))
+        aligned = []
+        unfit = 0
+        for tile, prediction in zip(grid.tiles, predictions, strict=True):
+            local = resize_map(prediction.disparity, tile.shape)
+            reference = tiling.crop(global_disparity, tile, wrap=grid.wrap)
+            # Relative depth has a per-tile scale and shift; align each tile to the global pass.
+            fit = tiling.fit_scale_shift(local, reference, pool=pool)
+            if fit is None:
+                unfit += 1
+                aligned.append(reference)
+            else:
+                scale, shift = fit
+                aligned.append(scale * local + shift)
+        if unfit:
+            log.info("%d of %d tiles had no usable fit and keep the global pass", unfit,
+                     len(predictions))
+        return tiling.blend(grid, aligned)
+
+    def _outputs(self, disparity: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        normalized = normalize_disparity(disparity)
+        if not self.backend.metric:
+            return normalized, None
+        inverse = np.clip(disparity, 1.0 / MAX_DEPTH_M, 1.0 / MIN_DEPTH_M)
+        return normalized, (1.0 / inverse).astype(np.float32)
+
+
+def _full_resolution(values: np.ndarray, height: int, width: int, pad: int) -> np.ndarray:
+    """The global prediction upsampled to the input's size, without a panorama's padding."""
+    resized = resize_map(values, (height, width + 2 * pad))
+    return np.ascontiguousarray(resized[:, pad : pad + width]) if pad else resized
+
+
+def _ms_since(mark: float) -> float:
+    return (time.perf_counter() - mark) * 1000.0

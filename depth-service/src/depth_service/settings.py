@@ -1,0 +1,67 @@
+"""Every setting of the depth service, read from ``DEPTH_*`` environment variables once.
+
+The README's settings table documents each one; nothing else in the package reads the environment.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from scene_rpc.server import DEFAULT_MAX_MESSAGE_BYTES
+
+# A response carries up to two float32 maps (normalized + metric) of the input's size.
+RESPONSE_BYTES_PER_PIXEL = 8
+RESPONSE_ENVELOPE_BYTES = 1024 * 1024
+
+
+class TileMode(StrEnum):
+    OFF = "off"
+    # Tile only when the image is meaningfully larger than the model's native input.
+    AUTO = "auto"
+    FORCED = "forced"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DEPTH_", extra="ignore", frozen=True)
+
+    host: str = "[::]"
+    port: int = Field(50051, ge=0, le=65535)
+    # Hub id or local directory of any transformers depth model of a supported architecture.
+    model: str = "apple/DepthPro-hf"
+    # Loaded when `model` cannot be; empty = no fallback.
+    fallback_model: str = "depth-anything/Depth-Anything-V2-Large-hf"
+    # "auto" (CUDA > MPS > CPU) or a torch device string such as "cpu" or "cuda:1".
+    device: str = "auto"
+    # torch intra-op threads; 0 = one per available core.
+    threads: int = Field(0, ge=0)
+    preload: bool = False
+    # Checked against the header before any pixel is decompressed.
+    max_pixels: int = Field(16_000_000, ge=64)
+    tile_mode: TileMode = TileMode.AUTO
+    # Tile side in input pixels; 0 = the model's native input side (tiles run pixel for pixel).
+    tile_size: int = Field(0, ge=0)
+    # Fraction of a tile shared with each neighbour.
+    tile_overlap: float = Field(0.25, gt=0.0, le=0.5)
+    # Above this many tiles the tiles grow (and are downsampled to the native input) instead.
+    tile_max_count: int = Field(64, ge=1)
+    # Tiles per forward pass; 0 = 8 on CUDA, 2 elsewhere (CPU gains nothing from larger batches).
+    batch_size: int = Field(0, ge=0)
+    # Seconds in-flight requests may take to finish after SIGTERM.
+    grace_s: float = Field(30.0, ge=0)
+    max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, ge=4 * 1024 * 1024)
+    log_level: str = "INFO"
+    # After a failed load, requests within this many seconds fail fast instead of reloading.
+    load_retry_s: float = Field(30.0, ge=0)
+
+    @model_validator(mode="after")
+    def _responses_fit_in_a_message(self) -> Settings:
+        needed = self.max_pixels * RESPONSE_BYTES_PER_PIXEL + RESPONSE_ENVELOPE_BYTES
+        if needed > self.max_message_bytes:
+            raise ValueError(
+                f"DEPTH_MAX_PIXELS={self.max_pixels} needs responses of up to {needed} bytes, "
+                f"over DEPTH_MAX_MESSAGE_BYTES={self.max_message_bytes}"
+            )
+        return self
