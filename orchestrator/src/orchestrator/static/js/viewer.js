@@ -65,6 +65,7 @@ export class PointCloudViewer {
     this.header = null;
     this.panorama = false;
     this._frameQueued = false;
+    this._pixel = new Uint8Array(4);
 
     this.renderer.domElement.addEventListener('wheel', (event) => this._panoramaZoom(event), {
       passive: false,
@@ -78,7 +79,7 @@ export class PointCloudViewer {
    * server sent none (category colouring then stays grey).
    */
   show(cloud, { palette = null } = {}) {
-    this.clear();
+    this._removePoints();
     const { header, count, positions, colors, segments } = cloud;
     const geometry = new THREE.BufferGeometry();
     geometry.setAttribute('position', new THREE.BufferAttribute(positions, 3));
@@ -99,19 +100,39 @@ export class PointCloudViewer {
     this.setPalette(palette);
     this.material.uniforms.uAngularSize.value = pixelAngle(this.panorama, count);
     this._frame(box);
-    this.container.dataset.state = 'loaded';
     this.requestRender();
   }
 
+  /** Draw one frame now and wait for the GPU to finish it; resolves with its time in ms. */
+  async renderNow() {
+    await new Promise((resolve) => requestAnimationFrame(resolve));
+    const started = performance.now();
+    this.controls.update();
+    this.renderer.render(this.scene, this.camera);
+    this._finish();
+    return performance.now() - started;
+  }
+
+  /** Reading one pixel back waits for every queued draw: the only portable GPU fence in WebGL1/2. */
+  _finish() {
+    const gl = this.renderer.getContext();
+    gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, this._pixel);
+  }
+
   clear() {
+    this._removePoints();
+    this.container.dataset.state = 'empty';
+    this.requestRender();
+  }
+
+  _removePoints() {
     if (this.points) {
       this.scene.remove(this.points);
+      // Frees the GPU copy; the typed arrays go with the decoded buffer.
       this.points.geometry.dispose();
       this.points = null;
     }
     this.header = null;
-    this.container.dataset.state = 'empty';
-    this.requestRender();
   }
 
   setColouring(mode) {
@@ -150,8 +171,6 @@ export class PointCloudViewer {
    * and return their times in milliseconds: {mean, max, frames}. For diagnostics and the tests.
    */
   async measureFrames(frames = 10) {
-    const gl = this.renderer.getContext();
-    const pixel = new Uint8Array(4);
     const times = [];
     for (let i = 0; i < frames; i += 1) {
       await new Promise((resolve) => requestAnimationFrame(resolve));
@@ -159,7 +178,7 @@ export class PointCloudViewer {
       this.camera.rotateY(0.002);
       const start = performance.now();
       this.renderer.render(this.scene, this.camera);
-      gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, pixel);
+      this._finish();
       times.push(performance.now() - start);
     }
     this.camera.rotateY(-0.002 * frames);
