@@ -1,0 +1,459 @@
+#!/usr/bin/env python
+"""`make run`: start the four services as separate processes on loopback and supervise them.
+
+    python scripts/run.py                  # documented default models, orchestrator on :8000
+    python scripts/run.py --smoke          # offline: tiny models + a fake OpenAI server
+    python scripts/run.py --depth-replicas 2 --port-base 9000
+
+Each service runs as ``python -m <package>`` in its own process group, configured only through
+its environment (everything in ours passes through; the supervisor sets ports, bind hosts and the
+orchestrator's service addresses). Every output line is prefixed with the service's name. The
+supervisor waits for each gRPC service's standard health check and then the orchestrator's
+``/health``, prints the URLs, and on Ctrl-C or SIGTERM stops every child: SIGTERM to the process
+group, SIGKILL after the grace period. If a service dies, the others are stopped and the exit
+status is non-zero, with the dead service's last log lines.
+
+The plan of processes (:func:`plan_services`) is also what ``tests/stack.py`` starts, so the
+end-to-end tests run exactly the commands that ``make run`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TINY_MODELS_DIR = REPO_ROOT / ".cache" / "tiny-models"
+DEFAULT_PORTS = {"orchestrator": 8000, "depth": 50051, "segment": 50052, "imagegen": 50053,
+                 "openai": 50054}
+# Further depth replicas take consecutive ports from here (port base + 10 with --port-base).
+DEFAULT_REPLICA_PORT = 50061
+LOG_TAIL_LINES = 40
+COLOURS = ["36", "35", "33", "32", "34", "91", "96", "95"]
+
+
+@dataclass
+class ServiceSpec:
+    """One process of the stack: how to start it and how to tell it is ready."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    port: int
+    host: str
+    # "grpc": grpc.health.v1 reports SERVING; "http": GET /health answers 200; "tcp": the port
+    # accepts connections (the fake OpenAI server, which has no health route).
+    kind: str
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass
+class StackOptions:
+    smoke: bool = False
+    host: str = "127.0.0.1"
+    data_dir: Path | None = None
+    depth_replicas: int = 1
+    ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    replica_port: int = DEFAULT_REPLICA_PORT
+    # Explicit ports of the depth replicas (tests pick free ones); default: ports["depth"], then
+    # consecutive ports from replica_port.
+    depth_ports: list[int] | None = None
+    tiny_models_dir: Path = TINY_MODELS_DIR
+    # Extra environment for every child, applied last (tests use it to shorten deadlines).
+    extra_env: dict[str, str] = field(default_factory=dict)
+    python: str = sys.executable
+
+
+def ports_from_base(base: int) -> tuple[dict[str, int], int]:
+    """Ports for a stack at ``base``: orchestrator, depth, segment, imagegen, fake OpenAI, then
+    extra depth replicas from ``base + 10``."""
+    names = ["orchestrator", "depth", "segment", "imagegen", "openai"]
+    return {name: base + i for i, name in enumerate(names)}, base + 10
+
+
+def smoke_model_env(tiny_models_dir: Path) -> dict[str, str]:
+    """Tiny random-weight models for an offline run: the production loading path, no download."""
+    return {
+        "DEPTH_MODEL": str(tiny_models_dir / "depth-anything"),
+        "DEPTH_FALLBACK_MODEL": str(tiny_models_dir / "depth-pro"),
+        "SAM_MODEL": str(tiny_models_dir / "sam2"),
+        "SEG_MODEL": str(tiny_models_dir / "maskformer"),
+        # Everything is local: a model id that is not fails at once instead of downloading.
+        "HF_HUB_OFFLINE": "1",
+    }
+
+
+def plan_services(options: StackOptions, environ: Mapping[str, str] | None = None,
+                  ) -> list[ServiceSpec]:
+    """The processes of one stack, in start order (the orchestrator last)."""
+    base_env = dict(os.environ if environ is None else environ)
+    base_env["PYTHONUNBUFFERED"] = "1"
+    host, ports, py = options.host, options.ports, options.python
+    if options.smoke:
+        base_env.update(smoke_model_env(options.tiny_models_dir))
+        base_env["OPENAI_BASE_URL"] = f"http://{host}:{ports['openai']}/v1"
+
+    def env(**values: object) -> dict[str, str]:
+        merged = {**base_env, **{k: str(v) for k, v in values.items()}}
+        merged.update(options.extra_env)
+        return merged
+
+    specs: list[ServiceSpec] = []
+    if options.smoke:
+        specs.append(ServiceSpec(
+            "openai-fake",
+            [py, "-m", "tests.fakes.openai_server", "--host", host, "--port",
+             str(ports["openai"])],
+            env(), ports["openai"], host, kind="tcp"))
+    depth_ports = options.depth_ports or [ports["depth"]] + [
+        options.replica_port + i for i in range(options.depth_replicas - 1)]
+    for i, port in enumerate(depth_ports):
+        name = "depth" if len(depth_ports) == 1 else f"depth-{i + 1}"
+        specs.append(ServiceSpec(name, [py, "-m", "depth_service"],
+                                 env(DEPTH_HOST=host, DEPTH_PORT=port), port, host, kind="grpc"))
+    specs.append(ServiceSpec("segment", [py, "-m", "segment_service"],
+                             env(SEG_HOST=host, SEG_PORT=ports["segment"]),
+                             ports["segment"], host, kind="grpc"))
+    specs.append(ServiceSpec("imagegen", [py, "-m", "imagegen_service"],
+                             env(IMAGEGEN_HOST=host, IMAGEGEN_PORT=ports["imagegen"]),
+                             ports["imagegen"], host, kind="grpc"))
+    orchestrator_env = {
+        "ORCHESTRATOR_HOST": host,
+        "ORCHESTRATOR_PORT": ports["orchestrator"],
+        # Several replicas are one comma-separated list: the orchestrator's channel balances
+        # them round robin.
+        "DEPTH_SERVICE_ADDR": ",".join(f"{host}:{p}" for p in depth_ports),
+        "SEGMENT_SERVICE_ADDR": f"{host}:{ports['segment']}",
+        "IMAGEGEN_SERVICE_ADDR": f"{host}:{ports['imagegen']}",
+    }
+    if options.data_dir is not None:
+        orchestrator_env["DATA_DIR"] = str(options.data_dir)
+    specs.append(ServiceSpec("orchestrator", [py, "-m", "orchestrator"], env(**orchestrator_env),
+                             ports["orchestrator"], host, kind="http"))
+    return specs
+
+
+def ensure_tiny_models(tiny_models_dir: Path, python: str = sys.executable) -> None:
+    """Build the tiny models (what `make tiny-models` does) unless they are complete."""
+    if (tiny_models_dir / ".complete").exists():
+        return
+    print(f"building tiny models into {tiny_models_dir} ...", flush=True)
+    subprocess.run([python, str(REPO_ROOT / "scripts" / "make_tiny_models.py"),
+                    str(tiny_models_dir)], check=True, cwd=REPO_ROOT)
+
+
+# ---------------------------------------------------------------------------------------------
+# Health checks
+
+
+async def grpc_serving(address: str, timeout_s: float) -> bool:
+    """One grpc.health.v1 check of the server as a whole."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    async with grpc.aio.insecure_channel(address) as channel:
+        try:
+            response = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=timeout_s)
+        except grpc.RpcError:
+            return False
+    return response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def http_get_json(url: str, timeout_s: float) -> tuple[int, object]:
+    """GET ``url``; (status, parsed JSON or text). Status 0 when nothing answered."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    except (OSError, ValueError):
+        return 0, None
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, body.decode("utf-8", "replace")
+
+
+async def tcp_accepting(host: str, port: int, timeout_s: float) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+async def is_ready(spec: ServiceSpec) -> bool:
+    if spec.kind == "grpc":
+        return await grpc_serving(spec.address, timeout_s=1.0)
+    if spec.kind == "tcp":
+        return await tcp_accepting(spec.host, spec.port, timeout_s=1.0)
+    status, _ = await asyncio.to_thread(http_get_json, f"http://{spec.address}/health", 2.0)
+    return status == 200
+
+
+# ---------------------------------------------------------------------------------------------
+# Supervision
+
+
+class ServiceExited(RuntimeError):
+    def __init__(self, name: str, returncode: int | None) -> None:
+        super().__init__(f"{name} exited with status {returncode}")
+        self.name = name
+        self.returncode = returncode
+
+
+class Child:
+    """A running service: its process, its prefixed output and the tail kept for error reports."""
+
+    def __init__(self, spec: ServiceSpec, process: asyncio.subprocess.Process, prefix: str
+                 ) -> None:
+        self.spec = spec
+        self.process = process
+        self.prefix = prefix
+        self.tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
+        self.pump = asyncio.create_task(self._pump_output())
+
+    async def _pump_output(self) -> None:
+        assert self.process.stdout is not None
+        while line := await self.process.stdout.readline():
+            text = line.decode("utf-8", "replace").rstrip("\n")
+            self.tail.append(text)
+            sys.stdout.write(f"{self.prefix}{text}\n")
+            sys.stdout.flush()
+
+    def signal_group(self, sig: signal.Signals) -> None:
+        # The child leads its own process group, so this reaches anything it started too.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, sig)
+
+
+class Supervisor:
+    def __init__(self, specs: list[ServiceSpec], *, grace_s: float, colour: bool) -> None:
+        self.specs = specs
+        self.grace_s = grace_s
+        self.children: list[Child] = []
+        width = max(len(s.name) for s in specs)
+        self._prefixes = {
+            spec.name: (f"\033[{COLOURS[i % len(COLOURS)]}m{spec.name:<{width}} |\033[0m "
+                        if colour else f"{spec.name:<{width}} | ")
+            for i, spec in enumerate(specs)
+        }
+
+    async def start(self, spec: ServiceSpec) -> Child:
+        process = await asyncio.create_subprocess_exec(
+            *spec.argv, env=spec.env, cwd=REPO_ROOT,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            # Own process group: the terminal's Ctrl-C reaches only us, and we stop each
+            # service deliberately, in order, with a grace period.
+            start_new_session=True,
+        )
+        child = Child(spec, process, self._prefixes[spec.name])
+        self.children.append(child)
+        return child
+
+    async def wait_ready(self, child: Child, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if child.process.returncode is not None:
+                raise ServiceExited(child.spec.name, child.process.returncode)
+            if await is_ready(child.spec):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{child.spec.name} was not healthy within {timeout_s:.0f}s")
+            await asyncio.sleep(0.3)
+
+    async def start_all(self, timeout_s: float) -> None:
+        """Start the services in order; the orchestrator only once its backends answer."""
+        *backends, orchestrator = self.specs
+        started = [await self.start(spec) for spec in backends]
+        await asyncio.gather(*(self.wait_ready(c, timeout_s) for c in started))
+        await self.wait_ready(await self.start(orchestrator), timeout_s)
+
+    async def first_exit(self) -> Child:
+        waits = {asyncio.create_task(c.process.wait()): c for c in self.children}
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+        return waits[next(iter(done))]
+
+    async def stop_all(self) -> None:
+        """The orchestrator first (no new work reaches the backends), then the rest together."""
+        front = [c for c in self.children if c.spec.name == "orchestrator"]
+        rest = [c for c in self.children if c.spec.name != "orchestrator"]
+        for group in (front, rest):
+            await asyncio.gather(*(self._stop(c) for c in group))
+        for child in self.children:
+            with contextlib.suppress(asyncio.CancelledError):
+                await child.pump
+
+    async def _stop(self, child: Child) -> None:
+        if child.process.returncode is None:
+            child.signal_group(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(child.process.wait(), self.grace_s)
+            except TimeoutError:
+                print(f"{child.spec.name} did not stop within {self.grace_s:.0f}s: SIGKILL",
+                      flush=True)
+        # Whatever is left in the group (the service itself or anything it spawned) goes now.
+        child.signal_group(signal.SIGKILL)
+        await child.process.wait()
+
+    def report_failure(self, name: str) -> None:
+        child = next(c for c in self.children if c.spec.name == name)
+        print(f"\n{name} exited with status {child.process.returncode}; its last lines:",
+              file=sys.stderr)
+        for line in child.tail:
+            print(f"    {line}", file=sys.stderr)
+
+
+def print_banner(specs: list[ServiceSpec], data_dir: Path | None) -> None:
+    orchestrator = specs[-1]
+    base = f"http://{orchestrator.address}"
+    lines = [
+        "",
+        f"scene server ready: {base}",
+        f"  viewer    {base}/",
+        f"  API docs  {base}/docs",
+        f"  health    {base}/health",
+    ]
+    lines += [f"  {s.name:<9} {s.address}" for s in specs[:-1]]
+    if data_dir is not None:
+        lines.append(f"  data      {data_dir}")
+    lines += ["Ctrl-C stops every service.", ""]
+    print("\n".join(lines), flush=True)
+
+
+async def supervise(specs: list[ServiceSpec], *, startup_timeout_s: float, grace_s: float,
+                    colour: bool, data_dir: Path | None) -> int:
+    supervisor = Supervisor(specs, grace_s=grace_s, colour=colour)
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop_requested.set)
+    try:
+        return await _run_until_stopped(supervisor, stop_requested, startup_timeout_s, data_dir)
+    finally:
+        await supervisor.stop_all()
+        print("all services stopped", flush=True)
+
+
+async def _first(*awaitables) -> asyncio.Task:
+    """Wait until the first of ``awaitables`` finishes; cancel the others. Returns its task."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    return next(iter(done))
+
+
+async def _run_until_stopped(supervisor: Supervisor, stop_requested: asyncio.Event,
+                             startup_timeout_s: float, data_dir: Path | None) -> int:
+    starting = supervisor.start_all(startup_timeout_s)
+    finished = await _first(starting, stop_requested.wait())
+    if stop_requested.is_set():
+        print("interrupted during start-up; stopping", flush=True)
+        return 130
+    try:
+        finished.result()
+    except ServiceExited as exc:
+        supervisor.report_failure(exc.name)
+        return 1
+    except TimeoutError as exc:
+        print(f"\n{exc}; stopping the others", file=sys.stderr, flush=True)
+        return 1
+    print_banner(supervisor.specs, data_dir)
+    finished = await _first(supervisor.first_exit(), stop_requested.wait())
+    if stop_requested.is_set():
+        print("stopping every service ...", flush=True)
+        return 0
+    supervisor.report_failure(finished.result().spec.name)
+    return 1
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true",
+                        help="offline run: tiny random-weight models (built when missing) and a "
+                             "fake OpenAI server as a fifth process; data in a temporary "
+                             "directory unless --data-dir is given")
+    parser.add_argument("--data-dir", type=Path, help="the orchestrator's DATA_DIR")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="bind address of every service (default: loopback only)")
+    parser.add_argument("--port-base", type=int,
+                        help="orchestrator on BASE, depth BASE+1, segment BASE+2, imagegen "
+                             "BASE+3, fake OpenAI BASE+4, extra depth replicas from BASE+10")
+    for name, port in DEFAULT_PORTS.items():
+        parser.add_argument(f"--{name}-port", type=int,
+                            help=f"port of {name} (default {port})")
+    parser.add_argument("--depth-replicas", type=int, default=1,
+                        help="number of depth processes; the orchestrator balances over all")
+    parser.add_argument("--startup-timeout", type=float, default=300.0,
+                        help="seconds each service has to become healthy (default 300)")
+    parser.add_argument("--grace", type=float, default=10.0,
+                        help="seconds between SIGTERM and SIGKILL when stopping (default 10)")
+    args = parser.parse_args(argv)
+    if args.depth_replicas < 1:
+        parser.error("--depth-replicas must be at least 1")
+    return args
+
+
+def options_from_args(args: argparse.Namespace) -> StackOptions:
+    ports, replica_port = dict(DEFAULT_PORTS), DEFAULT_REPLICA_PORT
+    if args.port_base is not None:
+        ports, replica_port = ports_from_base(args.port_base)
+    for name in DEFAULT_PORTS:
+        explicit = getattr(args, f"{name}_port")
+        if explicit is not None:
+            ports[name] = explicit
+    return StackOptions(smoke=args.smoke, host=args.host, data_dir=args.data_dir,
+                        depth_replicas=args.depth_replicas, ports=ports,
+                        replica_port=replica_port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    options = options_from_args(args)
+    with contextlib.ExitStack() as cleanup:
+        if options.smoke:
+            ensure_tiny_models(options.tiny_models_dir)
+            if options.data_dir is None:
+                options.data_dir = Path(cleanup.enter_context(
+                    tempfile.TemporaryDirectory(prefix="scene-smoke-")))
+        specs = plan_services(options)
+        return asyncio.run(supervise(
+            specs, startup_timeout_s=args.startup_timeout, grace_s=args.grace,
+            colour=sys.stdout.isatty(), data_dir=options.data_dir))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

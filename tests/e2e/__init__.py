@@ -1,0 +1,1 @@
+"""End-to-end and fault tests: the real services as separate processes (tests/stack.py)."""
