@@ -14,5 +14,6 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         force=True,
     )
     # Request URLs and headers of HTTP clients are not ours to log (they may carry keys).
-    for noisy in ("httpx", "httpcore", "openai"):
+    # openai 3.x sends through httpx2/httpcore2, which log under their own names.
+    for noisy in ("httpx", "httpcore", "httpx2", "httpcore2", "openai"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
