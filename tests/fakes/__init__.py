@@ -1,0 +1,1 @@
+"""Fakes of external services, shared by every test directory and `make run`'s offline mode."""
