@@ -1,0 +1,24 @@
+"""``python -m imagegen_service``: serve until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+
+from scene_rpc.logs import configure_logging
+
+
+def main() -> None:
+    from imagegen_service.settings import Settings
+
+    settings = Settings()
+    configure_logging("imagegen", settings.log_level)
+    from imagegen_service.redact import install_log_redaction
+
+    install_log_redaction()
+    from imagegen_service.server import serve
+
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""The service's configuration: one object, read from the environment once at start-up.
+
+There is deliberately no API key here: the key comes with each request and lives only as long as
+that request.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from imagegen_service.models import ModelProfile, profile_for
+
+OPENAI_API_BASE_URL = "https://api.openai.com/v1"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="IMAGEGEN_",
+        extra="ignore",
+        populate_by_name=True,
+        # Compose files and shells pass unset settings as empty strings: those mean the default.
+        env_ignore_empty=True,
+    )
+
+    host: str = "[::]"
+    port: int = Field(50053, ge=0, le=65535)
+    model: str = "dall-e-3"
+    # Read without the prefix: the variable every OpenAI-compatible tool already understands.
+    openai_base_url: str = Field(
+        OPENAI_API_BASE_URL,
+        validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url"),
+    )
+    quality: str = ""
+
+    attempt_timeout_s: float = Field(120.0, gt=0)
+    deadline_s: float = Field(180.0, gt=0)
+    max_retries: int = Field(3, ge=0)
+    backoff_initial_s: float = Field(1.0, ge=0)
+    backoff_max_s: float = Field(20.0, ge=0)
+
+    download_timeout_s: float = Field(30.0, gt=0)
+    max_download_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    max_image_pixels: int = Field(4096 * 4096, gt=0)
+
+    panorama_fit: Literal["resize", "crop"] = "resize"
+    seam_band_px: int = Field(64, ge=2)
+
+    grace_s: float = Field(10.0, ge=0)
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        profile = profile_for(self.model)
+        if self.quality and self.quality not in profile.qualities:
+            raise ValueError(
+                f"IMAGEGEN_QUALITY={self.quality!r} is not one of {self.model}'s "
+                f"{', '.join(profile.qualities)}"
+            )
+        if self.seam_band_px % 2:
+            raise ValueError("IMAGEGEN_SEAM_BAND_PX must be even (the 2:1 width must stay even)")
+        if self.seam_band_px * 4 > profile.widest.width:
+            raise ValueError(
+                f"IMAGEGEN_SEAM_BAND_PX={self.seam_band_px} is over a quarter of "
+                f"{self.model}'s widest image ({profile.widest.width} px)"
+            )
+        return self
+
+    @property
+    def profile(self) -> ModelProfile:
+        return profile_for(self.model)
