@@ -1,0 +1,58 @@
+import pytest
+from pydantic import ValidationError
+
+from imagegen_service.models import PROFILES, Size, profile_for
+from imagegen_service.settings import OPENAI_API_BASE_URL, Settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch):
+    for name in ("OPENAI_BASE_URL", "IMAGEGEN_MODEL", "IMAGEGEN_QUALITY", "IMAGEGEN_PORT",
+                 "IMAGEGEN_SEAM_BAND_PX", "IMAGEGEN_DEADLINE_S"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults():
+    settings = Settings()
+    assert settings.port == 50053 and settings.host == "[::]"
+    assert settings.model == "dall-e-3"
+    assert settings.openai_base_url == OPENAI_API_BASE_URL
+    assert not hasattr(settings, "api_key") and not hasattr(settings, "openai_api_key")
+
+
+def test_environment(monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://gateway.local/v1")
+    monkeypatch.setenv("IMAGEGEN_MODEL", "gpt-image-1")
+    monkeypatch.setenv("IMAGEGEN_QUALITY", "low")
+    monkeypatch.setenv("IMAGEGEN_PORT", "6000")
+    monkeypatch.setenv("IMAGEGEN_DEADLINE_S", "")  # empty = the default
+    settings = Settings()
+    assert settings.openai_base_url == "http://gateway.local/v1"
+    assert settings.model == "gpt-image-1" and settings.quality == "low"
+    assert settings.port == 6000 and settings.deadline_s == 180.0
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"model": "dall-e-2"},
+        {"model": "dall-e-3", "quality": "low"},
+        {"seam_band_px": 63},
+        {"seam_band_px": 1024},
+        {"panorama_fit": "stretch"},
+    ],
+)
+def test_bad_settings_are_refused_at_start_up(overrides):
+    with pytest.raises(ValidationError):
+        Settings(**overrides)
+
+
+def test_model_profiles():
+    assert profile_for("dall-e-3").landscape == Size(1792, 1024)
+    assert profile_for("dall-e-3").widest == Size(1792, 1024)
+    assert profile_for("gpt-image-1").landscape == Size(1536, 1024)
+    assert profile_for("gpt-image-1").widest == Size(1536, 1024)
+    for profile in PROFILES.values():
+        assert profile.landscape in profile.sizes
+    with pytest.raises(ValueError, match="supported"):
+        profile_for("midjourney")
