@@ -34,6 +34,10 @@ const fragmentShader = /* glsl */ `
   }
 `;
 
+// The API says "panorama"; pointcloud-lib's own convention for the projection is "equirect".
+const PANORAMA_MODES = new Set(['panorama', 'equirect']);
+// Points uploaded per frame while a cloud loads (about 4 MB of vertex data).
+const SLICE_POINTS = 1 << 18;
 const PANORAMA_FOV = { min: 20, max: 110, start: 75 };
 
 export class PointCloudViewer {
@@ -66,6 +70,7 @@ export class PointCloudViewer {
     this.panorama = false;
     this._frameQueued = false;
     this._pixel = new Uint8Array(4);
+    this._showToken = 0;
 
     this.renderer.domElement.addEventListener('wheel', (event) => this._panoramaZoom(event), {
       passive: false,
@@ -76,40 +81,70 @@ export class PointCloudViewer {
 
   /**
    * Show a decoded cloud (see pcld.js). `palette` is six [r, g, b] byte triples, or null when the
-   * server sent none (category colouring then stays grey).
+   * server sent none (category colouring then stays grey). Resolves true once every point is on
+   * the GPU, false when another cloud replaced this one first.
    */
-  show(cloud, { palette = null } = {}) {
+  async show(cloud, { palette = null } = {}) {
     this._removePoints();
+    const token = ++this._showToken;
     const { header, count, positions, colors, segments } = cloud;
-    const geometry = new THREE.BufferGeometry();
-    geometry.setAttribute('position', new THREE.BufferAttribute(positions, 3));
-    geometry.setAttribute('rgb', new THREE.BufferAttribute(colors, 3, true));
-    // Non-normalised bytes reach the shader as floats 0..5: no conversion pass on the CPU.
-    geometry.setAttribute('segment', new THREE.BufferAttribute(segments, 1, false));
-    geometry.setDrawRange(0, count);
-    // three.js would otherwise walk every point to compute these; the header already has them.
+    // three.js would otherwise walk every point to compute bounds; the header already has them.
     const box = boundsBox(header.bounds, positions, count);
-    geometry.boundingBox = box;
-    geometry.boundingSphere = box.getBoundingSphere(new THREE.Sphere());
-
-    this.points = new THREE.Points(geometry, this.material);
-    this.points.frustumCulled = false;
+    const sphere = box.getBoundingSphere(new THREE.Sphere());
+    this.points = new THREE.Group();
     this.scene.add(this.points);
     this.header = header;
-    this.panorama = header.mode === 'panorama';
+    this.panorama = PANORAMA_MODES.has(header.mode);
     this.setPalette(palette);
     this.material.uniforms.uAngularSize.value = pixelAngle(this.panorama, count);
     this._frame(box);
-    this.requestRender();
+
+    // One slice a frame: uploading 30 MB at once blocks the page for as long as the GPU takes
+    // to accept it (seconds on a software renderer); slices keep it responsive and show the
+    // cloud filling in. Each slice's arrays are views of the decoded ones: nothing is copied.
+    for (let first = 0; first < count; first += SLICE_POINTS) {
+      const last = Math.min(count, first + SLICE_POINTS);
+      const geometry = new THREE.BufferGeometry();
+      geometry.setAttribute('position',
+        new THREE.BufferAttribute(positions.subarray(first * 3, last * 3), 3));
+      geometry.setAttribute('rgb',
+        new THREE.BufferAttribute(colors.subarray(first * 3, last * 3), 3, true));
+      // Non-normalised bytes reach the shader as floats 0..5: no conversion pass on the CPU.
+      geometry.setAttribute('segment',
+        new THREE.BufferAttribute(segments.subarray(first, last), 1, false));
+      geometry.boundingBox = box;
+      geometry.boundingSphere = sphere;
+      const slice = new THREE.Points(geometry, this.material);
+      slice.frustumCulled = false;
+      this.points.add(slice);
+      this.requestRender();
+      await nextFrame();
+      if (token !== this._showToken) return false;
+    }
+    return true;
   }
 
-  /** Draw one frame now and wait for the GPU to finish it; resolves with its time in ms. */
+  /**
+   * Draw one frame now and resolve, with its time in ms, once the GPU has finished it (for a new
+   * cloud that includes uploading its buffers). A WebGL2 fence is polled, so the page stays
+   * responsive while a slow GPU (or a software one) works.
+   */
   async renderNow() {
-    await new Promise((resolve) => requestAnimationFrame(resolve));
+    await nextFrame();
     const started = performance.now();
     this.controls.update();
     this.renderer.render(this.scene, this.camera);
-    this._finish();
+    const gl = this.renderer.getContext();
+    if (typeof WebGL2RenderingContext === 'undefined' || !(gl instanceof WebGL2RenderingContext)) {
+      this._finish();
+      return performance.now() - started;
+    }
+    const fence = gl.fenceSync(gl.SYNC_GPU_COMMANDS_COMPLETE, 0);
+    gl.flush();
+    while (gl.getSyncParameter(fence, gl.SYNC_STATUS) !== gl.SIGNALED) {
+      await new Promise((resolve) => setTimeout(resolve, 4));
+    }
+    gl.deleteSync(fence);
     return performance.now() - started;
   }
 
@@ -126,10 +161,11 @@ export class PointCloudViewer {
   }
 
   _removePoints() {
+    this._showToken += 1;
     if (this.points) {
       this.scene.remove(this.points);
-      // Frees the GPU copy; the typed arrays go with the decoded buffer.
-      this.points.geometry.dispose();
+      // Frees the GPU copies; the typed arrays go with the decoded buffer.
+      for (const slice of this.points.children) slice.geometry.dispose();
       this.points = null;
     }
     this.header = null;
@@ -173,7 +209,7 @@ export class PointCloudViewer {
   async measureFrames(frames = 10) {
     const times = [];
     for (let i = 0; i < frames; i += 1) {
-      await new Promise((resolve) => requestAnimationFrame(resolve));
+      await nextFrame();
       // Turn a little each frame so no frame can be skipped as unchanged.
       this.camera.rotateY(0.002);
       const start = performance.now();
@@ -254,6 +290,10 @@ export class PointCloudViewer {
 function pixelAngle(panorama, count) {
   const n = Math.max(count, 1);
   return panorama ? (2 * Math.PI) / Math.sqrt(2 * n) : Math.sqrt(1.0 / n);
+}
+
+function nextFrame() {
+  return new Promise((resolve) => requestAnimationFrame(resolve));
 }
 
 function boundsBox(bounds, positions, count) {
