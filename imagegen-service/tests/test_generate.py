@@ -12,6 +12,7 @@ from PIL import Image
 from imagegen_service.panorama import seam_mad
 from scene.common.v1 import common_pb2
 from scene.imagegen.v1 import imagegen_pb2
+from tests.fakes.openai_server import scene_png
 
 PANORAMA = imagegen_pb2.GENERATION_MODE_PANORAMA
 STANDARD = imagegen_pb2.GENERATION_MODE_STANDARD
@@ -163,3 +164,19 @@ async def test_panorama_from_an_image_of_another_size(imagegen, request_for):
         request_for("a plaza [fake:size=1024x1024]", mode=PANORAMA))
     assert response.width_px == 2 * response.height_px
     assert response.seam_mad_after < response.seam_mad_before
+
+
+async def test_a_standard_rgb_png_is_returned_as_the_api_sent_it(imagegen, request_for,
+                                                                  fake_openai):
+    response = await imagegen.GenerateImage(request_for("a lantern"))
+    # The fake's answer is one of its cached scenes; the service passed those bytes through.
+    sent = fake_openai.requests()[0]
+    assert sent["status"] == 200
+    assert any(response.image_png == scene_png(1792, 1024, seed) for seed in range(16))
+
+
+async def test_an_rgba_answer_is_flattened_to_rgb(imagegen, request_for):
+    response = await imagegen.GenerateImage(request_for("a lantern [fake:rgba]"))
+    rgb = decode(response.image_png)
+    # The transparent corner is flattened on white.
+    assert (rgb[:100, :100] == 255).all()

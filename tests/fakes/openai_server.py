@@ -27,6 +27,7 @@ every layer above (orchestrator -> imagegen-service -> here) with nothing but th
 ``[fake:download-slow=S]``  that URL answers after S seconds
 ``[fake:size=WxH]``         return a W x H image whatever size was asked for (like some gateways)
 ``[fake:garbage]``          base64 of bytes that are not an image
+``[fake:rgba]``             an RGBA PNG with a transparent corner (GPT image models can do that)
 ``[fake:empty]``            a response with no image in ``data``
 ``[fake:echo-key]``         400 whose message quotes the key, whole and masked (as careless
                             gateways do): for testing that callers never see or log it
@@ -110,6 +111,7 @@ class Behaviour:
     download_slow_s: float = 0.0
     size: str | None = None
     garbage: bool = False
+    rgba: bool = False
     empty: bool = False
     echo_key: bool = False
 
@@ -137,6 +139,8 @@ def parse_behaviour(prompt: str) -> Behaviour:
             behaviour.size = value
         elif name == "garbage":
             behaviour.garbage = True
+        elif name == "rgba":
+            behaviour.rgba = True
         elif name == "empty":
             behaviour.empty = True
         elif name == "echo-key":
@@ -369,6 +373,10 @@ def create_app() -> FastAPI:
         # One of SCENES_PER_SIZE scenes, chosen by the prompt: deterministic, and cached.
         digest = hashlib.sha256(prompt.encode()).digest()
         png = scene_png(width, height, int.from_bytes(digest[:8], "little") % SCENES_PER_SIZE)
+        if behaviour.rgba:
+            rgba = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA")).copy()
+            rgba[: height // 4, : width // 4, 3] = 0
+            png = png_bytes(rgba)
         if behaviour.garbage:
             png = b"this is not an image " * 8
         item: dict = {}
