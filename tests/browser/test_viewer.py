@@ -129,10 +129,11 @@ def test_prompt_to_rendered_cloud_then_colouring_and_gallery(
     assert rgb.reshape(-1, 3).std(axis=0).max() > 10, "the cloud rendered as one flat colour"
 
     # Colour by audio category: the view changes, and shows the server's palette.
-    palette = page.evaluate("sceneViewer.header.palette ?? sceneViewer.header.metadata?.palette")
+    palette = page.evaluate("sceneViewer.header.palette")
     assert palette and len(palette) == 6, "the point cloud header carries no category palette"
     legend = page.locator("#legend li").all_text_contents()
-    assert legend == page.evaluate("sceneViewer.header.categories")
+    categories = page.evaluate("sceneViewer.header.categories")
+    assert legend == [name.lower().replace("_", " ") for name in categories]
     page.check("input[name=colour][value=category]")
     page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
     by_category = viewer_pixels(page, artifacts / "2-prompt-categories.png")

@@ -115,7 +115,7 @@ export async function fetchPointCloud(url) {
  * for each event; resolves with the final job. EventSource reconnects by itself (sending
  * Last-Event-ID); when it gives up (404, server gone) the job is polled once for its state.
  */
-export function followJob(job, onUpdate, { signal } = {}) {
+export function followJob(job, onUpdate) {
   return new Promise((resolve, reject) => {
     const source = new EventSource(apiUrl(job.events_url ?? `jobs/${job.id}/events`));
     let settled = false;
@@ -125,7 +125,6 @@ export function followJob(job, onUpdate, { signal } = {}) {
       source.close();
       fn(value);
     };
-    signal?.addEventListener('abort', () => finish(reject, new DOMException('aborted', 'AbortError')));
 
     for (const name of JOB_EVENTS) {
       source.addEventListener(name, (event) => {

@@ -67,7 +67,6 @@ function clearMessage() {
 }
 
 function reportError(context, err) {
-  if (err?.name === 'AbortError') return;
   const text = err instanceof Error ? err.message : String(err);
   showMessage(`${context}: ${text}`);
   console.warn(context, err);
@@ -240,35 +239,21 @@ function markOpenInGallery() {
 
 // ---- opening a generation ------------------------------------------------------------------
 
-/** The palette the server sends with the cloud (pointcloud.CATEGORY_PALETTE), never a copy. */
-function paletteOf(header) {
-  const palette = header.palette ?? header.metadata?.palette;
-  const valid = Array.isArray(palette) && palette.length >= 6
-    && palette.every((c) => Array.isArray(c) && c.length === 3);
-  return valid ? palette : null;
-}
-
-function showLegend(header, palette) {
-  const names = header.categories ?? [];
-  ui.legend.replaceChildren(...names.map((name, i) => {
+/** Six names and the server's palette (pointcloud.CATEGORY_PALETTE, sent in every header). */
+function showLegend(header) {
+  ui.legend.replaceChildren(...header.categories.map((name, i) => {
     const entry = document.createElement('li');
     const swatch = document.createElement('span');
     swatch.className = 'swatch';
-    if (palette) swatch.style.background = `rgb(${palette[i].join(',')})`;
+    swatch.style.background = `rgb(${header.palette[i].join(',')})`;
     const label = document.createElement('span');
-    label.textContent = name;
+    // BASS_SUBJECT reads better as "bass subject"; the exact name stays in the tooltip.
+    label.textContent = name.toLowerCase().replaceAll('_', ' ');
+    entry.title = name;
     entry.append(swatch, label);
     return entry;
   }));
-  ui.legend.hidden = names.length === 0;
-  const categoryChoice = document.querySelector('input[name="colour"][value="category"]');
-  categoryChoice.disabled = !palette;
-  if (!palette) {
-    document.querySelector('input[name="colour"][value="rgb"]').checked = true;
-    viewer?.setColouring('rgb');
-    showMessage('This point cloud came without a category palette (the header has no "palette"),'
-      + ' so it can only be coloured by RGB.', 'info');
-  }
+  ui.legend.hidden = false;
 }
 
 function setDownloads(id) {
@@ -305,12 +290,11 @@ async function openGeneration(id) {
     const decodeMs = performance.now() - started;
 
     if (!viewer) throw new Error('WebGL is unavailable in this browser');
-    const palette = paletteOf(cloud.header);
     viewer.setColouring(document.querySelector('input[name="colour"]:checked').value);
     viewer.setPointSize(Number(ui.pointSize.value));
-    showLegend(cloud.header, palette);
+    showLegend(cloud.header);
     const uploadStarted = performance.now();
-    if (!(await viewer.show(cloud, { palette })) || stale()) return;
+    if (!(await viewer.show(cloud)) || stale()) return;
     const uploadMs = performance.now() - uploadStarted;
     setDownloads(id);
     state.openGeneration = id;

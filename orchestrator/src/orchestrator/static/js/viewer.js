@@ -80,11 +80,10 @@ export class PointCloudViewer {
   }
 
   /**
-   * Show a decoded cloud (see pcld.js). `palette` is six [r, g, b] byte triples, or null when the
-   * server sent none (category colouring then stays grey). Resolves true once every point is on
-   * the GPU, false when another cloud replaced this one first.
+   * Show a decoded cloud (see pcld.js; its header's `palette` colours the categories). Resolves
+   * true once every point is on the GPU, false when another cloud replaced this one first.
    */
-  async show(cloud, { palette = null } = {}) {
+  async show(cloud) {
     this._removePoints();
     const token = ++this._showToken;
     const { header, count, positions, colors, segments } = cloud;
@@ -95,7 +94,7 @@ export class PointCloudViewer {
     this.scene.add(this.points);
     this.header = header;
     this.panorama = PANORAMA_MODES.has(header.mode);
-    this.setPalette(palette);
+    this._setPalette(header.palette);
     this.material.uniforms.uAngularSize.value = pixelAngle(this.panorama, count);
     this._frame(box);
 
@@ -181,14 +180,11 @@ export class PointCloudViewer {
     this.requestRender();
   }
 
-  setPalette(palette) {
-    const colours = this.material.uniforms.uPalette.value;
-    colours.forEach((colour, i) => {
-      const rgb = palette?.[i];
-      if (rgb) colour.setRGB(rgb[0] / 255, rgb[1] / 255, rgb[2] / 255, THREE.NoColorSpace);
-      else colour.setRGB(0.5, 0.5, 0.5, THREE.NoColorSpace);
+  _setPalette(palette) {
+    this.material.uniforms.uPalette.value.forEach((colour, i) => {
+      const [r, g, b] = palette[i];
+      colour.setRGB(r / 255, g / 255, b / 255, THREE.NoColorSpace);
     });
-    this.requestRender();
   }
 
   /** Render on demand (orbit, resize, a setting): a still cloud costs no GPU time. */
