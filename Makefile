@@ -63,6 +63,8 @@ lint: install
 
 test: install protos-check $(TINY_MODELS)
 	$(VENV)/bin/ruff check .
+	# The browser test drives Debian's chromium; installed here (apt) when missing.
+	scripts/ensure_browser.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install $(TINY_MODELS)
