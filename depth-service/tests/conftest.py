@@ -144,7 +144,7 @@ def make_settings(**overrides) -> Settings:
     return Settings(**values)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def settings_factory() -> Callable[..., Settings]:
     return make_settings
 
@@ -175,7 +175,7 @@ async def running_server(settings: Settings, *, loader=None) -> AsyncIterator[Ru
         model.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def serve():
     """``async with serve(settings, loader=...) as running:`` a server for one test."""
     return running_server

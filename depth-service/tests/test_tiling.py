@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -24,7 +26,7 @@ def test_spans_cover_the_axis_with_at_least_the_requested_overlap(length, tile, 
     assert (coverage(spans, length) >= 1).all()
     assert spans[0].start == 0 and spans[-1].start + spans[-1].length == length
     assert spans[0].overlap_before == 0 and spans[-1].overlap_after == 0
-    for previous, following in zip(spans, spans[1:], strict=False):
+    for previous, following in itertools.pairwise(spans):
         shared = previous.start + previous.length - following.start
         assert shared >= min(overlap, length - tile)
         assert previous.overlap_after == following.overlap_before == shared
@@ -40,7 +42,7 @@ def test_wrapped_spans_go_round_the_circle(length, tile, overlap):
     assert (coverage(spans, length, wrap=True) >= 1).all()
     assert spans[-1].start + spans[-1].length > length, "the last tile continues across the seam"
     assert spans[0].overlap_before == spans[-1].overlap_after >= overlap
-    for previous, following in zip(spans, spans[1:], strict=False):
+    for previous, following in itertools.pairwise(spans):
         assert previous.overlap_after == following.overlap_before >= overlap
 
 

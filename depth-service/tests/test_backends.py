@@ -1,0 +1,121 @@
+"""The transformers backends, on tiny random-weight models of the real architectures loaded
+through the production ``from_pretrained`` path."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from depth_service.backends import (
+    MAX_FOV_DEG,
+    DepthProBackend,
+    ProcessorBackend,
+    focal_length_px,
+    load_backend,
+)
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def depth_anything(tiny_depth_anything):
+    return load_backend(tiny_depth_anything, CPU, torch.float32)
+
+
+@pytest.fixture(scope="module")
+def depth_pro(tiny_depth_pro):
+    return load_backend(tiny_depth_pro, CPU, torch.float32)
+
+
+def images(count: int, height: int, width: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8) for _ in range(count)]
+
+
+def test_depth_anything_loads_with_its_stock_processor(depth_anything, tiny_depth_anything):
+    assert isinstance(depth_anything, ProcessorBackend)
+    assert type(depth_anything.processor).__name__ == "DPTImageProcessorPil"  # no torchvision
+    assert depth_anything.native_hw == (56, 56)
+    assert not depth_anything.metric and not depth_anything.predicts_fov
+    assert (depth_anything.model_id, depth_anything.device) == (tiny_depth_anything, "cpu")
+    assert depth_anything.dtype == "float32"
+
+
+def test_depth_anything_predicts_one_relative_map_per_crop(depth_anything):
+    predictions = depth_anything.predict(images(3, 60, 90))
+    assert len(predictions) == 3
+    for prediction in predictions:
+        # Keep-aspect resize to the native short side, in multiples of the 14 px patch.
+        assert prediction.disparity.shape == (56, 84)
+        assert prediction.disparity.dtype == np.float32
+        assert prediction.fov_deg is None
+
+
+def test_batched_and_single_predictions_agree(depth_anything):
+    batch = images(2, 56, 56, seed=1)
+    together = depth_anything.predict(batch)
+    alone = [depth_anything.predict([image])[0] for image in batch]
+    for a, b in zip(together, alone, strict=True):
+        np.testing.assert_allclose(a.disparity, b.disparity, rtol=1e-4, atol=1e-5)
+
+
+def test_depth_pro_reads_its_processor_constants_and_predicts_metric_inverse_depth(depth_pro):
+    assert isinstance(depth_pro, DepthProBackend)
+    assert depth_pro.native_hw == (128, 128)
+    assert depth_pro.metric and depth_pro.predicts_fov
+    [prediction] = depth_pro.predict(images(1, 90, 120))
+    assert prediction.disparity.ndim == 2 and prediction.disparity.dtype == np.float32
+    assert 0 < prediction.fov_deg < 180
+    assert (prediction.disparity > 0).all()
+
+
+def test_depth_pro_matches_the_reference_preprocessing_and_metric_conversion(depth_pro):
+    """Apple's reference: normalise with mean/std 0.5, bilinear resize to 1536 (here 128) without
+    antialiasing, then inverse depth = canonical * width / f_px with f_px from the fov."""
+    image = images(1, 70, 100, seed=2)[0]
+    pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
+    pixels = torch.nn.functional.interpolate((pixels - 0.5) / 0.5, size=(128, 128),
+                                             mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        output = depth_pro.model(pixel_values=pixels)
+    fov = float(output.field_of_view[0])
+    f_px = focal_length_px(fov, 100)
+    expected = output.predicted_depth[0].numpy() * 100 / f_px
+    [prediction] = depth_pro.predict([image])
+    assert prediction.fov_deg == pytest.approx(fov, rel=1e-5)
+    expected = np.clip(expected, 1e-4, 1e4)
+    np.testing.assert_allclose(prediction.disparity, expected, atol=1e-4 * expected.max())
+
+
+def test_focal_length_from_field_of_view():
+    assert focal_length_px(90.0, 1000) == pytest.approx(500.0)
+    assert focal_length_px(60.0, 640) == pytest.approx(320 / math.tan(math.radians(30)))
+
+
+def test_a_degenerate_field_of_view_is_clamped(depth_pro):
+    head = depth_pro.model.fov_model.head.layers[-1]
+    original = head.bias.detach().clone()
+    try:
+        with torch.no_grad():
+            head.bias.fill_(1000.0)
+        [prediction] = depth_pro.predict(images(1, 64, 64))
+        assert prediction.fov_deg == MAX_FOV_DEG
+    finally:
+        with torch.no_grad():
+            head.bias.copy_(original)
+
+
+def test_an_unsupported_architecture_is_refused_with_the_reason(tmp_path: Path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "glpn"}))
+    with pytest.raises(ValueError, match="'glpn' model; supported: depth_anything"):
+        load_backend(str(tmp_path), CPU, torch.float32)
+
+
+def test_a_missing_model_fails_to_load(tmp_path: Path):
+    with pytest.raises(OSError):
+        load_backend(str(tmp_path / "nowhere"), CPU, torch.float32)

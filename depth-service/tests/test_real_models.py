@@ -1,0 +1,58 @@
+"""Real pretrained weights on real photos; skipped (with the reason) unless the weights are in the
+local Hugging Face cache. Tiny random-weight models cannot say anything about depth quality."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy.stats import spearmanr
+
+from depth_service.model import DepthModel
+from depth_service.pipeline import EstimateOptions
+from depth_service.settings import TileMode
+from tests.plugin import skip_unless_cached
+
+REAL_MODELS = [
+    pytest.param("apple/DepthPro-hf", marks=skip_unless_cached("apple/DepthPro-hf")),
+    pytest.param("depth-anything/Depth-Anything-V2-Large-hf",
+                 marks=skip_unless_cached("depth-anything/Depth-Anything-V2-Large-hf")),
+    pytest.param("depth-anything/Depth-Anything-V2-Small-hf",
+                 marks=skip_unless_cached("depth-anything/Depth-Anything-V2-Small-hf")),
+]
+
+
+async def estimate(model: DepthModel, image: np.ndarray, **options):
+    events = [event async for event in model.estimate(image, EstimateOptions(**options))]
+    return events[-1]
+
+
+@pytest.mark.real_models
+@pytest.mark.slow
+@pytest.mark.parametrize("model_id", REAL_MODELS)
+async def test_real_model_orders_depth_and_tiling_keeps_the_layout(model_id, shared_images,
+                                                                   settings_factory):
+    model = DepthModel(settings_factory(model=model_id, threads=0))
+    try:
+        photo = np.asarray(Image.open(shared_images["outdoor_colosseum_sky"]).convert("RGB"))
+        height = photo.shape[0]
+        single = await estimate(model, photo, tile_mode=TileMode.OFF)
+        # The sky fills the top of the frame, the ground the bottom: the ground is nearer.
+        sky = single.normalized[: height // 8].mean()
+        ground = single.normalized[-height // 8 :].mean()
+        assert ground > sky + 0.2, (ground, sky)
+        if single.depth_m is not None:
+            sky_m, ground_m = single.depth_m[: height // 8], single.depth_m[-height // 8 :]
+            assert np.median(ground_m) < np.median(sky_m)
+
+        for name in ("outdoor_colosseum_sky", "indoor_room"):
+            photo = np.asarray(Image.open(shared_images[name]).convert("RGB"))
+            tile = min(photo.shape[:2]) // 2
+            single = await estimate(model, photo, tile_mode=TileMode.OFF)
+            tiled = await estimate(model, photo, tile_mode=TileMode.FORCED, tile_size=tile)
+            assert tiled.tile_count >= 4
+            rho = spearmanr(single.normalized[::4, ::4].ravel(),
+                            tiled.normalized[::4, ::4].ravel()).statistic
+            assert rho >= 0.9, (name, rho)
+    finally:
+        model.close()
