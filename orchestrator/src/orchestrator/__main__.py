@@ -1,0 +1,27 @@
+"""``python -m orchestrator``: serve the API with uvicorn until SIGTERM (graceful)."""
+
+from __future__ import annotations
+
+from scene_rpc.logs import configure_logging
+
+
+def main() -> None:
+    from orchestrator.settings import Settings
+
+    settings = Settings()
+    configure_logging("orchestrator", settings.log_level)
+
+    import uvicorn
+
+    from orchestrator.app import create_app
+
+    # uvicorn stops accepting on SIGTERM, lets requests finish within the grace period, then
+    # runs the lifespan's shutdown (jobs still running end as failed: interrupted).
+    uvicorn.run(create_app(settings), host=settings.orchestrator_host,
+                port=settings.orchestrator_port, log_config=None,
+                log_level=settings.log_level.lower(),
+                timeout_graceful_shutdown=settings.shutdown_grace_s)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""The FastAPI application: ``create_app(settings)``.
+
+Channels, the store and the job manager live for the app's lifespan; the restart scan (jobs a
+previous process left unfinished become ``failed: interrupted``) runs at startup.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import pointcloud
+from orchestrator import __version__
+from orchestrator.errors import ApiError
+from orchestrator.jobs import JobManager
+from orchestrator.limits import BodyLimitMiddleware
+from orchestrator.pipeline import Pipeline
+from orchestrator.routes import generate, generations, health, jobs
+from orchestrator.runtime import Runtime
+from orchestrator.services import ModelServices
+from orchestrator.settings import Settings
+from orchestrator.storage import GenerationStore
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+# Room for the multipart envelope and text fields around an image at the upload limit.
+MULTIPART_OVERHEAD_BYTES = 1024 * 1024
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        store = GenerationStore(settings.data_dir)
+        store.open()
+        services = ModelServices(settings)
+        try:
+            manager = JobManager(settings, store, Pipeline(settings, services, store))
+            manager.start()
+            app.state.runtime = Runtime(settings, store, services, manager)
+            log.info("orchestrator %s: data in %s; depth %s, segment %s, imagegen %s",
+                     __version__, settings.data_dir.resolve(), settings.depth_service_addr,
+                     settings.segment_service_addr, settings.imagegen_service_addr)
+            try:
+                yield
+            finally:
+                await manager.close()
+        finally:
+            await services.close()
+            store.close()
+
+    app = FastAPI(
+        title="3D scene server",
+        version=__version__,
+        summary="A text prompt or a photo becomes a coloured, semantically labelled point cloud.",
+        lifespan=lifespan,
+    )
+    # Added first, so that CORS (added next) wraps it and its 413 carries CORS headers too.
+    app.add_middleware(BodyLimitMiddleware,
+                       max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+                       max_upload_bytes=settings.max_upload_bytes)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origin_regex=settings.cors_origins,
+        allow_methods=["GET", "POST", "DELETE"],
+        allow_headers=["Content-Type", "Authorization", "X-OpenAI-Key", "Idempotency-Key",
+                       "Last-Event-ID", "Accept"],
+        expose_headers=["X-Generation-Id", "Server-Timing", "Retry-After", "Location",
+                        "Idempotent-Replayed"],
+        max_age=600,
+    )
+    _add_error_handlers(app)
+    for module in (generate, jobs, generations, health):
+        app.include_router(module.router)
+
+    @app.get("/lib/pcld.js", include_in_schema=False)
+    def point_cloud_decoder() -> FileResponse:
+        return FileResponse(pointcloud.js_decoder_path(), media_type="text/javascript")
+
+    # Last: the viewer takes every path the API does not.
+    if STATIC_DIR.is_dir():
+        app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="viewer")
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Without "input": the rejected value may be the whole body, and with it the key.
+        errors = [{k: v for k, v in error.items() if k in ("type", "loc", "msg")}
+                  for error in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": "internal error"}, status_code=500)

@@ -1,0 +1,61 @@
+"""Errors with an HTTP meaning, and the one place where gRPC statuses become HTTP statuses.
+
+Every error leaves the API as JSON ``{"detail": ...}`` (see ``app.py``'s exception handlers).
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class ApiError(Exception):
+    """An error a client should see as ``status`` with ``detail``."""
+
+    def __init__(self, status: int, detail: str, *, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = headers or {}
+
+
+class QueueFull(ApiError):
+    def __init__(self, retry_after_s: int, queued: int):
+        super().__init__(
+            429,
+            f"the generation queue is full ({queued} waiting); retry in about {retry_after_s} s",
+            headers={"Retry-After": str(retry_after_s)},
+        )
+
+
+# What a downstream status means for the client that started the generation. Anything else is
+# the service misbehaving: 502, naming it.
+_HTTP_FOR_GRPC = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
+
+
+def from_rpc_error(service: str, address: str, exc: grpc.aio.AioRpcError,
+                   deadline_s: float | None = None) -> ApiError:
+    """The HTTP error for a failed call to ``service`` (e.g. "depth") at ``address``."""
+    code = exc.code()
+    details = exc.details() or code.name
+    status = _HTTP_FOR_GRPC.get(code, 502)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        detail = f"the {service} service at {address} is unavailable: {details}"
+    elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        limit = f" within {deadline_s:g} s" if deadline_s is not None else ""
+        detail = f"the {service} service at {address} did not answer{limit}"
+    elif status in (400, 401, 403, 429):
+        # The service's own words (e.g. OpenAI's refusal): they are about the client's request.
+        detail = details
+    else:
+        detail = f"the {service} service at {address} failed: {code.name}: {details}"
+    # A restarting service is usually back within seconds; say so rather than let clients guess.
+    headers = {"Retry-After": "10"} if status == 503 else None
+    return ApiError(status, detail, headers=headers)

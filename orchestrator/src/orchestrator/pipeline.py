@@ -1,0 +1,285 @@
+"""One generation, start to staged files: imagegen (prompts only) -> depth and segment
+concurrently -> point cloud, its binary and the PNG maps -> staged assets. The commit of the
+staged files is the job manager's (see ``jobs.py``), so that it happens with no ``await``
+between it and the job's state.
+
+Blocking work (decoding, projection, packing, PNG encoding, file writes) runs in worker threads;
+numpy, zlib and file I/O release the GIL, so the event loop keeps serving health checks and event
+streams meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from orchestrator import imaging
+from orchestrator.errors import ApiError
+from orchestrator.jobs import Job, Prepared
+from orchestrator.services import ModelServices
+from orchestrator.settings import Settings
+from orchestrator.storage import GenerationStore
+from pointcloud import CATEGORY_NAMES, encode, project_equirect, project_planar
+from scene.depth.v1 import depth_pb2
+from scene.imagegen.v1 import imagegen_pb2
+from scene.segment.v1 import segment_pb2
+from scene_rpc.arrays import array_from_proto
+from scene_rpc.errors import InvalidInput
+from scene_rpc.images import decode_image_bytes, image_message
+
+T = TypeVar("T")
+
+_GENERATION_MODES = {"standard": imagegen_pb2.GENERATION_MODE_STANDARD,
+                     "panorama": imagegen_pb2.GENERATION_MODE_PANORAMA}
+# How far from exactly 2:1 an uploaded panorama may be (rounding of resized images).
+PANORAMA_ASPECT_TOLERANCE = 0.02
+
+
+async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run ``fn`` in a worker thread. If the caller is cancelled, wait for the thread to finish
+    before passing the cancellation on: a thread cannot be stopped, and nothing it writes may
+    outlive a cancelled job."""
+    future = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        while not future.done():
+            try:
+                await asyncio.shield(future)
+            except asyncio.CancelledError:
+                continue
+            except BaseException:
+                break
+        raise
+
+
+def check_panorama(width: int, height: int) -> None:
+    if abs(width / height - 2.0) > 2.0 * PANORAMA_ASPECT_TOLERANCE:
+        raise ApiError(400, f"a panorama must be a 2:1 equirectangular image; this one is "
+                            f"{width}x{height}")
+
+
+@dataclass
+class ModelOutputs:
+    normalized_depth: np.ndarray
+    depth_m: np.ndarray | None
+    focal_length_px: float | None
+    categories: np.ndarray
+    depth: depth_pb2.EstimateDepthResponse
+    segment: segment_pb2.SegmentResponse
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, services: ModelServices, store: GenerationStore):
+        self.settings = settings
+        self.services = services
+        self.store = store
+
+    async def __call__(self, job: Job) -> Prepared:
+        inputs = job.inputs
+        result: dict[str, Any] = {"models": {}, "service_timing_ms": {}, "transfer_ms": {}}
+        image_png: bytes | None = None
+        if inputs.source == "prompt":
+            rgb, image_png = await self._generate_image(job, result)
+        else:
+            rgb = inputs.rgb
+        height, width = rgb.shape[:2]
+        if inputs.mode == "panorama":
+            check_panorama(width, height)
+        result["image"] = {"width": width, "height": height}
+
+        outputs = await self._run_models(job, rgb, result)
+
+        job.enter_stage("pointcloud")
+        level = self.settings.png_compress_level
+        # Projection + packing and the PNG maps are independent: two threads, two cores.
+        (cloud_bin, body, cloud_info), pngs = await asyncio.gather(
+            blocking(self._build_cloud, job, rgb, outputs, inputs.quantized if inputs.return_body
+                     else None),
+            blocking(self._encode_pngs, job, rgb if image_png is None else None, outputs, level),
+        )
+        job.stage_progress("pointcloud", 1.0)
+        result.update(cloud_info)
+        files = {"image.png": image_png if image_png is not None else pngs["image.png"],
+                 "depth.png": pngs["depth.png"], "segments.png": pngs["segments.png"],
+                 "pointcloud.bin": cloud_bin}
+        result["assets"] = {name: len(data) for name, data in files.items()}
+
+        job.enter_stage("storage")
+        staging = self.store.staging(job.id)
+        try:
+            with _timed(job, "storage"):
+                await blocking(_write_files, staging, files)
+        except BaseException:
+            self.store.discard(staging)
+            raise
+        job.stage_progress("storage", 1.0)
+        return Prepared(staging, result, body if inputs.return_body else None)
+
+    async def _generate_image(self, job: Job, result: dict[str, Any]) -> tuple[np.ndarray, bytes]:
+        inputs = job.inputs
+        job.enter_stage("imagegen")
+        request = imagegen_pb2.GenerateImageRequest(
+            prompt=inputs.prompt, vibe=inputs.vibe, mode=_GENERATION_MODES[inputs.mode],
+            openai_api_key=inputs.openai_api_key or "", request_id=job.id)
+        with _timed(job, "imagegen"):
+            response = await self.services.generate_image(request)
+        job.stage_progress("imagegen", 1.0)
+        with _timed(job, "decode"):
+            try:
+                rgb = await blocking(decode_image_bytes, response.image_png,
+                                     max_pixels=self.settings.max_image_pixels)
+            except InvalidInput as exc:
+                raise ApiError(502, f"the imagegen service returned an unusable image: {exc}",
+                               ) from None
+        result["models"]["imagegen"] = response.model_id
+        result["revised_prompt"] = response.revised_prompt or None
+        result["service_timing_ms"]["imagegen"] = dict(response.timing_ms)
+        return rgb, response.image_png
+
+    async def _run_models(self, job: Job, rgb: np.ndarray, result: dict[str, Any]) -> ModelOutputs:
+        panorama = job.inputs.mode == "panorama"
+        image = image_message(rgb)
+        depth_request = depth_pb2.EstimateDepthRequest(image=image, panorama=panorama,
+                                                       request_id=job.id)
+        segment_request = segment_pb2.SegmentRequest(image=image, panorama=panorama,
+                                                     request_id=job.id)
+
+        async def call(stage: str, method, request):
+            started = time.perf_counter()
+            response = await method(request, lambda p: job.stage_progress(stage, p.fraction))
+            wall = time.perf_counter() - started
+            job.record_timing(stage, wall)
+            service_ms = dict(response.timing_ms)
+            result["service_timing_ms"][stage] = service_ms
+            if "total" in service_ms:
+                # Serialisation, the network and queueing in the service: the cost of the call
+                # beyond the model's own time.
+                result["transfer_ms"][stage] = round(max(wall * 1000 - service_ms["total"], 0), 3)
+            job.stage_progress(stage, 1.0)
+            return response
+
+        job.enter_stage("depth")
+        with _timed(job, "models"):
+            try:
+                async with asyncio.TaskGroup() as group:
+                    depth_task = group.create_task(
+                        call("depth", self.services.estimate_depth, depth_request))
+                    segment_task = group.create_task(
+                        call("segment", self.services.segment_image, segment_request))
+            except BaseExceptionGroup as errors:
+                # The first failure names the service; the other call was cancelled by then.
+                raise _first_error(errors) from None
+        depth, segment = depth_task.result(), segment_task.result()
+        return self._check_outputs(rgb, depth, segment, result)
+
+    def _check_outputs(self, rgb, depth, segment, result) -> ModelOutputs:
+        shape = rgb.shape[:2]
+        depth_address = self.services.depth.address
+        segment_address = self.services.segment.address
+        try:
+            normalized = array_from_proto(depth.normalized_depth, dtype=np.float32, ndim=2)
+            depth_m = (array_from_proto(depth.depth_m, dtype=np.float32, ndim=2)
+                       if depth.HasField("depth_m") else None)
+        except ValueError as exc:
+            raise ApiError(502, f"the depth service at {depth_address} returned a malformed map: "
+                                f"{exc}") from None
+        try:
+            categories = array_from_proto(segment.categories, dtype=np.uint8, ndim=2)
+        except ValueError as exc:
+            raise ApiError(502, f"the segment service at {segment_address} returned malformed "
+                                f"categories: {exc}") from None
+        for name, address, array in (("depth", depth_address, normalized),
+                                     ("depth", depth_address, depth_m),
+                                     ("segment", segment_address, categories)):
+            if array is not None and array.shape != shape:
+                raise ApiError(502, f"the {name} service at {address} returned a "
+                                    f"{array.shape[1]}x{array.shape[0]} map for a "
+                                    f"{shape[1]}x{shape[0]} image")
+        focal = depth.focal_length_px if depth.HasField("focal_length_px") else None
+        result["models"].update(depth=depth.model_id, sam=segment.sam_model_id or None,
+                                semantic=segment.semantic_model_id or None)
+        result["segment_mode"] = segment_pb2.SegmentMode.Name(segment.mode)
+        result["depth_is_metric"] = depth_m is not None
+        result["focal_length_px"] = focal
+        result["tile_count"] = depth.tile_count
+        result["labels"] = [
+            {"label": label.label, "ade20k_id": label.ade20k_id,
+             "category": int(label.category),
+             "category_name": CATEGORY_NAMES[label.category]
+             if label.category < len(CATEGORY_NAMES) else None,
+             "pixel_fraction": round(label.pixel_fraction, 6)}
+            for label in segment.labels]
+        result["services"] = {c.name: {"address": c.address, "version": c.version or None}
+                              for c in self.services.clients}
+        return ModelOutputs(normalized, depth_m, focal, categories, depth, segment)
+
+    def _build_cloud(self, job: Job, rgb: np.ndarray, outputs: ModelOutputs,
+                     quantized_body: bool | None) -> tuple[bytes, bytes | None, dict[str, Any]]:
+        """Project, then pack. Returns the stored binary, the /generate body (if one is wanted)
+        and what the record says about the cloud."""
+        settings = self.settings
+        metric = outputs.depth_m is not None
+        depth = outputs.depth_m if metric else outputs.normalized_depth
+        common = dict(depth_is_metric=metric, near_m=settings.near_m, far_m=settings.far_m,
+                      stride=settings.point_stride, max_points=settings.max_points or None)
+        started = time.perf_counter()
+        if job.mode == "panorama":
+            cloud = project_equirect(depth, rgb, outputs.categories, **common)
+        else:
+            cloud = project_planar(depth, rgb, outputs.categories,
+                                   focal_length_px=outputs.focal_length_px, **common)
+        job.record_timing("pointcloud", time.perf_counter() - started)
+        started = time.perf_counter()
+        metadata = {"generation_id": job.id, "source": job.source}
+        cloud_bin = encode(cloud, mode=job.mode, cloud_id=job.id, metadata=metadata)
+        body = None
+        if quantized_body is not None:
+            body = (encode(cloud, mode=job.mode, cloud_id=job.id, metadata=metadata,
+                           quantized=True) if quantized_body else cloud_bin)
+        job.record_timing("pack", time.perf_counter() - started)
+        return cloud_bin, body, {"point_count": len(cloud)}
+
+    def _encode_pngs(self, job: Job, rgb: np.ndarray | None, outputs: ModelOutputs,
+                     level: int) -> dict[str, bytes]:
+        started = time.perf_counter()
+        pngs = {"depth.png": imaging.depth_png(outputs.normalized_depth, level),
+                "segments.png": imaging.segments_png(outputs.categories, level)}
+        if rgb is not None:
+            pngs["image.png"] = imaging.rgb_png(rgb, level)
+        job.record_timing("png", time.perf_counter() - started)
+        return pngs
+
+
+def _first_error(group: BaseExceptionGroup) -> BaseException:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first_error(exc)
+        return exc
+    return group
+
+
+@contextmanager
+def _timed(job: Job, step: str):
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        job.record_timing(step, time.perf_counter() - started)
+
+
+def _write_files(folder: Path, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        with open(folder / name, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            # Durable before the record that points at them is committed.
+            os.fsync(handle.fileno())

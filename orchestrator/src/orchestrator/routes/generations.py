@@ -1,0 +1,107 @@
+"""``/generations``: every stored generation, its metadata and its files."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse, Response
+
+from orchestrator.errors import ApiError
+from orchestrator.pipeline import blocking
+from orchestrator.runtime import GenerationIdDep, RuntimeDep
+from orchestrator.storage import ASSETS
+from pointcloud import decode, encode, to_ply
+
+router = APIRouter(prefix="/generations", tags=["generations"])
+
+MEDIA_TYPES = {"image.png": "image/png", "depth.png": "image/png", "segments.png": "image/png",
+               "pointcloud.bin": "application/octet-stream", "pointcloud.ply": "application/x-ply"}
+
+
+def public(record: dict[str, Any]) -> dict[str, Any]:
+    """A record as the API shows it: without the job's bookkeeping."""
+    return {key: value for key, value in record.items() if key != "job"}
+
+
+def _not_found() -> ApiError:
+    return ApiError(404, "no generation with this id")
+
+
+@router.get("", summary="Stored generations, newest first")
+def list_generations(
+    runtime: RuntimeDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    status: Annotated[Literal["queued", "running", "completed", "failed", "cancelled"] | None,
+                      Query(description="Only generations with this status.")] = None,
+) -> dict[str, Any]:
+    records = runtime.store.list_records()
+    if status is not None:
+        records = [r for r in records if r.get("status") == status]
+    items = [public(r) for r in records[offset:offset + limit]]
+    return {"items": items, "total": len(records), "limit": limit, "offset": offset}
+
+
+@router.get("/{id}", summary="A generation's metadata")
+def get_generation(generation_id: GenerationIdDep, runtime: RuntimeDep) -> dict[str, Any]:
+    record = runtime.store.read_record(generation_id)
+    if record is None:
+        raise _not_found()
+    return public(record)
+
+
+@router.get(
+    "/{id}/{asset}",
+    summary="A file of a completed generation",
+    response_class=Response,
+    responses={200: {"content": {t: {} for t in sorted(set(MEDIA_TYPES.values()))}}},
+)
+async def get_asset(
+    generation_id: GenerationIdDep,
+    asset: str,
+    runtime: RuntimeDep,
+    format: Annotated[Literal["float", "quantized"] | None, Query(
+        description="pointcloud.bin only: `quantized` re-packs the stored cloud smaller.")] = None,
+) -> Response:
+    """`image.png`, `depth.png` (16-bit normalised depth, 65535 = near), `segments.png` (palette
+    image: index = category), `pointcloud.bin` (pointcloud-lib v1), `pointcloud.ply` (made from
+    the stored cloud on request)."""
+    if asset not in ASSETS:
+        raise ApiError(404, f"no asset {asset!r}; a generation has {', '.join(ASSETS)}")
+    stored = "pointcloud.bin" if asset == "pointcloud.ply" else asset
+    path = runtime.store.asset_path(generation_id, stored)
+    if path is None:
+        record = runtime.store.read_record(generation_id)
+        if record is None:
+            raise _not_found()
+        raise ApiError(404, f"generation {generation_id} is {record.get('status')}; it has no "
+                            "files")
+    download = {"Content-Disposition": f'inline; filename="{generation_id}-{asset}"'}
+    if asset == "pointcloud.ply":
+        body = await blocking(lambda: to_ply(decode(path.read_bytes())))
+        return Response(body, media_type=MEDIA_TYPES[asset], headers=download)
+    if asset == "pointcloud.bin" and format == "quantized":
+        body = await blocking(_requantize, path.read_bytes())
+        return Response(body, media_type=MEDIA_TYPES[asset], headers=download)
+    return FileResponse(path, media_type=MEDIA_TYPES[asset], headers=download)
+
+
+def _requantize(buffer: bytes) -> bytes:
+    cloud = decode(buffer)
+    header = cloud.header
+    return encode(cloud, mode=header.get("mode", "standard"), cloud_id=header.get("cloud_id", ""),
+                  metadata=header.get("metadata"), quantized=True)
+
+
+@router.delete("/{id}", status_code=204, summary="Delete a generation")
+async def delete_generation(generation_id: GenerationIdDep, runtime: RuntimeDep) -> Response:
+    """A generation still queued or running is cancelled first."""
+    if runtime.store.read_record(generation_id) is None:
+        raise _not_found()
+    job = runtime.jobs.get(generation_id)
+    if job is not None and not job.terminal:
+        await runtime.jobs.cancel(generation_id, "the generation was deleted")
+    runtime.store.delete(generation_id)
+    runtime.jobs.forget(generation_id)
+    return Response(status_code=204)

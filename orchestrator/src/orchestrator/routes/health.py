@@ -1,0 +1,31 @@
+"""``GET /health``: the orchestrator and each model service it depends on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from orchestrator import __version__
+from orchestrator.runtime import RuntimeDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", summary="The orchestrator's state and each service's health and models")
+async def health(runtime: RuntimeDep) -> dict[str, Any]:
+    """Always 200 while the orchestrator can answer: `status` is `ok`, or `degraded` with a
+    `reason` naming each service that is down or not serving."""
+    services = await runtime.services.health()
+    problems = []
+    for name, report in services.items():
+        if not report["serving"]:
+            why = report.get("error") or report["status"]
+            problems.append(f"the {name} service at {report['address']} is not serving ({why})")
+    return {
+        "status": "degraded" if problems else "ok",
+        "reason": "; ".join(problems) or None,
+        "version": __version__,
+        "services": services,
+        "jobs": runtime.jobs.stats,
+    }

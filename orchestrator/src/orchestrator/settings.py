@@ -1,0 +1,99 @@
+"""Every setting of the orchestrator, read from the environment once (see the README's table)."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from scene_rpc.server import DEFAULT_MAX_MESSAGE_BYTES
+
+# The published viewer plus any local development server (any port, localhost or 127.0.0.1).
+DEFAULT_CORS_ORIGINS = (
+    r"https://captaingraybeard\.github\.io|http://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?"
+)
+
+
+class SegmentModeSetting(StrEnum):
+    """Which segmentation the orchestrator asks for; ``default`` leaves it to the service."""
+
+    DEFAULT = "default"
+    HYBRID = "hybrid"
+    SEMANTIC = "semantic"
+    SAM = "sam"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    orchestrator_host: str = "0.0.0.0"
+    orchestrator_port: int = Field(8000, ge=0, le=65535)
+    log_level: str = "INFO"
+    # Seconds uvicorn lets in-flight requests finish after SIGTERM before closing them.
+    shutdown_grace_s: float = Field(10.0, ge=0)
+
+    # A gRPC address: host:port, a comma-separated list of host:port (balanced round robin),
+    # or any gRPC target such as dns:///name:port.
+    depth_service_addr: str = "localhost:50051"
+    segment_service_addr: str = "localhost:50052"
+    imagegen_service_addr: str = "localhost:50053"
+    # Per-call deadlines. CPU inference of a large image takes minutes.
+    depth_deadline_s: float = Field(600.0, gt=0)
+    segment_deadline_s: float = Field(900.0, gt=0)
+    imagegen_deadline_s: float = Field(180.0, gt=0)
+    health_timeout_s: float = Field(2.0, gt=0)
+    # Calls in flight at once per downstream service (a CPU model server gains nothing from more).
+    depth_concurrency: int = Field(1, ge=1)
+    segment_concurrency: int = Field(1, ge=1)
+    imagegen_concurrency: int = Field(4, ge=1)
+    max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, ge=4 * 1024 * 1024)
+    segment_mode: SegmentModeSetting = SegmentModeSetting.DEFAULT
+
+    data_dir: Path = Path("./data")
+    # A regular expression matched against the whole Origin header.
+    cors_origins: str = DEFAULT_CORS_ORIGINS
+
+    max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1)
+    max_image_pixels: int = Field(4096 * 4096, ge=64)
+    max_prompt_chars: int = Field(4000, ge=1)
+    max_vibe_chars: int = Field(300, ge=0)
+
+    # Generations running at once; further submissions wait in a FIFO queue of this length.
+    max_concurrent_jobs: int = Field(2, ge=1)
+    max_queued_jobs: int = Field(32, ge=0)
+    # Finished jobs kept in memory for event replay; older ones are answered from disk.
+    job_history: int = Field(200, ge=1)
+    sse_ping_s: float = Field(5.0, gt=0)
+    idempotency_ttl_s: float = Field(24 * 3600.0, gt=0)
+
+    # Mapping of normalised (relative) depth to metres when the model is not metric.
+    near_m: float = Field(1.0, gt=0)
+    far_m: float = Field(10.0, gt=0)
+    point_stride: int = Field(1, ge=1)
+    # 0 = no limit.
+    max_points: int = Field(2048 * 1024, ge=0)
+    png_compress_level: int = Field(1, ge=0, le=9)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _valid_regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"CORS_ORIGINS is not a valid regular expression: {exc}") from exc
+        return value
+
+    @field_validator("far_m")
+    @classmethod
+    def _far_beyond_near(cls, value: float, info) -> float:
+        near = info.data.get("near_m")
+        if near is not None and value <= near:
+            raise ValueError(f"FAR_M ({value}) must be greater than NEAR_M ({near})")
+        return value
+
+    @property
+    def generations_dir(self) -> Path:
+        return self.data_dir / "generations"

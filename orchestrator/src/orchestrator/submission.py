@@ -1,0 +1,235 @@
+"""Reading a generation request: JSON with a prompt, or a multipart upload with an image.
+
+One endpoint takes both bodies, so they are parsed here rather than by FastAPI's signature
+inspection; validation failures still come out as FastAPI's 422 with the field's location.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import warnings
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from starlette.datastructures import UploadFile
+
+from orchestrator.errors import ApiError
+from orchestrator.jobs import JobInputs
+from orchestrator.pipeline import blocking, check_panorama
+from orchestrator.settings import Settings
+from scene_rpc.errors import InvalidInput
+from scene_rpc.images import decode_image_bytes
+
+Mode = Literal["standard", "panorama"]
+
+
+class PromptRequest(BaseModel):
+    """A text prompt: an image is generated with the caller's OpenAI key, then made 3D."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    prompt: str = Field(min_length=1, description="What the scene shows.")
+    vibe: str = Field("", description="A short mood or style phrase woven into the prompt.")
+    mode: Mode = Field("standard", description="standard: a landscape image; panorama: a 2:1 "
+                                               "equirectangular panorama (a sphere of points).")
+    openai_api_key: SecretStr | None = Field(
+        None, description="The caller's OpenAI key; may instead come as `Authorization: Bearer "
+                          "...` or `X-OpenAI-Key`. Used for this generation only, never stored.")
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_length(cls, value: str, info) -> str:
+        limit = info.context["settings"].max_prompt_chars if info.context else None
+        if limit is not None and len(value) > limit:
+            raise ValueError(f"the prompt has {len(value)} characters; the limit is {limit}")
+        return value
+
+    @field_validator("vibe")
+    @classmethod
+    def _vibe_length(cls, value: str, info) -> str:
+        limit = info.context["settings"].max_vibe_chars if info.context else None
+        if limit is not None and len(value) > limit:
+            raise ValueError(f"the vibe has {len(value)} characters; the limit is {limit}")
+        return value
+
+
+class UploadFields(BaseModel):
+    """The text fields of a multipart upload (the `image` file is the rest)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    vibe: str = ""
+    mode: Mode = "standard"
+    # A caption to remember the upload by; not sent anywhere.
+    prompt: str | None = None
+
+    @field_validator("vibe", "prompt")
+    @classmethod
+    def _length(cls, value: str | None, info) -> str | None:
+        settings = info.context["settings"] if info.context else None
+        limit = None if settings is None else (
+            settings.max_vibe_chars if info.field_name == "vibe" else settings.max_prompt_chars)
+        if value is not None and limit is not None and len(value) > limit:
+            raise ValueError(f"{len(value)} characters; the limit is {limit}")
+        return value
+
+
+# The request-body documentation of /generate and /jobs (one endpoint, two content types).
+OPENAPI_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": PromptRequest.model_json_schema()},
+            "multipart/form-data": {"schema": {
+                "type": "object", "required": ["image"],
+                "properties": {
+                    "image": {"type": "string", "format": "binary",
+                              "description": "A photo (PNG, JPEG, WebP...): the image-to-3D "
+                                             "path, no image generation and no key needed."},
+                    "vibe": {"type": "string"},
+                    "mode": {"type": "string", "enum": ["standard", "panorama"],
+                             "default": "standard"},
+                    "prompt": {"type": "string", "description": "An optional caption."},
+                },
+            }},
+        },
+    },
+}
+
+
+@dataclass
+class Submission:
+    inputs: JobInputs
+    # Identifies the request's content (never the key) for idempotency checks.
+    fingerprint: str
+    image_bytes: bytes | None = None
+
+
+async def read_submission(request: Request, settings: Settings) -> Submission:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        return await _read_json(request, settings)
+    if content_type == "multipart/form-data":
+        return await _read_multipart(request, settings)
+    raise ApiError(415, "send application/json with a prompt, or multipart/form-data with an "
+                        f"image file (got {content_type or 'no content type'})")
+
+
+def _validation_error(exc: ValidationError, prefix: tuple[str, ...]) -> RequestValidationError:
+    # No "input" in the errors: it can be the whole body, and the body can hold the key.
+    errors = [{"type": e["type"], "loc": (*prefix, *e["loc"]), "msg": e["msg"]}
+              for e in exc.errors(include_url=False, include_input=False, include_context=False)]
+    return RequestValidationError(errors)
+
+
+async def _read_json(request: Request, settings: Settings) -> Submission:
+    raw = await request.body()
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",),
+                                       "msg": f"the body is not valid JSON: {exc}"}]) from None
+    try:
+        body = PromptRequest.model_validate(data, context={"settings": settings})
+    except ValidationError as exc:
+        raise _validation_error(exc, ("body",)) from None
+    key = body.openai_api_key.get_secret_value() if body.openai_api_key else None
+    key = key or openai_key_from_headers(request)
+    if not key:
+        raise ApiError(401, "an OpenAI API key is needed to generate an image from a prompt: send "
+                            "it as `Authorization: Bearer <key>`, `X-OpenAI-Key` or "
+                            "`openai_api_key`; or upload a photo instead",
+                       headers={"WWW-Authenticate": "Bearer"})
+    inputs = JobInputs(source="prompt", mode=body.mode, prompt=body.prompt, vibe=body.vibe,
+                       openai_api_key=key)
+    return Submission(inputs, _fingerprint("prompt", body.prompt, body.vibe, body.mode, None))
+
+
+def openai_key_from_headers(request: Request) -> str | None:
+    key = request.headers.get("x-openai-key", "").strip()
+    if key:
+        return key
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return None
+
+
+async def _read_multipart(request: Request, settings: Settings) -> Submission:
+    form = await request.form(max_files=1, max_fields=8, max_part_size=64 * 1024)
+    try:
+        upload = form.get("image")
+        if not isinstance(upload, UploadFile):
+            raise RequestValidationError([{
+                "type": "missing", "loc": ("body", "image"),
+                "msg": "an image file is required (multipart field `image`)"}])
+        fields = {k: v for k, v in form.multi_items() if k != "image"}
+        if any(not isinstance(v, str) for v in fields.values()):
+            raise RequestValidationError([{"type": "value_error", "loc": ("body",),
+                                           "msg": "only the `image` field may be a file"}])
+        try:
+            values = UploadFields.model_validate(fields, context={"settings": settings})
+        except ValidationError as exc:
+            raise _validation_error(exc, ("body",)) from None
+        data = await upload.read(settings.max_upload_bytes + 1)
+    finally:
+        await form.close()
+    if len(data) > settings.max_upload_bytes:
+        raise ApiError(413, f"the image is over the upload limit of {settings.max_upload_bytes} "
+                            "bytes")
+    if not data:
+        raise ApiError(400, "the uploaded image is empty (0 bytes)")
+    inputs = JobInputs(source="upload", mode=values.mode, prompt=values.prompt or None,
+                       vibe=values.vibe)
+    digest = hashlib.sha256(data).hexdigest()
+    fingerprint = _fingerprint("upload", values.prompt, values.vibe, values.mode, digest)
+    return Submission(inputs, fingerprint, image_bytes=data)
+
+
+class _TooManyPixels(Exception):
+    pass
+
+
+def _decode(data: bytes, max_pixels: int) -> np.ndarray:
+    # The header alone says whether it is too large (413, unlike other bad images: 400).
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+    except Image.DecompressionBombError as exc:
+        raise _TooManyPixels(f"the image is over the pixel limit: {exc}") from None
+    except (OSError, ValueError, SyntaxError):
+        width = height = 0  # not an image: decode_image_bytes says why
+    if width * height > max_pixels:
+        raise _TooManyPixels(f"the image is {width}x{height} = {width * height} pixels, "
+                             f"over the limit of {max_pixels}")
+    return decode_image_bytes(data, max_pixels=max_pixels)
+
+
+async def decode_upload(submission: Submission, settings: Settings) -> None:
+    """Decode the uploaded image (in a thread), checking it is an image within the limits."""
+    try:
+        rgb = await blocking(_decode, submission.image_bytes, settings.max_image_pixels)
+    except _TooManyPixels as exc:
+        raise ApiError(413, str(exc)) from None
+    except InvalidInput as exc:
+        raise ApiError(400, f"the uploaded image cannot be used: {exc}") from None
+    if submission.inputs.mode == "panorama":
+        check_panorama(rgb.shape[1], rgb.shape[0])
+    submission.inputs.rgb = rgb
+    submission.image_bytes = None
+
+
+def _fingerprint(source: str, prompt: str | None, vibe: str, mode: str,
+                 image_sha256: str | None) -> str:
+    content: dict[str, Any] = {"source": source, "prompt": prompt, "vibe": vibe, "mode": mode,
+                               "image_sha256": image_sha256}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,156 @@
+"""/generations: listing, metadata, assets (and path tricks), deletion."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from plyfile import PlyData
+
+from pointcloud import CATEGORY_PALETTE, decode
+from tests.fakes.grpc_services import fake_categories, fake_depth
+
+
+@pytest.fixture
+async def generated(api):
+    """Three generations (one failed), oldest first."""
+    ids = []
+    for prompt in ("first", "second"):
+        response = await api.generate(prompt)
+        assert response.status_code == 200
+        ids.append(response.headers["x-generation-id"])
+    api.fakes.depth.behaviour.fail_code = __import__("grpc").StatusCode.INTERNAL
+    failed = await api.generate("third")
+    api.fakes.depth.behaviour.fail_code = None
+    ids.append(failed.headers["x-generation-id"])
+    return ids
+
+
+async def test_list_newest_first_with_pagination(api, generated):
+    page = (await api.client.get("/generations", params={"limit": 2})).json()
+    assert page["total"] == 3 and page["limit"] == 2 and page["offset"] == 0
+    assert [item["id"] for item in page["items"]] == generated[::-1][:2]
+    rest = (await api.client.get("/generations", params={"limit": 2, "offset": 2})).json()
+    assert [item["id"] for item in rest["items"]] == generated[:1]
+    completed = (await api.client.get("/generations", params={"status": "completed"})).json()
+    assert completed["total"] == 2
+    assert all("job" not in item for item in page["items"])
+    assert (await api.client.get("/generations", params={"limit": 0})).status_code == 422
+
+
+async def test_metadata(api, generated):
+    record = (await api.client.get(f"/generations/{generated[0]}")).json()
+    assert record["id"] == generated[0] and record["status"] == "completed"
+    assert record["prompt"] == "first"
+    assert set(record["assets"]) == {"image.png", "depth.png", "segments.png", "pointcloud.bin"}
+    failed = (await api.client.get(f"/generations/{generated[2]}")).json()
+    assert failed["status"] == "failed" and "depth service" in failed["error"]
+
+
+async def test_assets_are_served_with_their_types(api, generated):
+    generation_id = generated[0]
+    base = f"/generations/{generation_id}"
+    image = await api.client.get(f"{base}/image.png")
+    assert image.headers["content-type"] == "image/png"
+    rgb = np.asarray(Image.open(io.BytesIO(image.content)).convert("RGB"))
+    assert rgb.shape == (64, 96, 3)
+
+    depth = Image.open(io.BytesIO((await api.client.get(f"{base}/depth.png")).content))
+    assert depth.mode == "I;16"
+    expected = np.rint(fake_depth(rgb) * 65535)
+    assert np.abs(np.asarray(depth, dtype=np.int64) - expected).max() <= 1
+
+    segments = Image.open(io.BytesIO((await api.client.get(f"{base}/segments.png")).content))
+    assert segments.mode == "P"
+    np.testing.assert_array_equal(np.asarray(segments), fake_categories(rgb))
+    palette = np.array(segments.getpalette()[:18], dtype=np.uint8).reshape(6, 3)
+    np.testing.assert_array_equal(palette, CATEGORY_PALETTE)
+
+    cloud_bin = await api.client.get(f"{base}/pointcloud.bin")
+    assert cloud_bin.headers["content-type"] == "application/octet-stream"
+    cloud = decode(cloud_bin.content)
+    assert len(cloud) == 96 * 64
+
+    ply = await api.client.get(f"{base}/pointcloud.ply")
+    assert ply.status_code == 200
+    assert PlyData.read(io.BytesIO(ply.content))["vertex"].count == len(cloud)
+
+    quantized = await api.client.get(f"{base}/pointcloud.bin", params={"format": "quantized"})
+    assert len(quantized.content) < len(cloud_bin.content)
+    assert len(decode(quantized.content)) == len(cloud)
+
+
+async def test_a_failed_generation_has_no_assets(api, generated):
+    response = await api.client.get(f"/generations/{generated[2]}/image.png")
+    assert response.status_code == 404
+    assert "failed" in response.json()["detail"]
+
+
+async def test_unknown_ids_and_assets_are_404(api, generated):
+    unknown = "0123456789abcdef0123456789abcdef"
+    for path in (f"/generations/{unknown}", f"/generations/{unknown}/image.png",
+                 f"/generations/{generated[0]}/metadata.json",
+                 f"/generations/{generated[0]}/secret.txt", "/generations/NOT-AN-ID"):
+        response = await api.client.get(path)
+        assert response.status_code == 404, path
+        assert "detail" in response.json()
+
+
+async def raw_get(url: str, path: str) -> tuple[int, bytes]:
+    """GET ``path`` exactly as written (clients normalise dot segments and escapes)."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+    await writer.drain()
+    data = await reader.read()
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+@pytest.mark.parametrize("trick", [
+    "/generations/{id}/../../../../etc/passwd",
+    "/generations/{id}/..%2F..%2F..%2Fetc%2Fpasswd",
+    "/generations/{id}/%2e%2e/%2e%2e/metadata.json",
+    "/generations/{id}/%2e%2e%2fmetadata.json",
+    "/generations/{id}/..%5cmetadata.json",
+    "/generations/{id}//etc/passwd",
+    "/generations/{id}/%2Fetc%2Fpasswd",
+    "/generations/%2Fetc%2Fpasswd/image.png",
+    "/generations/..%2F..%2Fdata/image.png",
+    "/generations/{id}/image.png%00.txt",
+    "/generations/{id}/.%2Fmetadata.json",
+    "/generations/{id}/%252e%252e%252fmetadata.json",
+    "/static/../../orchestrator/settings.py",
+    "/..%2F..%2F..%2Fetc%2Fpasswd",
+])
+async def test_path_tricks_never_reach_a_file(api, generated, trick):
+    status, body = await raw_get(api.url, trick.format(id=generated[0]))
+    assert status in (400, 404), (trick, status)
+    assert b"root:" not in body and b'"prompt"' not in body and b"BaseSettings" not in body
+    if status == 404:
+        assert "detail" in json.loads(body)
+
+
+async def test_delete(api, generated):
+    generation_id = generated[0]
+    response = await api.client.delete(f"/generations/{generation_id}")
+    assert response.status_code == 204
+    assert not api.folder(generation_id).exists()
+    assert (await api.client.get(f"/generations/{generation_id}")).status_code == 404
+    assert (await api.client.get(f"/jobs/{generation_id}")).status_code == 404
+    assert (await api.client.delete(f"/generations/{generation_id}")).status_code == 404
+    assert (await api.client.get("/generations")).json()["total"] == 2
+
+
+async def test_deleting_a_running_generation_cancels_it(api):
+    api.fakes.depth.behaviour.stall = True
+    job_id = (await api.submit()).json()["id"]
+    call = await api.fakes.depth.wait_for_call()
+    assert (await api.client.delete(f"/generations/{job_id}")).status_code == 204
+    await asyncio.wait_for(call.cancelled.wait(), 5)
+    assert not api.folder(job_id).exists()
