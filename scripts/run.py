@@ -100,6 +100,18 @@ def smoke_model_env(tiny_models_dir: Path) -> dict[str, str]:
     }
 
 
+# Smoke-run defaults that the caller's environment may override: random weights segment nothing
+# worth a dense prompt grid, and loading at start keeps the first request as fast as the rest.
+SMOKE_DEFAULTS = {
+    "SEG_POINTS_PER_SIDE": "4",
+    "SEG_CROP_POINTS_PER_SIDE": "2",
+    "SEG_SAM_MODE_POINTS_PER_SIDE": "4",
+    "SEG_SAM_MODE_CROP_POINTS_PER_SIDE": "2",
+    "DEPTH_PRELOAD": "true",
+    "SEG_PRELOAD": "true",
+}
+
+
 def plan_services(options: StackOptions, environ: Mapping[str, str] | None = None,
                   ) -> list[ServiceSpec]:
     """The processes of one stack, in start order (the orchestrator last)."""
@@ -107,7 +119,7 @@ def plan_services(options: StackOptions, environ: Mapping[str, str] | None = Non
     base_env["PYTHONUNBUFFERED"] = "1"
     host, ports, py = options.host, options.ports, options.python
     if options.smoke:
-        base_env.update(smoke_model_env(options.tiny_models_dir))
+        base_env = {**SMOKE_DEFAULTS, **base_env, **smoke_model_env(options.tiny_models_dir)}
         base_env["OPENAI_BASE_URL"] = f"http://{host}:{ports['openai']}/v1"
 
     def env(**values: object) -> dict[str, str]:

@@ -97,6 +97,8 @@ class StackError(RuntimeError):
 class Stack:
     def __init__(self, specs: list[ServiceSpec], log_dir: Path, data_dir: Path) -> None:
         self.specs = {spec.name: spec for spec in specs}
+        # Each process's environment as planned; restart(name, env=...) starts from it.
+        self.planned_env = {spec.name: dict(spec.env) for spec in specs}
         self.log_dir = log_dir
         self.data_dir = data_dir
         self.processes: dict[str, Process] = {}
@@ -192,10 +194,22 @@ class Stack:
     def resume(self, name: str) -> None:
         self.processes[name].signal_group(signal.SIGCONT)
 
-    def restart(self, name: str, timeout_s: float = 120.0) -> None:
-        if self.processes[name].alive:
+    def restart(self, name: str, env: dict[str, str] | None = None, timeout_s: float = 120.0
+                ) -> None:
+        """Stop (SIGTERM) if running and start again on the same port: with the planned
+        environment plus ``env``, so a restart without ``env`` undoes an earlier one's."""
+        if name in self.processes and self.processes[name].alive:
             self.kill(name, signal.SIGTERM)
+        self.specs[name].env = {**self.planned_env[name], **(env or {})}
         self.start(name, timeout_s=timeout_s)
+
+    def pid(self, name: str) -> int:
+        return self.processes[name].popen.pid
+
+    def cpu_seconds(self, name: str) -> float:
+        """User + system CPU time the process has used so far (from /proc)."""
+        fields = Path(f"/proc/{self.pid(name)}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self, grace_s: float = 10.0) -> None:
         """Everything down: the orchestrator first, then SIGTERM to the rest, SIGKILL late."""
