@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 # Keys travel in an HTTP header: anything but visible ASCII would break the request (or, with a
 # newline, smuggle a header), and the transport's error would quote the key.
 _MAX_KEY_CHARS = 512
+_QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
 
 
 @dataclass
@@ -103,13 +104,18 @@ def classify(exc: openai.APIStatusError, api_key: str) -> _Failure:
             retryable=False,
         )
     message = _upstream_message(exc, api_key)
-    if status == 429:
-        # No retry can fix an exhausted quota or billing limit, only a rate limit.
-        quota = code in ("insufficient_quota", "billing_hard_limit_reached")
+    if code in _QUOTA_CODES:
+        # Billing limits come as 429 or 400; no retry can fix them.
         return _Failure(
             ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                         f"the image API's rate limit or quota was hit: {message}"),
-            retryable=not quota,
+                         f"the key's quota or billing limit is exhausted: {message}"),
+            retryable=False,
+        )
+    if status == 429:
+        return _Failure(
+            ServiceError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                         f"the image API's rate limit was hit: {message}"),
+            retryable=True,
             retry_after_s=_retry_after_s(exc),
         )
     if status >= 500:
