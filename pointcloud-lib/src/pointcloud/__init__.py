@@ -1,0 +1,47 @@
+"""Point clouds for the 3D scene server: projection, the PCLD binary format, PLY export.
+
+Pure numpy. Coordinates: metres, right-handed, +Y up, viewer at the origin looking down -Z.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from pointcloud.categories import CATEGORY_NAMES, CATEGORY_PALETTE
+from pointcloud.cloud import PointCloud
+from pointcloud.codec import FORMAT_VERSION, QUANTIZATION_LEVELS, decode, encode
+from pointcloud.pack import pack_equirect, pack_planar
+from pointcloud.ply import to_ply
+from pointcloud.projection import (
+    DEFAULT_FOV_DEG,
+    normalized_to_metres,
+    project_equirect,
+    project_planar,
+)
+
+__all__ = [
+    "CATEGORY_NAMES",
+    "CATEGORY_PALETTE",
+    "DEFAULT_FOV_DEG",
+    "FORMAT_VERSION",
+    "QUANTIZATION_LEVELS",
+    "PointCloud",
+    "decode",
+    "encode",
+    "js_decoder_path",
+    "normalized_to_metres",
+    "pack_equirect",
+    "pack_planar",
+    "project_equirect",
+    "project_planar",
+    "to_ply",
+]
+
+
+def js_decoder_path() -> Path:
+    """Path of the browser decoder ``pcld.js`` (an ES module) shipped inside this package."""
+    path = resources.files("pointcloud.js").joinpath("pcld.js")
+    if not isinstance(path, Path):
+        raise RuntimeError(f"pointcloud is installed as an archive; pcld.js is at {path}")
+    return path

@@ -1,0 +1,1 @@
+"""The browser decoder (pcld.js), shipped as package data of ``pointcloud.js``."""

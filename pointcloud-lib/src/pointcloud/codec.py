@@ -1,0 +1,455 @@
+"""The PCLD binary format, version 1: encoder and validating decoder (spec: FORMAT.md).
+
+Layout: ``PCLD`` | uint32 LE version | uint32 LE header length H | H bytes of UTF-8 JSON (padded
+with spaces to a multiple of 4) | attribute blocks (position first, so it is 4-byte aligned).
+
+js/pcld.js mirrors :func:`decode` check for check and message for message: keep them in step.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import struct
+from typing import Any
+
+import numpy as np
+
+from pointcloud.categories import CATEGORY_NAMES, CATEGORY_PALETTE
+from pointcloud.cloud import PointCloud
+
+MAGIC = b"PCLD"
+FORMAT_VERSION = 1
+_PREFIX = struct.Struct("<4sII")
+PREFIX_SIZE = _PREFIX.size
+
+QUANTIZATION_LEVELS = 65535
+"""uint16 positions: ``p = min + q * step`` per axis, with ``step = (max - min) / 65535``."""
+
+# (name, accepted types, components) in block order. Position leads so that it sits at a
+# 4-byte aligned offset right after the padded header.
+_ATTRIBUTES = (
+    ("position", ("float32", "uint16"), 3),
+    ("color", ("uint8",), 3),
+    ("segment", ("uint8",), 1),
+)
+_ITEM_SIZE = {"float32": 4, "uint16": 2, "uint8": 1}
+_DTYPE = {"float32": np.dtype("<f4"), "uint16": np.dtype("<u2"), "uint8": np.dtype("u1")}
+
+# Points per block when (de)quantising: flat blocks against per-axis factors tiled to the block
+# length keep numpy's loops contiguous (an (N, 3) by (3,) broadcast runs an inner loop of
+# length 3), and the block temporaries small enough to stay in cache.
+_BLOCK_POINTS = 1 << 14
+
+
+def encode(
+    cloud: PointCloud,
+    *,
+    mode: str,
+    cloud_id: str,
+    metadata: dict[str, Any] | None = None,
+    quantized: bool = False,
+) -> bytes:
+    """Serialise ``cloud`` as PCLD v1 bytes.
+
+    ``mode`` names the projection ("planar" or "equirect" by convention) so a viewer knows where
+    the camera sits; ``cloud_id`` identifies the cloud; ``metadata`` (any JSON-serialisable
+    dict; numpy scalars and arrays are converted) lands under the header's ``metadata`` key.
+    ``quantized`` stores positions as uint16 steps between the bounds: 10 bytes a point instead
+    of 16, with the error bound given in FORMAT.md.
+    """
+    if not isinstance(cloud, PointCloud):
+        raise ValueError(f"cloud must be a PointCloud, got {type(cloud).__name__}")
+    _check_labels(mode, cloud_id, metadata)
+
+    count = cloud.count
+    lo, hi = cloud.bounds()
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        raise ValueError("positions must all be finite (found NaN or infinity)")
+    if count and int(cloud.segments.max()) >= len(CATEGORY_NAMES):
+        raise ValueError(
+            f"segment value {int(cloud.segments.max())} is out of range for "
+            f"{len(CATEGORY_NAMES)} categories"
+        )
+
+    if quantized:
+        step = _quantization_step(lo, hi)
+        position_block = _quantize(cloud.positions, lo, step)
+        quantization = {"min": lo.tolist(), "step": step.tolist()}
+    else:
+        position_block = np.ascontiguousarray(cloud.positions, dtype="<f4")
+        quantization = None
+    header = _header(count, mode, cloud_id, lo, hi, metadata, quantization)
+    prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header))
+    # One copy of each block straight into the result: bytes.join reads numpy arrays through
+    # the buffer protocol, so no intermediate bytearray or tobytes() is needed.
+    blocks = (np.ascontiguousarray(cloud.colors), np.ascontiguousarray(cloud.segments))
+    return b"".join((prefix, header, position_block, *blocks))
+
+
+class BufferWriter:
+    """A float32 PCLD buffer whose blocks are filled in place before the header is written.
+
+    The header's bounds are only known once the positions are, yet the header comes first: so
+    room is reserved for the widest bounds JSON can spell, and the actual header is padded
+    with spaces to fill it. The buffer is numpy memory: large numpy allocations are backed by
+    transparent huge pages where the kernel offers them, which makes the first touch of a
+    fresh buffer several times cheaper than for ``bytes``/``bytearray`` (4 KiB pages).
+    """
+
+    def __init__(
+        self, count: int, *, mode: str, cloud_id: str, metadata: dict[str, Any] | None = None
+    ) -> None:
+        _check_labels(mode, cloud_id, metadata)
+        self._fields = (count, mode, cloud_id, metadata)
+        widest = np.full(3, _WIDEST_FLOAT, dtype=np.float64)
+        self._header_size = len(_header(count, mode, cloud_id, widest, widest, metadata, None))
+        body = PREFIX_SIZE + self._header_size
+        self._buffer = np.empty(body + 16 * count, dtype=np.uint8)
+        self.positions = self._buffer[body : body + 12 * count].view("<f4").reshape(count, 3)
+        self.colors = self._buffer[body + 12 * count : body + 15 * count].reshape(count, 3)
+        self.segments = self._buffer[body + 15 * count :]
+
+    def finish(self, lo: np.ndarray, hi: np.ndarray) -> memoryview:
+        """Write the prefix and header for these bounds; the finished, read-only buffer."""
+        if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+            raise ValueError("positions must all be finite (found NaN or infinity)")
+        count, mode, cloud_id, metadata = self._fields
+        header = _header(count, mode, cloud_id, lo, hi, metadata, None)
+        header += b" " * (self._header_size - len(header))
+        _PREFIX.pack_into(self._buffer, 0, MAGIC, FORMAT_VERSION, len(header))
+        self._buffer[PREFIX_SIZE : PREFIX_SIZE + len(header)] = np.frombuffer(header, np.uint8)
+        return memoryview(self._buffer).toreadonly()
+
+
+# The longest repr a float64 can have (24 characters), so any float32 bound fits in its place.
+_WIDEST_FLOAT = -2.2250738585072014e-308
+
+
+def decode(buffer: bytes | bytearray | memoryview) -> PointCloud:
+    """Parse and validate a PCLD v1 buffer; every fault raises a ValueError that names it.
+
+    Float positions, colours and segments are zero-copy views of ``buffer`` (read-only for
+    ``bytes``); quantised positions are dequantised into a new float32 array. ``header`` on the
+    result is the whole JSON header.
+    """
+    try:
+        view = memoryview(buffer).cast("B")
+    except TypeError as exc:
+        raise ValueError(f"buffer must be contiguous bytes: {exc}") from exc
+    size = len(view)
+    if size < PREFIX_SIZE:
+        raise ValueError(f"truncated buffer: {size} bytes, shorter than the 12-byte prefix")
+    magic, version, header_length = _PREFIX.unpack_from(view)
+    if magic != MAGIC:
+        raise ValueError(f"bad magic {magic.hex()}: expected {MAGIC.hex()} ('PCLD')")
+    if version != FORMAT_VERSION:
+        raise ValueError(f"unknown version {version}: this decoder reads version {FORMAT_VERSION}")
+    if header_length % 4:
+        raise ValueError(f"header length {header_length} is not a multiple of 4")
+    body_start = PREFIX_SIZE + header_length
+    if body_start > size:
+        raise ValueError(
+            f"truncated buffer: header length {header_length} runs past the end of "
+            f"the {size}-byte buffer"
+        )
+    header = _parse_header(view[PREFIX_SIZE:body_start])
+    count = _check_header_fields(header)
+    blocks = _check_attributes(header["attributes"], count, size - body_start)
+
+    def block(name: str, components: int) -> np.ndarray:
+        attribute = blocks[name]
+        array = np.frombuffer(
+            view,
+            dtype=_DTYPE[attribute["type"]],
+            count=count * components,
+            offset=body_start + attribute["offset"],
+        )
+        return array.reshape((count, components) if components > 1 else (count,))
+
+    position = blocks["position"]
+    if position["type"] == "uint16":
+        lo, step = _check_quantization(position)
+        positions = _dequantize(block("position", 3), lo, step)
+        positions.flags.writeable = False
+    else:
+        positions = block("position", 3)
+    colors = block("color", 3)
+    segments = block("segment", 1)
+    categories = len(header["categories"])
+    if count and int(segments.max()) >= categories:
+        raise ValueError(
+            f"segment value {int(segments.max())} is out of range for {categories} categories"
+        )
+    return PointCloud(positions, colors, segments, header=header)
+
+
+# --- encoding helpers -----------------------------------------------------------------------
+
+
+def _check_labels(mode: Any, cloud_id: Any, metadata: Any) -> None:
+    if not isinstance(mode, str) or not mode:
+        raise ValueError(f"mode must be a non-empty string, got {mode!r}")
+    if not isinstance(cloud_id, str):
+        raise ValueError(f"cloud_id must be a string, got {type(cloud_id).__name__}")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ValueError(f"metadata must be a dict or None, got {type(metadata).__name__}")
+
+
+def _header(
+    count: int,
+    mode: str,
+    cloud_id: str,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    metadata: dict[str, Any] | None,
+    quantization: dict[str, list[float]] | None,
+) -> bytes:
+    """The JSON header, UTF-8, padded with spaces to a multiple of 4 bytes."""
+    position: dict[str, Any] = {"name": "position", "type": "float32", "components": 3}
+    position_size = 12 * count
+    if quantization is not None:
+        position.update(type="uint16", quantization=quantization)
+        position_size = 6 * count
+    attributes = [
+        {**position, "offset": 0, "length": position_size},
+        {"name": "color", "type": "uint8", "components": 3},
+        {"name": "segment", "type": "uint8", "components": 1},
+    ]
+    attributes[1].update(offset=position_size, length=3 * count)
+    attributes[2].update(offset=position_size + 3 * count, length=count)
+    header = {
+        "count": count,
+        "mode": mode,
+        "id": cloud_id,
+        "bounds": {"min": [float(v) for v in lo], "max": [float(v) for v in hi]},
+        "categories": list(CATEGORY_NAMES),
+        "palette": CATEGORY_PALETTE.tolist(),
+        "attributes": attributes,
+        "metadata": metadata or {},
+    }
+    try:
+        text = json.dumps(
+            header,
+            ensure_ascii=False,
+            allow_nan=False,
+            separators=(",", ":"),
+            default=_json_default,
+        )
+        raw = text.encode("utf-8")
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+        raise ValueError(f"metadata is not JSON-serialisable: {exc}") from exc
+    return raw + b" " * (-len(raw) % 4)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+def _quantization_step(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    extent = hi.astype(np.float64) - lo.astype(np.float64)
+    if extent.max() > np.finfo(np.float32).max:
+        raise ValueError(
+            f"positions span {extent.max():.3g} on one axis: too wide to quantise in float32"
+        )
+    return (extent / QUANTIZATION_LEVELS).astype(np.float32)
+
+
+def _quantize(positions: np.ndarray, lo: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """uint16 (N, 3) steps from ``lo``, rounded to nearest: the error is at most step / 2.
+
+    float64 arithmetic, so that the subtraction and division add no error of their own (in
+    float32 they would add up to about 1 % of a step on a cloud far from the origin).
+    """
+    lo64, step64 = lo.astype(np.float64), step.astype(np.float64)
+    inverse = np.divide(1.0, step64, out=np.zeros(3), where=step64 > 0)
+    lo_tiled, inverse_tiled = np.tile(lo64, _BLOCK_POINTS), np.tile(inverse, _BLOCK_POINTS)
+    flat = np.ascontiguousarray(positions).reshape(-1)
+    out = np.empty(flat.size, np.uint16)
+    scratch = np.empty(min(flat.size, lo_tiled.size), np.float64)
+    for start in range(0, flat.size, lo_tiled.size):
+        stop = min(start + lo_tiled.size, flat.size)
+        width = stop - start
+        steps = np.subtract(flat[start:stop], lo_tiled[:width], out=scratch[:width])
+        steps *= inverse_tiled[:width]
+        np.rint(steps, out=steps)
+        # float32 rounding of the step can put the maximum a hair past level 65535.
+        np.clip(steps, 0, QUANTIZATION_LEVELS, out=steps)
+        out[start:stop] = steps
+    return out.reshape(-1, 3)
+
+
+# --- decoding helpers -----------------------------------------------------------------------
+
+
+def _dequantize(steps: np.ndarray, lo: np.ndarray, step: np.ndarray) -> np.ndarray:
+    # float32 multiply then add, in that order: js/pcld.js does the same with Math.fround, so
+    # both decoders produce bit-identical positions.
+    lo_tiled, step_tiled = np.tile(lo, _BLOCK_POINTS), np.tile(step, _BLOCK_POINTS)
+    flat_steps = steps.reshape(-1)
+    out = np.empty(flat_steps.size, np.float32)
+    for start in range(0, flat_steps.size, lo_tiled.size):
+        stop = min(start + lo_tiled.size, flat_steps.size)
+        width = stop - start
+        np.multiply(flat_steps[start:stop], step_tiled[:width], out=out[start:stop])
+        out[start:stop] += lo_tiled[:width]
+    return out.reshape(-1, 3)
+
+
+def _parse_header(raw: memoryview) -> dict[str, Any]:
+    try:
+        header = json.loads(bytes(raw).decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+        raise ValueError(f"invalid JSON header: {exc}") from exc
+    if not isinstance(header, dict):
+        raise ValueError("invalid JSON header: not an object")
+    return header
+
+
+def _reject_constant(name: str) -> None:
+    # Python's json accepts NaN and Infinity; JSON (and the browser's JSON.parse) does not.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _is_count(value: Any) -> bool:
+    """A non-negative integer as JSON carries it: 3 and 3.0 alike (JavaScript cannot tell)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value >= 0
+    return isinstance(value, float) and value.is_integer() and value >= 0
+
+
+def _is_vector(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 3
+        and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            for v in value
+        )
+    )
+
+
+def _require(header: dict[str, Any], name: str) -> Any:
+    if name not in header:
+        raise ValueError(f"header field '{name}' is missing")
+    return header[name]
+
+
+def _check_header_fields(header: dict[str, Any]) -> int:
+    count = _require(header, "count")
+    if not _is_count(count):
+        raise ValueError("header field 'count' must be a non-negative integer")
+    for name in ("mode", "id"):
+        if not isinstance(_require(header, name), str):
+            raise ValueError(f"header field '{name}' must be a string")
+    bounds = _require(header, "bounds")
+    if not (
+        isinstance(bounds, dict) and _is_vector(bounds.get("min")) and _is_vector(bounds.get("max"))
+    ):
+        raise ValueError(
+            'header field \'bounds\' must be {"min": [x, y, z], "max": [x, y, z]} of finite numbers'
+        )
+    categories = _require(header, "categories")
+    if not (
+        isinstance(categories, list) and categories and all(isinstance(c, str) for c in categories)
+    ):
+        raise ValueError("header field 'categories' must be a non-empty list of names")
+    palette = _require(header, "palette")
+    if not (
+        isinstance(palette, list)
+        and len(palette) == len(categories)
+        and all(
+            isinstance(rgb, list) and len(rgb) == 3 and all(_is_count(c) and c <= 255 for c in rgb)
+            for rgb in palette
+        )
+    ):
+        raise ValueError("header field 'palette' must hold one [r, g, b] (0..255) per category")
+    if not isinstance(_require(header, "attributes"), list):
+        raise ValueError("header field 'attributes' must be a list")
+    return int(count)
+
+
+def _check_attributes(entries: list[Any], count: int, body_size: int) -> dict[str, dict[str, Any]]:
+    """Check every attribute against the count and the bytes present; name -> entry."""
+    expected = {name: (types, components) for name, types, components in _ATTRIBUTES}
+    found: dict[str, dict[str, Any]] = {}
+    for index, entry in enumerate(entries):
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("name"), str)
+            and isinstance(entry.get("type"), str)
+            and all(_is_count(entry.get(key)) for key in ("components", "offset", "length"))
+        ):
+            raise ValueError(
+                f"attribute entry {index} must be an object with name, type, "
+                "and non-negative integer components, offset and length"
+            )
+        name = entry["name"]
+        if name not in expected:
+            raise ValueError(f"unknown attribute '{name}'")
+        if name in found:
+            raise ValueError(f"attribute '{name}' appears twice")
+        types, components = expected[name]
+        kind, offset, length = entry["type"], int(entry["offset"]), int(entry["length"])
+        if kind not in types or entry["components"] != components:
+            raise ValueError(
+                f"attribute '{name}' must be {' or '.join(types)} x{components}, "
+                f"got {kind} x{_number_text(entry['components'])}"
+            )
+        needed = count * components * _ITEM_SIZE[kind]
+        if length != needed:
+            raise ValueError(
+                f"counts disagree: attribute '{name}' holds {length} bytes, "
+                f"count {count} needs {needed}"
+            )
+        if offset % _ITEM_SIZE[kind]:
+            raise ValueError(
+                f"attribute '{name}' offset {offset} is not a multiple of {_ITEM_SIZE[kind]}"
+            )
+        if offset + length > body_size:
+            raise ValueError(
+                f"truncated buffer: attribute '{name}' ends {offset + length} bytes after "
+                f"the header, the buffer holds {body_size}"
+            )
+        found[name] = entry
+    for name, _, _ in _ATTRIBUTES:
+        if name not in found:
+            raise ValueError(f"attribute '{name}' is missing")
+    ordered = sorted(found.values(), key=lambda e: int(e["offset"]))
+    for first, second in itertools.pairwise(ordered):
+        if int(first["offset"]) + int(first["length"]) > int(second["offset"]):
+            raise ValueError(f"attributes '{first['name']}' and '{second['name']}' overlap")
+    end = max(int(e["offset"]) + int(e["length"]) for e in ordered)
+    if body_size > end:
+        raise ValueError(f"{body_size - end} trailing bytes after the last attribute")
+    return found
+
+
+def _number_text(value: Any) -> str:
+    # JSON numbers print the same in Python and JavaScript only when integral values drop ".0".
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def _check_quantization(position: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    quantization = position.get("quantization")
+    if not (
+        isinstance(quantization, dict)
+        and _is_vector(quantization.get("min"))
+        and _is_vector(quantization.get("step"))
+        and all(s >= 0 for s in quantization["step"])
+    ):
+        raise ValueError(
+            "attribute 'position' (uint16) needs quantization "
+            '{"min": [x, y, z], "step": [x, y, z]} of finite numbers, steps >= 0'
+        )
+    return (
+        np.array(quantization["min"], dtype=np.float32),
+        np.array(quantization["step"], dtype=np.float32),
+    )
