@@ -484,7 +484,9 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def _config(app: FastAPI) -> uvicorn.Config:
-    return uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    # A slow request in flight must not hold up a test session's teardown.
+    return uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                          timeout_graceful_shutdown=2)
 
 
 @contextlib.contextmanager
