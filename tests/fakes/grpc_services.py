@@ -193,6 +193,7 @@ class FakeService:
     async def stop(self, grace_s: float | None = 0) -> None:
         if self.server is not None:
             await self.server.stop(grace_s)
+            self.server = None
 
     def reset(self) -> None:
         self.behaviour = Behaviour()
@@ -233,7 +234,7 @@ class FakeService:
 
     async def _die(self) -> None:
         # Stopping with no grace aborts every call in flight, this one included, as a crash would.
-        asyncio.get_running_loop().create_task(self.stop(0))
+        self._dying = asyncio.get_running_loop().create_task(self.stop(0))
         await asyncio.Event().wait()
 
     async def _recorded(self, method: str, request, events: Callable[[CallRecord], AsyncIterator]):
@@ -417,10 +418,13 @@ class FakeServices:
     def all(self) -> tuple[FakeService, ...]:
         return self.depth, self.segment, self.imagegen
 
-    async def start(self, ports: dict[str, int] | None = None) -> FakeServices:
+    async def start(self, ports: dict[str, int] | None = None,
+                    only: set[str] | None = None) -> FakeServices:
+        """Start the fakes (those named in ``only``, if given) on ``ports`` (0 = free)."""
         ports = ports or {}
         for fake in self.all:
-            await fake.start(self.host, ports.get(fake.name, 0))
+            if only is None or fake.name in only:
+                await fake.start(self.host, ports.get(fake.name, 0))
         return self
 
     async def stop(self) -> None:
@@ -460,9 +464,11 @@ async def _serve(args: argparse.Namespace) -> None:
     fakes.depth.behaviour.metric = args.metric_depth
     fakes.segment.behaviour.delay_s = args.segment_delay
     fakes.imagegen.behaviour.delay_s = args.imagegen_delay
+    only = set(args.services.split(","))
     await fakes.start({"depth": args.depth_port, "segment": args.segment_port,
-                       "imagegen": args.imagegen_port})
-    print(json.dumps({fake.name: fake.port for fake in fakes.all}), flush=True)
+                       "imagegen": args.imagegen_port}, only=only)
+    print(json.dumps({fake.name: fake.port for fake in fakes.all if fake.name in only}),
+          flush=True)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -483,6 +489,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--imagegen-delay", type=float, default=0.0)
     parser.add_argument("--metric-depth", action="store_true",
                         help="return metric depth and a focal length")
+    parser.add_argument("--services", default="depth,segment,imagegen",
+                        help="which fakes to run (comma-separated); one process per service "
+                             "keeps their CPU work from queueing behind each other")
     parser.add_argument("--image-size", type=_size, default=(1024, 1024),
                         help="WIDTHxHEIGHT of generated standard images (panoramas: 2H x H)")
     args = parser.parse_args(argv)

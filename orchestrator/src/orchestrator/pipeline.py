@@ -27,7 +27,14 @@ from orchestrator.jobs import Job, Prepared
 from orchestrator.services import ModelServices
 from orchestrator.settings import Settings
 from orchestrator.storage import GenerationStore
-from pointcloud import CATEGORY_NAMES, encode, project_equirect, project_planar
+from pointcloud import (
+    CATEGORY_NAMES,
+    DEFAULT_FOV_DEG,
+    decode,
+    encode,
+    pack_equirect,
+    pack_planar,
+)
 from scene.depth.v1 import depth_pb2
 from scene.imagegen.v1 import imagegen_pb2
 from scene.segment.v1 import segment_pb2
@@ -223,30 +230,34 @@ class Pipeline:
         return ModelOutputs(normalized, depth_m, focal, categories, depth, segment)
 
     def _build_cloud(self, job: Job, rgb: np.ndarray, outputs: ModelOutputs,
-                     quantized_body: bool | None) -> tuple[bytes, bytes | None, dict[str, Any]]:
-        """Project, then pack. Returns the stored binary, the /generate body (if one is wanted)
-        and what the record says about the cloud."""
+                     quantized_body: bool | None) -> tuple[memoryview, bytes | None, dict]:
+        """Project straight into the PCLD buffer (pointcloud's fused pack). Returns the stored
+        binary, the /generate body (if one is wanted) and what the record says of the cloud."""
         settings = self.settings
         metric = outputs.depth_m is not None
         depth = outputs.depth_m if metric else outputs.normalized_depth
-        common = dict(depth_is_metric=metric, near_m=settings.near_m, far_m=settings.far_m,
-                      stride=settings.point_stride, max_points=settings.max_points or None)
+        metadata = {"generation_id": job.id, "source": job.source, "scene_mode": job.mode}
+        options = dict(cloud_id=job.id, metadata=metadata, depth_is_metric=metric,
+                       near_m=settings.near_m, far_m=settings.far_m,
+                       stride=settings.point_stride, max_points=settings.max_points or None)
         started = time.perf_counter()
         if job.mode == "panorama":
-            cloud = project_equirect(depth, rgb, outputs.categories, **common)
+            cloud_bin = pack_equirect(depth, rgb, outputs.categories, **options)
         else:
-            cloud = project_planar(depth, rgb, outputs.categories,
-                                   focal_length_px=outputs.focal_length_px, **common)
+            cloud_bin = pack_planar(depth, rgb, outputs.categories,
+                                    focal_length_px=outputs.focal_length_px, **options)
         job.record_timing("pointcloud", time.perf_counter() - started)
-        started = time.perf_counter()
-        metadata = {"generation_id": job.id, "source": job.source}
-        cloud_bin = encode(cloud, mode=job.mode, cloud_id=job.id, metadata=metadata)
+        header = decode(cloud_bin).header  # zero-copy; the header says what was built
         body = None
         if quantized_body is not None:
-            body = (encode(cloud, mode=job.mode, cloud_id=job.id, metadata=metadata,
-                           quantized=True) if quantized_body else cloud_bin)
-        job.record_timing("pack", time.perf_counter() - started)
-        return cloud_bin, body, {"point_count": len(cloud)}
+            started = time.perf_counter()
+            body = requantize(cloud_bin) if quantized_body else cloud_bin
+            job.record_timing("requantize", time.perf_counter() - started)
+        info = {"point_count": header["count"], "bounds": header["bounds"],
+                "projection": header["mode"]}
+        if job.mode == "standard" and outputs.focal_length_px is None:
+            info["fov_deg"] = DEFAULT_FOV_DEG
+        return cloud_bin, body, info
 
     def _encode_pngs(self, job: Job, rgb: np.ndarray | None, outputs: ModelOutputs,
                      level: int) -> dict[str, bytes]:
@@ -257,6 +268,14 @@ class Pipeline:
             pngs["image.png"] = imaging.rgb_png(rgb, level)
         job.record_timing("png", time.perf_counter() - started)
         return pngs
+
+
+def requantize(buffer: bytes | memoryview) -> bytes:
+    """A PCLD buffer re-packed with quantised positions (the same cloud, 10 bytes a point)."""
+    cloud = decode(buffer)
+    header = cloud.header
+    return encode(cloud, mode=header["mode"], cloud_id=header["id"],
+                  metadata=header.get("metadata"), quantized=True)
 
 
 def _first_error(group: BaseExceptionGroup) -> BaseException:

@@ -20,7 +20,7 @@ async def test_prompt_returns_a_decodable_cloud_and_stores_the_generation(api):
     cloud = decode(response.content)
     assert len(cloud) == 96 * 64  # the fake imagegen's image, stride 1
     timing = response.headers["server-timing"]
-    for step in ("imagegen", "depth", "segment", "pointcloud", "pack", "png", "storage", "total"):
+    for step in ("imagegen", "depth", "segment", "pointcloud", "png", "storage", "total"):
         assert f"{step};dur=" in timing
 
     assert api.files_in(api.folder(generation_id)) == [
@@ -37,7 +37,7 @@ async def test_prompt_returns_a_decodable_cloud_and_stores_the_generation(api):
     assert {label["label"] for label in record["labels"]} >= {"sky", "floor"}
     assert record["depth_is_metric"] is False and record["focal_length_px"] is None
     assert set(record["timing_ms"]) >= {"imagegen", "depth", "segment", "models", "pointcloud",
-                                        "pack", "png", "storage", "total", "queue"}
+                                        "png", "storage", "total", "queue"}
     # The stored binary is the one that was returned.
     assert (api.folder(generation_id) / "pointcloud.bin").read_bytes() == response.content
 

@@ -59,7 +59,7 @@ async def test_submit_then_events_in_order_then_the_result(api):
     a, b = decode(result.content), decode(direct.content)
     np.testing.assert_array_equal(a.positions, b.positions)
     np.testing.assert_array_equal(a.colors, b.colors)
-    np.testing.assert_array_equal(a.categories, b.categories)
+    np.testing.assert_array_equal(a.segments, b.segments)
 
 
 async def test_upload_jobs(api):

@@ -23,8 +23,8 @@ router = APIRouter(tags=["generate"])
 PCLD_MEDIA_TYPE = "application/octet-stream"
 # Accept values that ask for the quantised variant of the binary format.
 QUANTIZED_ACCEPT = "application/x-pcld-quantized"
-TIMING_ORDER = ("queue", "imagegen", "decode", "depth", "segment", "models", "pointcloud", "pack",
-                "png", "storage", "total")
+TIMING_ORDER = ("queue", "imagegen", "decode", "depth", "segment", "models", "pointcloud",
+                "requantize", "png", "storage", "total")
 
 
 def server_timing(timing_ms: dict[str, float]) -> str:

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, Response
 
 from orchestrator.errors import ApiError
-from orchestrator.pipeline import blocking
+from orchestrator.pipeline import blocking, requantize
 from orchestrator.runtime import GenerationIdDep, RuntimeDep
 from orchestrator.storage import ASSETS
-from pointcloud import decode, encode, to_ply
+from pointcloud import decode, to_ply
 
 router = APIRouter(prefix="/generations", tags=["generations"])
 
@@ -82,16 +82,9 @@ async def get_asset(
         body = await blocking(lambda: to_ply(decode(path.read_bytes())))
         return Response(body, media_type=MEDIA_TYPES[asset], headers=download)
     if asset == "pointcloud.bin" and format == "quantized":
-        body = await blocking(_requantize, path.read_bytes())
+        body = await blocking(requantize, path.read_bytes())
         return Response(body, media_type=MEDIA_TYPES[asset], headers=download)
     return FileResponse(path, media_type=MEDIA_TYPES[asset], headers=download)
-
-
-def _requantize(buffer: bytes) -> bytes:
-    cloud = decode(buffer)
-    header = cloud.header
-    return encode(cloud, mode=header.get("mode", "standard"), cloud_id=header.get("cloud_id", ""),
-                  metadata=header.get("metadata"), quantized=True)
 
 
 @router.delete("/{id}", status_code=204, summary="Delete a generation")
