@@ -91,16 +91,17 @@ def test_float_round_trip_is_exact(
 def test_quantized_round_trip_stays_within_the_documented_bound(
     cloud: PointCloud, offset: float
 ) -> None:
-    """FORMAT.md: |decoded - original| <= step / 2 + 2**-22 * max(|min|, |max|) per axis."""
+    """FORMAT.md: |decoded - original| <= step / 2 + 2**-22 * max(|min|, |max|) + 2**-149."""
     positions = (cloud.positions + np.float32(offset)).astype(np.float32)
     cloud = PointCloud(positions, cloud.colors, cloud.segments)
     buffer = encode(cloud, mode="planar", cloud_id="q", quantized=True)
     decoded = decode(buffer)
 
     lo, hi = cloud.bounds()
-    step = np.float32((hi.astype(np.float64) - lo) / QUANTIZATION_LEVELS)
+    step = np.array(decoded.header["attributes"][0]["quantization"]["step"])
+    assert (step * QUANTIZATION_LEVELS >= hi.astype(np.float64) - lo).all()
     magnitude = np.maximum(np.abs(lo), np.abs(hi)).astype(np.float64)
-    bound = step.astype(np.float64) / 2 + 2.0**-22 * magnitude
+    bound = step / 2 + 2.0**-22 * magnitude + 2.0**-149
     error = np.abs(decoded.positions.astype(np.float64) - positions)
     assert (error <= bound).all()
     assert np.array_equal(decoded.colors, cloud.colors)
@@ -119,6 +120,18 @@ def test_quantization_error_is_about_half_a_step_on_a_realistic_cloud(make_cloud
     # decoder's multiply-add), and close to it somewhere among 50,000 points.
     assert (worst <= half_step + float32_slack).all()
     assert (worst >= 0.9 * half_step).all()
+
+
+@pytest.mark.parametrize("extent", [1e-45, 1e-40, 3e-39])
+def test_subnormal_extents_stay_within_the_bound(extent: float) -> None:
+    """Subnormal steps have little relative precision: the step is rounded up, so the largest
+    coordinate still lands within half a step (a rounded-down step would clamp it)."""
+    positions = np.array([[0, extent, 0], [extent, 0, extent / 3]], np.float32)
+    cloud = PointCloud(positions, np.zeros((2, 3), np.uint8), np.zeros(2, np.uint8))
+    decoded = decode(encode(cloud, mode="planar", cloud_id="tiny", quantized=True))
+    step = np.array(decoded.header["attributes"][0]["quantization"]["step"])
+    error = np.abs(decoded.positions.astype(np.float64) - positions)
+    assert (error <= step / 2 + 2.0**-22 * extent + 2.0**-149).all()
 
 
 def test_a_flat_axis_quantizes_exactly() -> None:
@@ -174,8 +187,11 @@ def test_quantized_layout_names_its_dequantization(make_cloud) -> None:
     assert (position["type"], position["length"]) == ("uint16", 30)
     lo, hi = cloud.bounds()
     assert position["quantization"]["min"] == lo.tolist()
-    expected_step = ((hi.astype(np.float64) - lo) / QUANTIZATION_LEVELS).astype(np.float32)
-    assert position["quantization"]["step"] == expected_step.tolist()
+    # float32((max - min) / 65535), rounded up: exact, or the next float32 above it.
+    exact = (hi.astype(np.float64) - lo) / QUANTIZATION_LEVELS
+    step = np.array(position["quantization"]["step"], np.float32)
+    assert (step >= exact).all()
+    assert (np.nextafter(step, np.float32(0)) < exact).all()
     assert [a["offset"] for a in header["attributes"]] == [0, 30, 45]
 
 

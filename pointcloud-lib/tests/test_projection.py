@@ -211,6 +211,23 @@ def test_panorama_bounds_are_exact_with_stride_and_normalized_depth() -> None:
         assert_exact_bounds(project_planar(depth, rgb, stride=stride, near_m=0.5, far_m=40))
 
 
+def test_block_boundaries_do_not_show(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dense path works through blocks of rows; one row a block gives the same points and
+    the same exact bounds as one block for the whole image."""
+    from pointcloud import projection
+
+    rng = np.random.default_rng(4)
+    depth = rng.uniform(0.05, 1, (40, 50)).astype(np.float32)
+    rgb = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    whole = [project(depth, rgb, stride=2) for project in (project_planar, project_equirect)]
+    monkeypatch.setattr(projection, "_BLOCK_PIXELS", 1)
+    rows = [project(depth, rgb, stride=2) for project in (project_planar, project_equirect)]
+    for one, other in zip(whole, rows, strict=True):
+        assert np.array_equal(one.positions, other.positions)
+        assert [b.tolist() for b in one.bounds()] == [b.tolist() for b in other.bounds()]
+        assert_exact_bounds(other)
+
+
 # --- depth handling -------------------------------------------------------------------------
 
 

@@ -257,7 +257,12 @@ def _quantization_step(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         raise ValueError(
             f"positions span {extent.max():.3g} on one axis: too wide to quantise in float32"
         )
-    return (extent / QUANTIZATION_LEVELS).astype(np.float32)
+    exact = extent / QUANTIZATION_LEVELS
+    step = exact.astype(np.float32)
+    # Round the step up, never down: then (max - min) / step <= 65535 and no point is clamped
+    # beyond half a step. (Rounding down matters for subnormal extents, where float32 has a
+    # poor relative precision.)
+    return np.where(step < exact, np.nextafter(step, np.float32(np.inf)), step)
 
 
 def _quantize(positions: np.ndarray, lo: np.ndarray, step: np.ndarray) -> np.ndarray:
