@@ -327,6 +327,21 @@ def test_corrupted_buffers_decode_or_raise_value_error(data: st.DataObject) -> N
         pass
 
 
+def test_integral_json_floats_count_as_integers(make_cloud) -> None:
+    """JSON has one number type: 48.0 is 48 (JavaScript cannot tell them apart either)."""
+    buffer = encode(make_cloud(4), mode="planar", cloud_id="f")
+    (length,) = struct.unpack_from("<I", buffer, 8)
+    header = json.loads(buffer[12 : 12 + length])
+    header["count"] = 4.0
+    for attribute in header["attributes"]:
+        for key in ("components", "offset", "length"):
+            attribute[key] = float(attribute[key])
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 4)
+    rebuilt = buffer[:8] + struct.pack("<I", len(raw)) + raw + buffer[12 + length :]
+    assert np.array_equal(decode(rebuilt).positions, decode(buffer).positions)
+
+
 def test_decode_rejects_non_contiguous_memory() -> None:
     strided = memoryview(np.zeros(64, np.uint8))[::2]
     with pytest.raises(ValueError, match="buffer must be contiguous bytes"):

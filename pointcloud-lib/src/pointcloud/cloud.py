@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-# Rows per block when reducing an (N, 3) array: numpy reduces a (rows, 3) array with an inner
-# loop of length 3 (about 50x slower than a contiguous reduction), so the array is viewed as
-# (N / _REDUCE_POINTS, 3 * _REDUCE_POINTS) rows and reduced down the long axis instead.
+# Points per row when reducing an (N, 3) array: numpy reduces an (N, 3) array over axis 0 with
+# an inner loop of length 3 (about 50x slower than a contiguous reduction), so the array is
+# viewed as (N / _REDUCE_POINTS, 3 * _REDUCE_POINTS) and reduced down its long rows instead.
 _REDUCE_POINTS = 1024
 
 

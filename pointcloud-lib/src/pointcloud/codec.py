@@ -117,6 +117,8 @@ class BufferWriter:
             raise ValueError("positions must all be finite (found NaN or infinity)")
         count, mode, cloud_id, metadata = self._fields
         header = _header(count, mode, cloud_id, lo, hi, metadata, None)
+        if len(header) > self._header_size:  # only if the caller grew metadata meanwhile
+            raise ValueError("metadata changed while the cloud was being packed")
         header += b" " * (self._header_size - len(header))
         _PREFIX.pack_into(self._buffer, 0, MAGIC, FORMAT_VERSION, len(header))
         self._buffer[PREFIX_SIZE : PREFIX_SIZE + len(header)] = np.frombuffer(header, np.uint8)
@@ -164,7 +166,7 @@ def decode(buffer: bytes | bytearray | memoryview) -> PointCloud:
             view,
             dtype=_DTYPE[attribute["type"]],
             count=count * components,
-            offset=body_start + attribute["offset"],
+            offset=body_start + int(attribute["offset"]),
         )
         return array.reshape((count, components) if components > 1 else (count,))
 
