@@ -1,0 +1,250 @@
+#!/usr/bin/env python
+"""Depth-service benchmark: tiled inference against the stock transformers pipeline.
+
+    python depth-service/bench/bench_depth.py                 # Depth-Anything-V2-Small, full size
+    python depth-service/bench/bench_depth.py --variant large  # V2-Large architecture
+    python depth-service/bench/bench_depth.py --model DIR_OR_HUB_ID --batch-sizes 1,2,4,8
+
+No pretrained weights can be had here, so by default the model is the real Depth Anything V2
+architecture at its real size and native resolution (518 px) with random weights: speed does not
+depend on the weights. Every figure is printed with the device, model and thread count, and every
+ratio is against a baseline measured in the same run:
+
+- per image and per megapixel: our single pass and our tiled pass vs
+  ``transformers.pipeline("depth-estimation")`` (one pass, the same model);
+- tiling overhead: tiled time / (forward time of the global pass + tiles x single-tile forward
+  time), i.e. what tiling costs beyond the forward passes themselves (target <= 1.15); the
+  literal ratio tiled time / (tiles x single-tile forward) is printed beside it;
+- a batch-size sweep of the tile passes;
+- the share of preprocessing in a tile pass (why no preprocessing thread pool).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from depth_service.backends import DepthBackend, load_backend
+from depth_service.model import DepthModel
+from depth_service.pipeline import EstimateOptions
+from depth_service.settings import Settings, TileMode
+from scene_rpc.torch_runtime import configure_threads, select_device
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_IMAGES = REPO.parent / "shared" / "images"
+
+# Depth Anything V2 configs as published (depth-anything/Depth-Anything-V2-*-hf/config.json).
+VARIANTS = {
+    "small": {"hidden": 384, "layers": 12, "heads": 6, "out": [3, 6, 9, 12],
+              "neck": [48, 96, 192, 384], "fusion": 64},
+    "base": {"hidden": 768, "layers": 12, "heads": 12, "out": [3, 6, 9, 12],
+             "neck": [96, 192, 384, 768], "fusion": 128},
+    "large": {"hidden": 1024, "layers": 24, "heads": 16, "out": [5, 12, 18, 24],
+              "neck": [256, 512, 1024, 1024], "fusion": 256},
+}
+
+
+def build_random_depth_anything(out_dir: Path, variant: str) -> None:
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation
+    from transformers.models.dpt.image_processing_pil_dpt import DPTImageProcessorPil
+
+    spec = VARIANTS[variant]
+    torch.manual_seed(0)
+    config = DepthAnythingConfig(
+        backbone_config={
+            "model_type": "dinov2", "hidden_size": spec["hidden"],
+            "num_hidden_layers": spec["layers"], "num_attention_heads": spec["heads"],
+            "image_size": 518, "patch_size": 14, "out_indices": spec["out"],
+            "reshape_hidden_states": False,
+        },
+        reassemble_hidden_size=spec["hidden"],
+        neck_hidden_sizes=spec["neck"],
+        fusion_hidden_size=spec["fusion"],
+    )
+    DepthAnythingForDepthEstimation(config).save_pretrained(out_dir)
+    DPTImageProcessorPil(size={"height": 518, "width": 518}, keep_aspect_ratio=True,
+                         ensure_multiple_of=14, resample=3, image_mean=[0.485, 0.456, 0.406],
+                         image_std=[0.229, 0.224, 0.225]).save_pretrained(out_dir)
+
+
+def load_images() -> dict[str, np.ndarray]:
+    images = {}
+    for name in ("animal_cat_chelsea.png", "indoor_room.jpg", "outdoor_colosseum_sky.jpg"):
+        path = SHARED_IMAGES / name
+        if path.exists():
+            images[path.stem] = np.asarray(Image.open(path).convert("RGB"))
+    # A 2:1 panorama-sized input (4096 x 2048 is the generator's size; 2048 x 1024 keeps CPU
+    # runs short): the colosseum photo stretched, or noise where the shared photos are missing.
+    if "outdoor_colosseum_sky" in images:
+        base = Image.fromarray(images["outdoor_colosseum_sky"])
+        images["panorama_2048x1024"] = np.asarray(base.resize((2048, 1024), Image.BICUBIC))
+    else:
+        rng = np.random.default_rng(0)
+        images["panorama_2048x1024"] = rng.integers(0, 256, (1024, 2048, 3), dtype=np.uint8)
+    return images
+
+
+def timed(function, repeats: int, *, min_total_s: float = 1.0) -> float:
+    """Median wall time in seconds over at least ``repeats`` runs and ``min_total_s`` seconds
+    (after one warm-up run), so that fast functions are not timed from one noisy run."""
+    function()
+    times: list[float] = []
+    while len(times) < repeats or sum(times) < min_total_s:
+        started = time.perf_counter()
+        function()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+async def timed_estimate(model: DepthModel, image: np.ndarray, options: EstimateOptions,
+                         repeats: int, *, warm_up: bool = True):
+    """(median seconds, last result) of our pipeline, end to end."""
+    if warm_up:
+        await estimate(model, image, options)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = await estimate(model, image, options)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), result
+
+
+async def estimate(model: DepthModel, image: np.ndarray, options: EstimateOptions):
+    events = [event async for event in model.estimate(image, options)]
+    return events[-1]
+
+
+def model_around(backend: DepthBackend, device: torch.device, **settings) -> DepthModel:
+    """A DepthModel serving the already loaded backend (no reload per configuration)."""
+    return DepthModel(Settings(model=backend.model_id, fallback_model="", device=str(device),
+                               tile_max_count=256, **settings), loader=lambda *_: backend)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="hub id or local directory (default: random weights)")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), default="small")
+    parser.add_argument("--batch-sizes", default="1,2,4")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs per figure (tiled runs: 1 per repeat beyond the first 2)")
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    warnings.filterwarnings("ignore")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+    threads = configure_threads(args.threads)
+    device, dtype = select_device("auto")
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.model:
+            model_path, model_name = args.model, args.model
+        else:
+            model_path = str(Path(tmp) / f"depth-anything-v2-{args.variant}")
+            build_random_depth_anything(Path(model_path), args.variant)
+            model_name = f"Depth-Anything-V2-{args.variant.title()} architecture, random weights"
+        return asyncio.run(bench(model_path, model_name, device, dtype, threads, args))
+
+
+async def bench(model_path: str, model_name: str, device: torch.device, dtype: torch.dtype,
+                threads: int, args) -> int:
+    from transformers import pipeline
+
+    tag = (f"[device={device} dtype={str(dtype).removeprefix('torch.')} threads={threads} "
+           f"model={model_name}]")
+    print(f"depth-service benchmark {tag}")
+    backend: DepthBackend = load_backend(model_path, device, dtype)
+    stock = pipeline("depth-estimation", model=model_path, device=device, dtype=dtype)
+    images = load_images()
+    repeats = args.repeats
+
+    # Forward-only reference: one tile at the native input size, batch 1.
+    native = backend.native_side
+    tile = np.ascontiguousarray(images["panorama_2048x1024"][:native, :native])
+    tile_s = timed(lambda: backend.predict([tile]), repeats)
+    print(f"single-tile forward ({native}x{native}, batch 1): {tile_s * 1000:.0f} ms  {tag}")
+    processor = getattr(backend, "processor", None)
+    if processor is not None:
+        batch = [tile] * 4
+        preprocess_s = timed(lambda: processor(images=batch, return_tensors="pt",
+                                               input_data_format="channels_last"), repeats) / 4
+        print(f"preprocessing share of a tile pass: {preprocess_s / tile_s:.1%} "
+              f"({preprocess_s * 1000:.1f} ms per tile)  {tag}")
+
+    print()
+    print(f"{'image':<24}{'size':>11}{'MP':>6}{'tiles':>6}{'stock s':>9}{'single s':>9}"
+          f"{'tiled s':>9}{'tiled/stock':>12}{'s/MP tiled':>11}{'overhead':>9}{'literal':>9}")
+    overheads = []
+    model = model_around(backend, device)
+    for name, image in images.items():
+        height, width = image.shape[:2]
+        megapixels = height * width / 1e6
+        pil = Image.fromarray(image)
+        stock_s = timed(lambda pil=pil: stock(pil), repeats)
+        panorama = name.startswith("panorama")
+        single_s, _ = await timed_estimate(
+            model, image, EstimateOptions(tile_mode=TileMode.OFF, panorama=panorama), repeats)
+        # Tiled runs are the long ones: fewer of them; the single passes warmed everything up.
+        tiled_s, result = await timed_estimate(
+            model, image, EstimateOptions(tile_mode=TileMode.FORCED, panorama=panorama),
+            max(1, repeats - 2), warm_up=False)
+        tiles = result.tile_count
+        row = (f"{name:<24}{f'{width}x{height}':>11}{megapixels:>6.2f}{tiles:>6}{stock_s:>9.2f}"
+               f"{single_s:>9.2f}{tiled_s:>9.2f}{tiled_s / stock_s:>12.2f}"
+               f"{tiled_s / megapixels:>11.2f}")
+        if tiles:
+            global_s = timed(lambda image=image: backend.predict([image]), repeats)
+            overhead = tiled_s / (global_s + tiles * tile_s)
+            overheads.append(overhead)
+            row += f"{overhead:>9.3f}{tiled_s / (tiles * tile_s):>9.3f}"
+        else:
+            row += f"{'-':>9}{'-':>9}   (no larger than one tile)"
+        print(row)
+    model.close()
+    print(f"(medians; stock = transformers.pipeline('depth-estimation') single pass; single = "
+          f"ours, tiling off; tiled = ours, forced, {native} px tiles, 25% overlap)  {tag}")
+    if overheads:
+        worst = max(overheads)
+        verdict = "meets" if worst <= 1.15 else "MISSES"
+        print(f"tiling overhead = tiled / (global forward + tiles x tile forward): worst "
+              f"{worst:.3f}, mean {statistics.mean(overheads):.3f} ({verdict} the 1.15 target)  "
+              f"{tag}")
+
+    print()
+    sweep_image = images["panorama_2048x1024"]
+    options = EstimateOptions(tile_mode=TileMode.FORCED, panorama=True)
+    sizes = [int(size) for size in args.batch_sizes.split(",")]
+    print(f"batch-size sweep, tile stage of panorama_2048x1024  {tag}")
+    baseline_s = None
+    for batch_size in sizes:
+        model = model_around(backend, device, batch_size=batch_size)
+        stage_s = []
+        for _ in range(max(1, repeats - 2)):
+            result = await estimate(model, sweep_image, options)
+            stage_s.append(result.timing_ms["tiles"] / 1000)
+        model.close()
+        tiles_s = statistics.median(stage_s)
+        baseline_s = baseline_s or tiles_s
+        print(f"  batch {batch_size:>2}: {result.tile_count} tiles in {tiles_s:6.2f} s "
+              f"({tiles_s / result.tile_count * 1000:5.0f} ms/tile, {baseline_s / tiles_s:.2f}x "
+              f"the speed of batch {sizes[0]})  {tag}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import pydantic
+import pytest
+
+from depth_service.settings import Settings, TileMode
+
+
+def test_defaults_follow_the_spec(monkeypatch):
+    for name in ("DEPTH_MODEL", "DEPTH_FALLBACK_MODEL", "DEPTH_PORT", "DEPTH_TILE_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.model == "apple/DepthPro-hf"
+    assert settings.fallback_model == "depth-anything/Depth-Anything-V2-Large-hf"
+    assert (settings.host, settings.port, settings.device) == ("[::]", 50051, "auto")
+    assert settings.tile_mode is TileMode.AUTO and not settings.preload
+
+
+def test_environment_variables_use_the_depth_prefix(monkeypatch):
+    monkeypatch.setenv("DEPTH_PORT", "6000")
+    monkeypatch.setenv("DEPTH_TILE_MODE", "forced")
+    monkeypatch.setenv("DEPTH_PRELOAD", "1")
+    monkeypatch.setenv("DEPTH_FALLBACK_MODEL", "")
+    settings = Settings()
+    assert (settings.port, settings.tile_mode, settings.preload) == (6000, TileMode.FORCED, True)
+    assert settings.fallback_model == ""
+
+
+@pytest.mark.parametrize("field,value", [("tile_overlap", 0.6), ("tile_overlap", 0.0),
+                                         ("tile_mode", "sometimes"), ("port", 70000)])
+def test_invalid_values_are_refused(field, value):
+    with pytest.raises(pydantic.ValidationError, match=field):
+        Settings(**{field: value})
+
+
+def test_the_pixel_limit_must_fit_responses_in_a_message():
+    with pytest.raises(pydantic.ValidationError, match="DEPTH_MAX_MESSAGE_BYTES"):
+        Settings(max_pixels=20_000_000, max_message_bytes=64 * 1024 * 1024)
