@@ -38,6 +38,7 @@ def valid_buffers(make_cloud) -> dict[str, tuple[bytes, int]]:
         "quantized": (quantized, 0),
         "empty": (encode(empty, mode="planar", cloud_id="e"), 0),
         "packed panorama": (bytes(pack_equirect(depth, rgb, cloud_id="p")), 0),
+        "packed, quantized": (bytes(pack_equirect(depth, rgb, cloud_id="p", quantized=True)), 0),
         "float, unaligned": (float_buffer, 1),
         "quantized, unaligned": (quantized, 1),
     }

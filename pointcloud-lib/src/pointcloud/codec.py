@@ -74,8 +74,8 @@ def encode(
         )
 
     if quantized:
-        step = _quantization_step(lo, hi)
-        position_block = _quantize(cloud.positions, lo, step)
+        step = quantization_step(lo, hi)
+        position_block = quantize(cloud.positions, lo, step)
         quantization = {"min": lo.tolist(), "step": step.tolist()}
     else:
         position_block = np.ascontiguousarray(cloud.positions, dtype="<f4")
@@ -89,34 +89,54 @@ def encode(
 
 
 class BufferWriter:
-    """A float32 PCLD buffer whose blocks are filled in place before the header is written.
+    """A PCLD buffer whose blocks are filled in place before the header is written.
 
-    The header's bounds are only known once the positions are, yet the header comes first: so
-    room is reserved for the widest bounds JSON can spell, and the actual header is padded
-    with spaces to fill it. The buffer is numpy memory: large numpy allocations are backed by
-    transparent huge pages where the kernel offers them, which makes the first touch of a
-    fresh buffer several times cheaper than for ``bytes``/``bytearray`` (4 KiB pages).
+    The header's bounds (and quantisation) are only known once the positions are, yet the
+    header comes first: so room is reserved for the widest numbers JSON can spell, and the
+    actual header is padded with spaces to fill it. The buffer is numpy memory: large numpy
+    allocations are backed by transparent huge pages where the kernel offers them, which makes
+    the first touch of a fresh buffer several times cheaper than for ``bytes``/``bytearray``
+    (4 KiB pages).
+
+    Fill ``positions`` (float32, or uint16 steps when ``quantized``: see :func:`quantize`),
+    ``colors`` and ``segments``, then call :meth:`finish`.
     """
 
     def __init__(
-        self, count: int, *, mode: str, cloud_id: str, metadata: dict[str, Any] | None = None
+        self,
+        count: int,
+        *,
+        mode: str,
+        cloud_id: str,
+        metadata: dict[str, Any] | None = None,
+        quantized: bool = False,
     ) -> None:
         _check_labels(mode, cloud_id, metadata)
         self._fields = (count, mode, cloud_id, metadata)
+        self.quantized = quantized
         widest = np.full(3, _WIDEST_FLOAT, dtype=np.float64)
-        self._header_size = len(_header(count, mode, cloud_id, widest, widest, metadata, None))
+        quantization = {"min": widest.tolist(), "step": widest.tolist()} if quantized else None
+        header = _header(count, mode, cloud_id, widest, widest, metadata, quantization)
+        self._header_size = len(header)
         body = PREFIX_SIZE + self._header_size
-        self._buffer = np.empty(body + 16 * count, dtype=np.uint8)
-        self.positions = self._buffer[body : body + 12 * count].view("<f4").reshape(count, 3)
-        self.colors = self._buffer[body + 12 * count : body + 15 * count].reshape(count, 3)
-        self.segments = self._buffer[body + 15 * count :]
+        position_size = (6 if quantized else 12) * count
+        self._buffer = np.empty(body + position_size + 4 * count, dtype=np.uint8)
+        positions = self._buffer[body : body + position_size]
+        self.positions = positions.view("<u2" if quantized else "<f4").reshape(count, 3)
+        colors_end = body + position_size + 3 * count
+        self.colors = self._buffer[body + position_size : colors_end].reshape(count, 3)
+        self.segments = self._buffer[colors_end:]
 
-    def finish(self, lo: np.ndarray, hi: np.ndarray) -> memoryview:
-        """Write the prefix and header for these bounds; the finished, read-only buffer."""
+    def finish(self, lo: np.ndarray, hi: np.ndarray, step: np.ndarray | None = None) -> memoryview:
+        """Write the prefix and the header for these bounds (and the quantisation ``step``
+        the positions were stored with); the finished, read-only buffer."""
         if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
             raise ValueError("positions must all be finite (found NaN or infinity)")
+        if (step is not None) != self.quantized:
+            raise ValueError("finish() takes the quantisation step exactly when quantized")
         count, mode, cloud_id, metadata = self._fields
-        header = _header(count, mode, cloud_id, lo, hi, metadata, None)
+        quantization = None if step is None else {"min": lo.tolist(), "step": step.tolist()}
+        header = _header(count, mode, cloud_id, lo, hi, metadata, quantization)
         if len(header) > self._header_size:  # only if the caller grew metadata meanwhile
             raise ValueError("metadata changed while the cloud was being packed")
         header += b" " * (self._header_size - len(header))
@@ -253,7 +273,8 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
 
-def _quantization_step(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+def quantization_step(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """float32 (3,) step between uint16 levels for positions within [lo, hi]."""
     extent = hi.astype(np.float64) - lo.astype(np.float64)
     if extent.max() > np.finfo(np.float32).max:
         raise ValueError(
@@ -267,7 +288,9 @@ def _quantization_step(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.where(step < exact, np.nextafter(step, np.float32(np.inf)), step)
 
 
-def _quantize(positions: np.ndarray, lo: np.ndarray, step: np.ndarray) -> np.ndarray:
+def quantize(
+    positions: np.ndarray, lo: np.ndarray, step: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
     """uint16 (N, 3) steps from ``lo``, rounded to nearest: the error is at most step / 2.
 
     float64 arithmetic, so that the subtraction and division add no error of their own (in
@@ -277,7 +300,9 @@ def _quantize(positions: np.ndarray, lo: np.ndarray, step: np.ndarray) -> np.nda
     inverse = np.divide(1.0, step64, out=np.zeros(3), where=step64 > 0)
     lo_tiled, inverse_tiled = np.tile(lo64, _BLOCK_POINTS), np.tile(inverse, _BLOCK_POINTS)
     flat = np.ascontiguousarray(positions).reshape(-1)
-    out = np.empty(flat.size, np.uint16)
+    if out is None:
+        out = np.empty((flat.size // 3, 3), np.uint16)
+    flat_out = out.reshape(-1)
     scratch = np.empty(min(flat.size, lo_tiled.size), np.float64)
     for start in range(0, flat.size, lo_tiled.size):
         stop = min(start + lo_tiled.size, flat.size)
@@ -287,8 +312,8 @@ def _quantize(positions: np.ndarray, lo: np.ndarray, step: np.ndarray) -> np.nda
         np.rint(steps, out=steps)
         # float32 rounding of the step can put the maximum a hair past level 65535.
         np.clip(steps, 0, QUANTIZATION_LEVELS, out=steps)
-        out[start:stop] = steps
-    return out.reshape(-1, 3)
+        flat_out[start:stop] = steps
+    return out
 
 
 # --- decoding helpers -----------------------------------------------------------------------

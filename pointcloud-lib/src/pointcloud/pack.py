@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from pointcloud.codec import BufferWriter, encode
+from pointcloud.codec import BufferWriter, quantization_step, quantize
 from pointcloud.projection import Projection, plan_equirect, plan_planar
 
 
@@ -51,13 +51,18 @@ def pack_equirect(
 def _pack(
     plan: Projection, cloud_id: str, metadata: dict[str, Any] | None, quantized: bool
 ) -> memoryview:
-    if quantized:
-        # Quantised positions need the bounds before the first one can be stored, so they go
-        # through a float32 cloud first (the output is 10 bytes a point, not 16).
-        cloud = plan.to_cloud()
-        return memoryview(
-            encode(cloud, mode=plan.mode, cloud_id=cloud_id, metadata=metadata, quantized=True)
-        )
-    writer = BufferWriter(plan.count, mode=plan.mode, cloud_id=cloud_id, metadata=metadata)
-    lo, hi = plan.write(writer.positions, writer.colors, writer.segments)
-    return writer.finish(lo, hi)
+    writer = BufferWriter(
+        plan.count, mode=plan.mode, cloud_id=cloud_id, metadata=metadata, quantized=quantized
+    )
+    if not quantized:
+        lo, hi = plan.write(writer.positions, writer.colors, writer.segments)
+        return writer.finish(lo, hi)
+    # Quantised positions need the bounds before the first one can be stored: float32 ones go
+    # to a scratch array first (12 bytes a point on top of the 10 of the output).
+    positions = np.empty((plan.count, 3), np.float32)
+    lo, hi = plan.write(positions, writer.colors, writer.segments)
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        raise ValueError("positions must all be finite (found NaN or infinity)")
+    step = quantization_step(lo, hi)
+    quantize(positions, lo, step, out=writer.positions)
+    return writer.finish(lo, hi, step)
