@@ -54,6 +54,7 @@ class ServiceSpec:
     argv: list[str]
     env: dict[str, str]
     port: int
+    # The address it binds.
     host: str
     # "grpc": grpc.health.v1 reports SERVING; "http": GET /health answers 200; "tcp": the port
     # accepts connections (the fake OpenAI server, which has no health route).
@@ -61,7 +62,13 @@ class ServiceSpec:
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        """Where clients reach it."""
+        return f"{connect_host(self.host)}:{self.port}"
+
+
+def connect_host(bind_host: str) -> str:
+    """A service bound to every interface is reached on loopback."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "[::]": "[::1]"}.get(bind_host, bind_host)
 
 
 @dataclass
@@ -75,6 +82,9 @@ class StackOptions:
     # Explicit ports of the depth replicas (tests pick free ones); default: ports["depth"], then
     # consecutive ports from replica_port.
     depth_ports: list[int] | None = None
+    # Bind address per service ("orchestrator", "depth", "segment", "imagegen", "openai"), over
+    # ``host``: e.g. each service in its own network namespace.
+    hosts: dict[str, str] = field(default_factory=dict)
     tiny_models_dir: Path = TINY_MODELS_DIR
     # Extra environment for every child, applied last (tests use it to shorten deadlines).
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -117,10 +127,12 @@ def plan_services(options: StackOptions, environ: Mapping[str, str] | None = Non
     """The processes of one stack, in start order (the orchestrator last)."""
     base_env = dict(os.environ if environ is None else environ)
     base_env["PYTHONUNBUFFERED"] = "1"
-    host, ports, py = options.host, options.ports, options.python
+    ports, py = options.ports, options.python
+    hosts = {name: options.hosts.get(name, options.host) for name in DEFAULT_PORTS}
+    reach = {name: f"{connect_host(host)}:{ports[name]}" for name, host in hosts.items()}
     if options.smoke:
         base_env = {**SMOKE_DEFAULTS, **base_env, **smoke_model_env(options.tiny_models_dir)}
-        base_env["OPENAI_BASE_URL"] = f"http://{host}:{ports['openai']}/v1"
+        base_env["OPENAI_BASE_URL"] = f"http://{reach['openai']}/v1"
 
     def env(**values: object) -> dict[str, str]:
         merged = {**base_env, **{k: str(v) for k, v in values.items()}}
@@ -131,34 +143,36 @@ def plan_services(options: StackOptions, environ: Mapping[str, str] | None = Non
     if options.smoke:
         specs.append(ServiceSpec(
             "openai-fake",
-            [py, "-m", "tests.fakes.openai_server", "--host", host, "--port",
+            [py, "-m", "tests.fakes.openai_server", "--host", hosts["openai"], "--port",
              str(ports["openai"])],
-            env(), ports["openai"], host, kind="tcp"))
+            env(), ports["openai"], hosts["openai"], kind="tcp"))
     depth_ports = options.depth_ports or [ports["depth"]] + [
         options.replica_port + i for i in range(options.depth_replicas - 1)]
+    depth_host = hosts["depth"]
     for i, port in enumerate(depth_ports):
         name = "depth" if len(depth_ports) == 1 else f"depth-{i + 1}"
         specs.append(ServiceSpec(name, [py, "-m", "depth_service"],
-                                 env(DEPTH_HOST=host, DEPTH_PORT=port), port, host, kind="grpc"))
+                                 env(DEPTH_HOST=depth_host, DEPTH_PORT=port), port, depth_host,
+                                 kind="grpc"))
     specs.append(ServiceSpec("segment", [py, "-m", "segment_service"],
-                             env(SEG_HOST=host, SEG_PORT=ports["segment"]),
-                             ports["segment"], host, kind="grpc"))
+                             env(SEG_HOST=hosts["segment"], SEG_PORT=ports["segment"]),
+                             ports["segment"], hosts["segment"], kind="grpc"))
     specs.append(ServiceSpec("imagegen", [py, "-m", "imagegen_service"],
-                             env(IMAGEGEN_HOST=host, IMAGEGEN_PORT=ports["imagegen"]),
-                             ports["imagegen"], host, kind="grpc"))
+                             env(IMAGEGEN_HOST=hosts["imagegen"], IMAGEGEN_PORT=ports["imagegen"]),
+                             ports["imagegen"], hosts["imagegen"], kind="grpc"))
     orchestrator_env = {
-        "ORCHESTRATOR_HOST": host,
+        "ORCHESTRATOR_HOST": hosts["orchestrator"],
         "ORCHESTRATOR_PORT": ports["orchestrator"],
         # Several replicas are one comma-separated list: the orchestrator's channel balances
         # them round robin.
-        "DEPTH_SERVICE_ADDR": ",".join(f"{host}:{p}" for p in depth_ports),
-        "SEGMENT_SERVICE_ADDR": f"{host}:{ports['segment']}",
-        "IMAGEGEN_SERVICE_ADDR": f"{host}:{ports['imagegen']}",
+        "DEPTH_SERVICE_ADDR": ",".join(f"{connect_host(depth_host)}:{p}" for p in depth_ports),
+        "SEGMENT_SERVICE_ADDR": reach["segment"],
+        "IMAGEGEN_SERVICE_ADDR": reach["imagegen"],
     }
     if options.data_dir is not None:
         orchestrator_env["DATA_DIR"] = str(options.data_dir)
     specs.append(ServiceSpec("orchestrator", [py, "-m", "orchestrator"], env(**orchestrator_env),
-                             ports["orchestrator"], host, kind="http"))
+                             ports["orchestrator"], hosts["orchestrator"], kind="http"))
     return specs
 
 
@@ -219,7 +233,7 @@ async def is_ready(spec: ServiceSpec) -> bool:
     if spec.kind == "grpc":
         return await grpc_serving(spec.address, timeout_s=1.0)
     if spec.kind == "tcp":
-        return await tcp_accepting(spec.host, spec.port, timeout_s=1.0)
+        return await tcp_accepting(connect_host(spec.host), spec.port, timeout_s=1.0)
     status, _ = await asyncio.to_thread(http_get_json, f"http://{spec.address}/health", 2.0)
     return status == 200
 

@@ -153,7 +153,7 @@ class Stack:
             return grpc_health(spec.address) is not None
         if spec.kind == "tcp":
             with contextlib.suppress(OSError), socket.create_connection(
-                    (spec.host, spec.port), timeout=1.0):
+                    (run_script.connect_host(spec.host), spec.port), timeout=1.0):
                 return True
             return False
         try:
@@ -242,9 +242,15 @@ class Stack:
 
 
 def stack_specs(tmp_dir: Path, *, depth_replicas: int = 1, extra_env: dict[str, str] | None = None,
-                tiny_models_dir: Path | None = None) -> tuple[list[ServiceSpec], Path]:
-    """The processes of a smoke stack on free ports, with its data directory under ``tmp_dir``."""
-    ports = free_ports(5 + depth_replicas)
+                tiny_models_dir: Path | None = None, hosts: dict[str, str] | None = None,
+                argv_prefix: dict[str, list[str]] | None = None,
+                ) -> tuple[list[ServiceSpec], Path]:
+    """The processes of a smoke stack on free ports, with its data directory under ``tmp_dir``.
+
+    ``hosts`` binds services to other addresses than loopback; ``argv_prefix`` runs a process
+    under a wrapper (e.g. ``ip netns exec NAME``), by process name.
+    """
+    ports = free_ports(4 + depth_replicas)
     names = ["orchestrator", "depth", "segment", "imagegen", "openai"]
     options = StackOptions(
         smoke=True,
@@ -252,18 +258,25 @@ def stack_specs(tmp_dir: Path, *, depth_replicas: int = 1, extra_env: dict[str, 
         depth_replicas=depth_replicas,
         ports=dict(zip(names, ports, strict=False)),
         depth_ports=[ports[1], *ports[5:]],
+        hosts=dict(hosts or {}),
         tiny_models_dir=tiny_models_dir or run_script.TINY_MODELS_DIR,
         extra_env=dict(extra_env or {}),
     )
-    return run_script.plan_services(options), options.data_dir
+    specs = run_script.plan_services(options)
+    for spec in specs:
+        spec.argv = [*(argv_prefix or {}).get(spec.name, []), *spec.argv]
+    return specs, options.data_dir
 
 
 @contextlib.contextmanager
 def running_stack(tmp_dir: Path, *, depth_replicas: int = 1,
                   extra_env: dict[str, str] | None = None, tiny_models_dir: Path | None = None,
+                  hosts: dict[str, str] | None = None,
+                  argv_prefix: dict[str, list[str]] | None = None,
                   timeout_s: float = 180.0) -> Iterator[Stack]:
     specs, data_dir = stack_specs(tmp_dir, depth_replicas=depth_replicas, extra_env=extra_env,
-                                  tiny_models_dir=tiny_models_dir)
+                                  tiny_models_dir=tiny_models_dir, hosts=hosts,
+                                  argv_prefix=argv_prefix)
     stack = Stack(specs, tmp_dir / "logs", data_dir)
     try:
         stack.start(timeout_s=timeout_s)

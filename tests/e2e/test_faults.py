@@ -66,13 +66,12 @@ def depth_models_loaded(client: httpx.Client) -> bool:
         m["loaded"] for m in (depth.get("info") or {}).get("models", [{"loaded": False}]))
 
 
-def use_slow_depth(stack, client) -> None:
-    stack.restart("depth", env=SLOW_DEPTH)
-    wait_until(lambda: depth_models_loaded(client), 60, "the slow depth service loaded")
-
-
-def use_normal_depth(stack, client) -> None:
-    stack.restart("depth")
+def use_depth(stack, client, *, slow: bool) -> None:
+    """Depth running and loaded, slow or as planned; restarted only when it must change."""
+    wanted = {**stack.planned_env["depth"], **(SLOW_DEPTH if slow else {})}
+    process = stack.processes.get("depth")
+    if process is None or not process.alive or stack.specs["depth"].env != wanted:
+        stack.restart("depth", env=SLOW_DEPTH if slow else None)
     wait_until(lambda: depth_models_loaded(client), 60, "the depth service loaded")
 
 
@@ -95,9 +94,37 @@ def assert_failed_without_assets(client: httpx.Client, stack, generation_id: str
     return record
 
 
+def test_a_stalled_service_ends_in_a_504_at_the_deadline_and_is_told_to_cancel(
+        stack, client, photo):
+    use_depth(stack, client, slow=True)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        pending = pool.submit(upload, client, photo)
+        wait_until(lambda: running_job(client, "depth"), 30, "depth working on the job")
+        busy_from = stack.cpu_seconds("depth"), time.monotonic()
+        response = pending.result(timeout=60)
+        elapsed_s = time.monotonic() - started
+        busy_until = stack.cpu_seconds("depth"), time.monotonic()
+    assert response.status_code == 504, response.text
+    assert "depth" in response.json()["detail"]
+    assert DEPTH_DEADLINE_S - 0.5 <= elapsed_s < DEPTH_DEADLINE_S + 5
+    # It was working until the deadline ...
+    working = (busy_until[0] - busy_from[0]) / (busy_until[1] - busy_from[1])
+    # ... and stops once the cancellation arrives (after the forward pass in progress).
+    time.sleep(1.0)
+    cpu_before = stack.cpu_seconds("depth")
+    time.sleep(2.0)
+    idle = (stack.cpu_seconds("depth") - cpu_before) / 2.0
+    assert working > 0.2 and idle < 0.1, (
+        f"depth used {working:.2f} CPU while serving and {idle:.2f} after the deadline")
+    assert "request '" not in stack.log("depth").split("---- start")[-1], (
+        "the cancelled request was completed")
+    assert_failed_without_assets(client, stack, response.headers["X-Generation-Id"])
+
+
 def test_depth_killed_mid_request_is_a_503_naming_it_then_a_restart_recovers(
         stack, client, photo):
-    use_slow_depth(stack, client)
+    use_depth(stack, client, slow=True)
     orchestrator_pid = stack.pid("orchestrator")
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pending = pool.submit(upload, client, photo)
@@ -114,45 +141,15 @@ def test_depth_killed_mid_request_is_a_503_naming_it_then_a_restart_recovers(
     record = assert_failed_without_assets(client, stack, generation_id)
     assert "depth" in record["error"]
 
-    use_normal_depth(stack, client)
+    use_depth(stack, client, slow=False)
     response = upload(client, photo)
     assert response.status_code == 200, response.text
     assert stack.pid("orchestrator") == orchestrator_pid, "the orchestrator was restarted"
 
 
-def test_a_stalled_service_ends_in_a_504_at_the_deadline_and_is_told_to_cancel(
-        stack, client, photo):
-    use_slow_depth(stack, client)
-    try:
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            started = time.monotonic()
-            pending = pool.submit(upload, client, photo)
-            wait_until(lambda: running_job(client, "depth"), 30, "depth working on the job")
-            busy_from = stack.cpu_seconds("depth"), time.monotonic()
-            response = pending.result(timeout=60)
-            elapsed_s = time.monotonic() - started
-            busy_until = stack.cpu_seconds("depth"), time.monotonic()
-        assert response.status_code == 504, response.text
-        assert "depth" in response.json()["detail"]
-        assert DEPTH_DEADLINE_S - 0.5 <= elapsed_s < DEPTH_DEADLINE_S + 5
-        # It was working hard until the deadline ...
-        working = (busy_until[0] - busy_from[0]) / (busy_until[1] - busy_from[1])
-        assert working > 0.3, f"depth used {working:.2f} CPU while serving"
-        # ... and stops once the cancellation arrives (after the forward pass in progress).
-        time.sleep(1.0)
-        cpu_before = stack.cpu_seconds("depth")
-        time.sleep(2.0)
-        idle = (stack.cpu_seconds("depth") - cpu_before) / 2.0
-        assert idle < 0.15, f"depth still uses {idle:.2f} CPU: it did not cancel"
-        assert "request '" not in stack.log("depth").split("---- start")[-1], (
-            "the cancelled request was completed")
-        assert_failed_without_assets(client, stack, response.headers["X-Generation-Id"])
-    finally:
-        use_normal_depth(stack, client)
-
-
 def test_orchestrator_killed_during_a_job_keeps_finished_generations_and_fails_the_rest(
         stack, client, photo):
+    use_depth(stack, client, slow=False)
     finished = upload(client, photo)
     assert finished.status_code == 200, finished.text
     finished_id = finished.headers["X-Generation-Id"]
