@@ -116,8 +116,8 @@ def print_report(client: httpx.Client, url: str, job_id: str, wall_s: float,
     body = client.get(f"/generations/{job_id}/pointcloud.bin").raise_for_status().content
     cloud = decode(body)
     lo, hi = cloud.bounds()
-    print(f"\npoint cloud: {cloud.count} points, {len(body) / 2**20:.1f} MiB, bounds "
-          f"min {lo.round(2).tolist()} max {hi.round(2).tolist()} (metres)")
+    bounds = "  ".join(f"{axis} {a:.2f}..{b:.2f}" for axis, a, b in zip("xyz", lo, hi, strict=True))
+    print(f"\npoint cloud: {cloud.count} points, {len(body) / 2**20:.1f} MiB; metres: {bounds}")
     print(f"\nstored as generation {job_id}")
     print(f"  metadata  {url}/generations/{job_id}")
     print(f"  assets    {url}/generations/{job_id}/{{image.png,depth.png,segments.png,"

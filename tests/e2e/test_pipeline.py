@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 import re
+import subprocess
+import sys
 
 import httpx
 import numpy as np
@@ -16,7 +18,7 @@ import pytest
 from PIL import Image
 
 from pointcloud import decode
-from tests.stack import running_stack
+from tests.stack import REPO_ROOT, running_stack
 
 pytestmark = pytest.mark.slow
 # The fake OpenAI server answers any key of the right shape; the real one would check it.
@@ -170,3 +172,18 @@ def test_two_depth_replicas_both_receive_requests(client, stack, photo):
 def request_lines(log: str) -> list[str]:
     """The depth service's one line per request served."""
     return re.findall(r"depth_service\.servicer: request '[0-9a-f]+'", log)
+
+
+def test_make_demo_stores_the_bundled_photo_and_reports_it(client, stack):
+    """``scripts/demo.py`` against the running stack (it starts none when one answers)."""
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "demo.py"), "--url", stack.url],
+        capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    generation_id = re.search(r"stored as generation ([0-9a-f]{32})", result.stdout).group(1)
+    assert "timing breakdown (ms)" in result.stdout and "point cloud: " in result.stdout
+    record = client.get(f"/generations/{generation_id}").json()
+    assert record["status"] == "completed" and record["source"] == "upload"
+    stored = png_pixels(client.get(f"/generations/{generation_id}/image.png").content)
+    demo_photo = Image.open(REPO_ROOT / "scripts" / "demo" / "chelsea.png").convert("RGB")
+    np.testing.assert_array_equal(stored, np.asarray(demo_photo))
