@@ -49,8 +49,8 @@ class Settings(BaseSettings):
     tile_max_count: int = Field(64, ge=1)
     # Tiles per forward pass; 0 = 8 on CUDA, 2 elsewhere (CPU gains nothing from larger batches).
     batch_size: int = Field(0, ge=0)
-    # Seconds in-flight requests may take to finish after SIGTERM.
-    grace_s: float = Field(30.0, ge=0)
+    # Seconds in-flight requests may take to finish after SIGTERM (inside a 30 s pod grace).
+    grace_s: float = Field(25.0, ge=0)
     max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, ge=4 * 1024 * 1024)
     log_level: str = "INFO"
     # After a failed load, requests within this many seconds fail fast instead of reloading.
