@@ -6,14 +6,15 @@ each, ``tests/fakes/grpc_services.py``), whose models are instant and report the
 For a 1024x1024 standard image and a 2048x1024 panorama, ``POST /generate`` is timed from the
 client; the overhead is that wall time minus the services' reported model time, split by step
 from the generation's record (gRPC transfer, image decode, point cloud build, pack, PNG
-encoding, storage, HTTP).
+encoding, storage, HTTP). Point cloud build and pack are one step: pointcloud-lib projects
+straight into the binary buffer.
 
 The target compares the overhead with the model time of Depth Anything V2 Small plus
 semantic-only segmentation (the default MaskFormer Swin-L ADE family) on this machine, measured
 in the same run with full-size random-weight models (no weights can be downloaded here; random
 weights cost the same time). ``--model-time-s`` skips that measurement.
 
-    python orchestrator/bench/bench_overhead.py [--runs 5] [--model-time-s 4.2]
+    python orchestrator/bench/bench_overhead.py [--runs 3] [--model-time-s 20]
 """
 
 from __future__ import annotations
@@ -123,9 +124,9 @@ def breakdown(record: dict, wall_ms: float, body_bytes: int) -> dict[str, float]
         "  depth/segment transfer": timing["models"] - models_model,
         "     (depth call)": transfer["depth"],
         "     (segment call)": transfer["segment"],
-        "  point cloud build": timing["pointcloud"],
-        "  pack": timing["pack"],
-        "  PNG encoding (parallel to build+pack)": timing["png"],
+        # pointcloud-lib projects straight into the PCLD buffer: build and pack are one pass.
+        "  point cloud build + pack": timing["pointcloud"],
+        "  PNG encoding (parallel to build)": timing["png"],
         "  storage": timing["storage"],
         "  HTTP, queue, records": wall_ms - server_ms + timing.get("queue", 0.0),
         "points": record["point_count"],
@@ -133,9 +134,10 @@ def breakdown(record: dict, wall_ms: float, body_bytes: int) -> dict[str, float]
     }
 
 
-def baseline_model_time(width: int, height: int) -> tuple[float, float]:
+def baseline_model_times(sizes: list[tuple[int, int]]) -> list[tuple[float, float]]:
     """Seconds of one forward pass of Depth Anything V2 Small and of MaskFormer Swin-L ADE
-    (semantic-only segmentation) at the input sizes their processors would use for the image."""
+    (semantic-only segmentation), for each (width, height) image, at the input sizes their
+    processors would resize it to."""
     import torch
     from transformers import (
         DepthAnythingConfig,
@@ -163,26 +165,28 @@ def baseline_model_time(width: int, height: int) -> tuple[float, float]:
                                   num_queries=100),
         fpn_feature_size=256, mask_feature_size=256, num_labels=150)).eval()
 
-    def scaled(short_side: int, multiple: int) -> tuple[int, int]:
+    def scaled(width: int, height: int, short_side: int, multiple: int) -> tuple[int, int]:
         scale = short_side / min(width, height)
         return (round(height * scale / multiple) * multiple,
                 round(width * scale / multiple) * multiple)
 
-    def timed(model, size: tuple[int, int]) -> float:
-        pixels = torch.rand(1, 3, *size)
+    def timed(model, size: tuple[int, int], multiple: int) -> float:
         with torch.inference_mode():
-            model(pixel_values=pixels)  # warm-up: allocator, kernels
+            # Warm-up (allocator, kernel selection) on a small input: a full-size one would
+            # double the minutes this takes.
+            model(pixel_values=torch.rand(1, 3, 4 * multiple, 4 * multiple))
+            pixels = torch.rand(1, 3, *size)
             started = time.perf_counter()
             model(pixel_values=pixels)
             return time.perf_counter() - started
 
-    return timed(depth, scaled(DEPTH_SHORT_SIDE, 14)), timed(semantic,
-                                                             scaled(SEMANTIC_SHORT_SIDE, 32))
+    return [(timed(depth, scaled(w, h, DEPTH_SHORT_SIDE, 14), 14),
+             timed(semantic, scaled(w, h, SEMANTIC_SHORT_SIDE, 32), 32)) for w, h in sizes]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=5, help="generations per case (median)")
+    parser.add_argument("--runs", type=int, default=3, help="generations per case (median)")
     parser.add_argument("--model-time-s", type=float, default=None,
                         help="model time to compare with, instead of measuring it")
     args = parser.parse_args()
@@ -200,20 +204,20 @@ def main() -> None:
                 for process in processes:
                     process.wait(30)
 
-    baseline = {}
-    for mode, width, height in CASES:
-        if args.model_time_s is not None:
-            baseline[mode] = (args.model_time_s, 0.0)
-            continue
+    if args.model_time_s is not None:
+        baseline = {mode: (args.model_time_s, 0.0) for mode, _, _ in CASES}
+    else:
         try:
-            baseline[mode] = baseline_model_time(width, height)
+            times = baseline_model_times([(w, h) for _, w, h in CASES])
         except ImportError as exc:
             sys.exit(f"cannot measure the baseline models ({exc}); pass --model-time-s")
+        baseline = {mode: t for (mode, _, _), t in zip(CASES, times, strict=True)}
 
     header = f"{'ms':<42}" + "".join(f"{f'{m} {w}x{h}':>22}" for m, w, h in CASES)
     print(header)
     for step in results[CASES[0][0]]:
-        cells = "".join(f"{results[m][step]:>22.1f}" for m, _, _ in CASES)
+        digits = 0 if step == "points" else 1
+        cells = "".join(f"{results[m][step]:>22,.{digits}f}" for m, _, _ in CASES)
         print(f"{step:<42}{cells}")
     print()
     report = {}

@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (generate, jobs, generations, health):
         app.include_router(module.router)
 
-    @app.get("/lib/pcld.js", include_in_schema=False)
+    @app.api_route("/lib/pcld.js", methods=["GET", "HEAD"], include_in_schema=False)
     def point_cloud_decoder() -> FileResponse:
         return FileResponse(pointcloud.js_decoder_path(), media_type="text/javascript")
 

@@ -249,10 +249,12 @@ class Pipeline:
         job.record_timing("pointcloud", time.perf_counter() - started)
         header = decode(cloud_bin).header  # zero-copy; the header says what was built
         body = None
-        if quantized_body is not None:
+        if quantized_body:
             started = time.perf_counter()
-            body = requantize(cloud_bin) if quantized_body else cloud_bin
+            body = requantize(cloud_bin)
             job.record_timing("requantize", time.perf_counter() - started)
+        elif quantized_body is not None:
+            body = cloud_bin
         info = {"point_count": header["count"], "bounds": header["bounds"],
                 "projection": header["mode"]}
         if job.mode == "standard" and outputs.focal_length_px is None:
