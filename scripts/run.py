@@ -356,7 +356,7 @@ class Supervisor:
             print(f"    {line}", file=sys.stderr)
 
 
-def print_banner(specs: list[ServiceSpec], data_dir: Path | None) -> None:
+def print_banner(specs: list[ServiceSpec]) -> None:
     orchestrator = specs[-1]
     base = f"http://{orchestrator.address}"
     lines = [
@@ -367,21 +367,21 @@ def print_banner(specs: list[ServiceSpec], data_dir: Path | None) -> None:
         f"  health    {base}/health",
     ]
     lines += [f"  {s.name:<9} {s.address}" for s in specs[:-1]]
-    if data_dir is not None:
-        lines.append(f"  data      {data_dir}")
-    lines += ["Ctrl-C stops every service.", ""]
+    # The orchestrator runs in the repository root, where its default DATA_DIR is ./data.
+    data_dir = REPO_ROOT / orchestrator.env.get("DATA_DIR", "data")
+    lines += [f"  data      {data_dir.resolve()}/generations/", "Ctrl-C stops every service.", ""]
     print("\n".join(lines), flush=True)
 
 
 async def supervise(specs: list[ServiceSpec], *, startup_timeout_s: float, grace_s: float,
-                    colour: bool, data_dir: Path | None) -> int:
+                    colour: bool) -> int:
     supervisor = Supervisor(specs, grace_s=grace_s, colour=colour)
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop_requested.set)
     try:
-        return await _run_until_stopped(supervisor, stop_requested, startup_timeout_s, data_dir)
+        return await _run_until_stopped(supervisor, stop_requested, startup_timeout_s)
     finally:
         await supervisor.stop_all()
         print("all services stopped", flush=True)
@@ -402,7 +402,7 @@ async def _first(*awaitables) -> asyncio.Task:
 
 
 async def _run_until_stopped(supervisor: Supervisor, stop_requested: asyncio.Event,
-                             startup_timeout_s: float, data_dir: Path | None) -> int:
+                             startup_timeout_s: float) -> int:
     starting = supervisor.start_all(startup_timeout_s)
     finished = await _first(starting, stop_requested.wait())
     if stop_requested.is_set():
@@ -416,7 +416,7 @@ async def _run_until_stopped(supervisor: Supervisor, stop_requested: asyncio.Eve
     except TimeoutError as exc:
         print(f"\n{exc}; stopping the others", file=sys.stderr, flush=True)
         return 1
-    print_banner(supervisor.specs, data_dir)
+    print_banner(supervisor.specs)
     finished = await _first(supervisor.first_exit(), stop_requested.wait())
     if stop_requested.is_set():
         print("stopping every service ...", flush=True)
@@ -461,7 +461,9 @@ def options_from_args(args: argparse.Namespace) -> StackOptions:
         explicit = getattr(args, f"{name}_port")
         if explicit is not None:
             ports[name] = explicit
-    return StackOptions(smoke=args.smoke, host=args.host, data_dir=args.data_dir,
+    # Resolved here: the services run in the repository root, not in the caller's directory.
+    data_dir = args.data_dir.resolve() if args.data_dir is not None else None
+    return StackOptions(smoke=args.smoke, host=args.host, data_dir=data_dir,
                         depth_replicas=args.depth_replicas, ports=ports,
                         replica_port=replica_port)
 
@@ -478,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         specs = plan_services(options)
         return asyncio.run(supervise(
             specs, startup_timeout_s=args.startup_timeout, grace_s=args.grace,
-            colour=sys.stdout.isatty(), data_dir=options.data_dir))
+            colour=sys.stdout.isatty()))
 
 
 if __name__ == "__main__":
