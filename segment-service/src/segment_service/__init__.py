@@ -1,0 +1,4 @@
+"""gRPC segmentation service: SAM2 automatic masks fused with ADE20K semantics into six audio
+categories. Run with ``python -m segment_service``."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,24 @@
+"""``python -m segment_service``: serve until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+
+from scene_rpc.logs import configure_logging
+from segment_service.settings import Settings
+
+
+def main() -> None:
+    settings = Settings()
+    # Before torch and transformers are imported, so their start-up messages are formatted too.
+    configure_logging("segment", settings.log_level)
+
+    from scene_rpc.torch_runtime import configure_threads
+    from segment_service.server import serve
+
+    configure_threads(settings.threads)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""The service's two models, each a :class:`scene_rpc.lifecycle.ManagedModel`: loaded lazily,
+once, behind a lock; a failure remembered, reported by Info and retried later.
+
+Forward passes run on the segmenter's single inference thread (see ``segmenter.py``), never
+concurrently.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from scene_rpc.lifecycle import LoadResult, ManagedModel
+from segment_service.amg import Sam2Predictor
+from segment_service.categories import ade20k_lookup
+from segment_service.semantic import SemanticPredictor
+from segment_service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# transformers resolves its lazy top-level names without a lock: two threads importing from it at
+# once can fail with "cannot import name 'AutoConfig'". The two models therefore load one at a time.
+_LOAD_LOCK = threading.Lock()
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _dtype_name(dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+class SamModel(ManagedModel):
+    role = "sam"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings.sam_model, retry_interval_s=settings.load_retry_s)
+        self._device_preference = settings.device
+        self.predictor: Sam2Predictor | None = None
+
+    def _load(self) -> LoadResult:
+        with _LOAD_LOCK:
+            return self._load_unlocked()
+
+    def _load_unlocked(self) -> LoadResult:
+        import torch
+        from transformers import Sam2Model
+        from transformers.image_processing_base import ImageProcessingMixin
+
+        from scene_rpc.torch_runtime import select_device
+
+        device, dtype = select_device(self._device_preference)
+        if dtype == torch.float16 and torch.cuda.is_bf16_supported():
+            # SAM2 is trained and released for bfloat16 autocast; float16 overflows in Hiera.
+            dtype = torch.bfloat16
+        model = Sam2Model.from_pretrained(self.requested_model_id, dtype=dtype).to(device).eval()
+        # Read Sam2ImageProcessor's config as a plain dict: the class itself needs torchvision.
+        processor, _ = ImageProcessingMixin.get_image_processor_dict(self.requested_model_id)
+        input_size = int(model.config.prompt_encoder_config.image_size)
+        declared = (processor.get("size") or {}).get("height", input_size)
+        if declared != input_size:
+            log.warning("SAM2 processor size %s differs from the model's input %s; using %s",
+                        declared, input_size, input_size)
+        self.predictor = Sam2Predictor(
+            model,
+            input_size=input_size,
+            mean=processor.get("image_mean", _IMAGENET_MEAN),
+            std=processor.get("image_std", _IMAGENET_STD),
+            rescale_factor=processor.get("rescale_factor", 1 / 255),
+            device=device,
+            dtype=dtype,
+        )
+        return LoadResult(model_id=self.requested_model_id, device=str(device),
+                          dtype=_dtype_name(dtype))
+
+
+class SemanticModel(ManagedModel):
+    role = "semantic"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings.semantic_model, retry_interval_s=settings.load_retry_s)
+        self._device_preference = settings.device
+        self.predictor: SemanticPredictor | None = None
+        # ADE20K index -> the class name as this model's config spells it, for responses.
+        self.label_names: dict[int, str] = {}
+
+    def _load(self) -> LoadResult:
+        with _LOAD_LOCK:
+            return self._load_unlocked()
+
+    def _load_unlocked(self) -> LoadResult:
+        from transformers import (
+            AutoConfig,
+            AutoImageProcessor,
+            AutoModelForSemanticSegmentation,
+            AutoModelForUniversalSegmentation,
+        )
+        from transformers.models.auto.modeling_auto import (
+            MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES,
+            MODEL_FOR_UNIVERSAL_SEGMENTATION_MAPPING_NAMES,
+        )
+
+        from scene_rpc.torch_runtime import select_device
+
+        config = AutoConfig.from_pretrained(self.requested_model_id)
+        if config.model_type == "oneformer":
+            raise ValueError("OneFormer needs a text task input per image; use MaskFormer, "
+                             "Mask2Former or a semantic-segmentation model")
+        if config.model_type in MODEL_FOR_UNIVERSAL_SEGMENTATION_MAPPING_NAMES:
+            model_class = AutoModelForUniversalSegmentation
+        elif config.model_type in MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES:
+            model_class = AutoModelForSemanticSegmentation
+        else:
+            raise ValueError(
+                f"{self.requested_model_id!r} is a {config.model_type!r} model, not a semantic or "
+                "universal segmentation model"
+            )
+        # Checked before the weights load: a model without ADE20K labels cannot be categorised.
+        lookup = ade20k_lookup(config.id2label)
+        device, dtype = select_device(self._device_preference)
+        model = model_class.from_pretrained(self.requested_model_id, dtype=dtype).to(device).eval()
+        processor = AutoImageProcessor.from_pretrained(self.requested_model_id)
+        self.label_names = {int(lookup[int(i)]): name for i, name in config.id2label.items()}
+        self.predictor = SemanticPredictor(model, processor, lookup, device=device, dtype=dtype)
+        return LoadResult(model_id=self.requested_model_id, device=str(device),
+                          dtype=_dtype_name(dtype))

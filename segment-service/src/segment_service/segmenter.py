@@ -1,0 +1,237 @@
+"""One segmentation request from decoded pixels to categories: the semantic pass, SAM2's automatic
+masks, fusion, with progress reports and cancellation between prompt batches.
+
+All model work runs on one inference thread: requests queue in arrival order, a request cancelled
+while queued never starts, and a running one stops at its next prompt batch. The event loop stays
+free for health checks, Info and streaming progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from segment_service.amg import (
+    AmgParams,
+    Crop,
+    WorkCancelled,
+    count_batches,
+    generate_masks,
+    plan_crops,
+)
+from segment_service.categories import ADE20K_NAMES
+from segment_service.fusion import categories_of, fuse, label_shares
+from segment_service.models import SamModel, SemanticModel
+from segment_service.settings import Mode, Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Progress:
+    stage: str  # "semantic", "sam_encoder", "mask_decoding", "fusion"
+    done: int
+    total: int
+    fraction: float
+
+
+@dataclass(frozen=True)
+class Label:
+    ade20k_id: int
+    label: str
+    pixel_fraction: float
+    category: int
+
+
+@dataclass
+class SegmentResult:
+    categories: np.ndarray  # uint8 [H, W]
+    labels: list[Label]
+    mask_count: int
+    mode: Mode
+    sam_model_id: str
+    semantic_model_id: str
+    timing_ms: dict[str, float] = field(default_factory=dict)
+
+
+class _ProgressCounter:
+    """Turns stage reports into overall fractions: one unit for the semantic pass, one per crop
+    embedding, one per prompt batch, one for fusion."""
+
+    def __init__(self, total_units: int, emit: Callable[[Progress], None]) -> None:
+        self.total = max(1, total_units)
+        self.done = 0
+        self.emit = emit
+
+    def step(self, stage: str, done: int, total: int) -> None:
+        self.done += 1
+        self.emit(Progress(stage, done, total, min(1.0, self.done / self.total)))
+
+
+class Segmenter:
+    def __init__(self, settings: Settings, sam: SamModel, semantic: SemanticModel) -> None:
+        self.settings = settings
+        self.sam = sam
+        self.semantic = semantic
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segment-infer")
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def amg_params(self) -> AmgParams:
+        s = self.settings
+        return AmgParams(
+            points_per_batch=s.points_per_batch,
+            pred_iou_thresh=s.pred_iou_thresh,
+            stability_score_thresh=s.stability_score_thresh,
+            stability_score_offset=s.stability_score_offset,
+            box_nms_thresh=s.box_nms_thresh,
+            crop_nms_thresh=s.crop_nms_thresh,
+            min_region_area=s.min_region_area,
+        )
+
+    def plan(self, width: int, height: int, mode: Mode, panorama: bool) -> list[Crop]:
+        """The SAM2 crops of a request; none in semantic mode."""
+        s = self.settings
+        if mode is Mode.SEMANTIC:
+            return []
+        sam_mode = mode is Mode.SAM
+        return plan_crops(
+            width, height,
+            panorama=panorama,
+            crop_size_px=s.crop_size_px,
+            overlap=s.crop_overlap,
+            points_per_side=s.sam_mode_points_per_side if sam_mode else s.points_per_side,
+            crop_points_per_side=(s.sam_mode_crop_points_per_side if sam_mode
+                                  else s.crop_points_per_side),
+        )
+
+    async def stream(
+        self, rgb: np.ndarray, *, mode: Mode | None = None, panorama: bool = False
+    ) -> AsyncIterator[Progress | SegmentResult]:
+        """Progress events, then exactly one SegmentResult.
+
+        Closing the iterator early (the caller went away) cancels the work between batches.
+        """
+        mode = mode or self.settings.mode
+        loads = [self.semantic.ensure_loaded()]
+        if mode is not Mode.SEMANTIC:
+            loads.append(self.sam.ensure_loaded())
+        await asyncio.gather(*loads)
+
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Progress] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def emit(progress: Progress) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, progress)
+
+        work = loop.run_in_executor(self._executor, self._run, rgb, mode, panorama, emit, cancel)
+        getter: asyncio.Future | None = None
+        try:
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({work, getter}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    yield getter.result()
+                    continue
+                getter.cancel()
+                while not queue.empty():
+                    yield queue.get_nowait()
+                yield work.result()
+                return
+        finally:
+            cancel.set()
+            if getter is not None:
+                getter.cancel()
+            work.cancel()  # drops it if still queued behind another request
+
+    async def segment(
+        self, rgb: np.ndarray, *, mode: Mode | None = None, panorama: bool = False
+    ) -> SegmentResult:
+        events = self.stream(rgb, mode=mode, panorama=panorama)
+        try:
+            async for event in events:
+                if isinstance(event, SegmentResult):
+                    return event
+        finally:
+            await events.aclose()
+        raise RuntimeError("segmentation produced no result")  # unreachable by construction
+
+    # The blocking part, on the inference thread.
+
+    def _run(
+        self,
+        rgb: np.ndarray,
+        mode: Mode,
+        panorama: bool,
+        emit: Callable[[Progress], None],
+        cancel: threading.Event,
+    ) -> SegmentResult:
+        started = time.perf_counter()
+        height, width = rgb.shape[:2]
+        crops = self.plan(width, height, mode, panorama)
+        params = self.amg_params()
+        batches = count_batches(crops, params.points_per_batch)
+        progress = _ProgressCounter(2 + len(crops) + batches, emit)
+        timing: dict[str, float] = {}
+
+        if cancel.is_set():
+            raise WorkCancelled("cancelled before it started")
+        semantic_started = time.perf_counter()
+        assert self.semantic.predictor is not None
+        class_map = self.semantic.predictor.class_map(
+            rgb, panorama=panorama, full_resolution=mode is not Mode.SAM
+        )
+        timing["semantic"] = _ms(semantic_started)
+        progress.step("semantic", 1, 1)
+
+        masks = []
+        if crops:
+            assert self.sam.predictor is not None
+            try:
+                amg = generate_masks(
+                    self.sam.predictor, rgb, crops, params,
+                    panorama=panorama, on_progress=progress.step, cancel=cancel,
+                )
+            except WorkCancelled as exc:
+                log.info("segmentation %s", exc)
+                raise
+            masks = amg.masks
+            timing["sam_encoder"] = amg.encoder_s * 1000
+            timing["mask_decoding"] = amg.decoding_s * 1000
+            log.debug("%d crops, %d batches, %d candidates, %d masks", len(crops), amg.batches,
+                      amg.candidates, len(masks))
+
+        fusion_started = time.perf_counter()
+        fused, _ = fuse(class_map, masks)
+        categories = categories_of(fused)
+        names = self.semantic.label_names
+        labels = [
+            Label(s.ade20k_id, names.get(s.ade20k_id, ADE20K_NAMES[s.ade20k_id]),
+                  s.pixel_fraction, s.category)
+            for s in label_shares(fused)
+        ]
+        timing["fusion"] = _ms(fusion_started)
+        progress.step("fusion", 1, 1)
+        timing["total"] = _ms(started)
+        return SegmentResult(
+            categories=categories,
+            labels=labels,
+            mask_count=len(masks),
+            mode=mode,
+            sam_model_id=self.sam.requested_model_id if crops else "",
+            semantic_model_id=self.semantic.requested_model_id,
+            timing_ms=timing,
+        )
+
+
+def _ms(since: float) -> float:
+    return (time.perf_counter() - since) * 1000

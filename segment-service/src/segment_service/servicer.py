@@ -1,0 +1,108 @@
+"""gRPC servicer: proto -> numpy, the segmenter, numpy -> proto. Errors become status codes in
+scene_rpc's interceptor (InvalidInput -> INVALID_ARGUMENT, ModelUnavailable -> UNAVAILABLE)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import torch
+
+from scene.common.v1 import common_pb2
+from scene.segment.v1 import segment_pb2, segment_pb2_grpc
+from scene_rpc.arrays import array_to_proto
+from scene_rpc.errors import InvalidInput
+from scene_rpc.images import decode_image
+from segment_service import __version__
+from segment_service.segmenter import Progress, Segmenter, SegmentResult
+from segment_service.settings import Mode
+
+SERVICE_NAME = segment_pb2.DESCRIPTOR.services_by_name["SegmentService"].full_name
+
+_MODE_FROM_PROTO = {
+    segment_pb2.SEGMENT_MODE_UNSPECIFIED: None,
+    segment_pb2.SEGMENT_MODE_HYBRID: Mode.HYBRID,
+    segment_pb2.SEGMENT_MODE_SEMANTIC: Mode.SEMANTIC,
+    segment_pb2.SEGMENT_MODE_SAM: Mode.SAM,
+}
+_MODE_TO_PROTO = {mode: code for code, mode in _MODE_FROM_PROTO.items() if mode is not None}
+
+
+def to_response(result: SegmentResult, decode_ms: float) -> segment_pb2.SegmentResponse:
+    height, width = result.categories.shape
+    timing = dict(result.timing_ms)
+    timing["decode"] = decode_ms
+    timing["total"] = timing.get("total", 0.0) + decode_ms
+    return segment_pb2.SegmentResponse(
+        categories=array_to_proto(result.categories),
+        labels=[
+            segment_pb2.DetectedLabel(
+                ade20k_id=label.ade20k_id,
+                label=label.label,
+                pixel_fraction=label.pixel_fraction,
+                category=label.category,
+            )
+            for label in result.labels
+        ],
+        mask_count=result.mask_count,
+        mode=_MODE_TO_PROTO[result.mode],
+        sam_model_id=result.sam_model_id,
+        semantic_model_id=result.semantic_model_id,
+        width_px=width,
+        height_px=height,
+        timing_ms=timing,
+    )
+
+
+def to_progress(progress: Progress) -> segment_pb2.SegmentEvent:
+    return segment_pb2.SegmentEvent(
+        progress=common_pb2.Progress(
+            stage=progress.stage, done=progress.done, total=progress.total,
+            fraction=progress.fraction,
+        )
+    )
+
+
+class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
+    def __init__(self, segmenter: Segmenter) -> None:
+        self.segmenter = segmenter
+
+    async def _decode(self, request: segment_pb2.SegmentRequest):
+        if request.mode not in _MODE_FROM_PROTO:
+            raise InvalidInput(f"unknown segment mode {request.mode}")
+        started = time.perf_counter()
+        # Decoding a large image takes long enough to stall health checks on the event loop.
+        rgb = await asyncio.to_thread(
+            decode_image, request.image, max_pixels=self.segmenter.settings.max_pixels
+        )
+        return rgb, (time.perf_counter() - started) * 1000
+
+    async def Segment(self, request, context):
+        rgb, decode_ms = await self._decode(request)
+        result = await self.segmenter.segment(
+            rgb, mode=_MODE_FROM_PROTO[request.mode], panorama=request.panorama
+        )
+        return to_response(result, decode_ms)
+
+    async def StreamSegment(self, request, context):
+        rgb, decode_ms = await self._decode(request)
+        events = self.segmenter.stream(
+            rgb, mode=_MODE_FROM_PROTO[request.mode], panorama=request.panorama
+        )
+        try:
+            async for event in events:
+                if isinstance(event, SegmentResult):
+                    yield segment_pb2.SegmentEvent(result=to_response(event, decode_ms))
+                else:
+                    yield to_progress(event)
+        finally:
+            # Runs when the client cancels too: the segmenter then stops between batches.
+            await events.aclose()
+
+    async def GetInfo(self, request, context):
+        return common_pb2.GetInfoResponse(
+            service=SERVICE_NAME,
+            version=__version__,
+            models=[self.segmenter.sam.info(), self.segmenter.semantic.info()],
+            cpu_threads=torch.get_num_threads(),
+        )

@@ -1,0 +1,94 @@
+"""Every setting of the segment service, read from ``SEG_*`` environment variables (and
+``SAM_MODEL``) once.
+
+The README's settings table documents each one; nothing else in the package reads the environment.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from scene_rpc.server import DEFAULT_MAX_MESSAGE_BYTES
+
+# A response carries one uint8 category per pixel, plus labels and timings.
+RESPONSE_BYTES_PER_PIXEL = 1
+RESPONSE_ENVELOPE_BYTES = 1024 * 1024
+
+
+class Mode(StrEnum):
+    # SAM2 masks relabelled by the semantic model's per-pixel classes (best quality).
+    HYBRID = "hybrid"
+    # The semantic model alone; SAM2 is never loaded for it (fastest).
+    SEMANTIC = "semantic"
+    # Fewer SAM2 prompts; the semantic model's coarse map is consulted only as mask-level votes.
+    SAM = "sam"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SEG_", extra="ignore", frozen=True, validate_by_name=True
+    )
+
+    host: str = "[::]"
+    port: int = Field(50052, ge=0, le=65535)
+    # Hub id or local directory of a transformers Sam2Model checkpoint.
+    sam_model: str = Field(
+        "facebook/sam2.1-hiera-large", validation_alias=AliasChoices("SAM_MODEL", "SEG_SAM_MODEL")
+    )
+    # Hub id or local directory of any transformers semantic or universal segmentation model
+    # trained on ADE20K-150 (MaskFormer, Mask2Former, SegFormer, BEiT, UperNet, ...).
+    semantic_model: str = Field(
+        "facebook/maskformer-swin-large-ade", validation_alias=AliasChoices("SEG_MODEL")
+    )
+    # "auto" (CUDA > MPS > CPU) or a torch device string such as "cpu" or "cuda:1".
+    device: str = "auto"
+    # The mode of requests that leave it unspecified.
+    mode: Mode = Mode.HYBRID
+    # SAM2 prompt grid on the whole image (points_per_side**2 point prompts), hybrid mode.
+    points_per_side: int = Field(32, ge=1, le=128)
+    # Prompt grid on each tile of a large image or panorama, hybrid mode.
+    crop_points_per_side: int = Field(16, ge=1, le=128)
+    # The same two grids in sam mode, which trades mask density for speed.
+    sam_mode_points_per_side: int = Field(16, ge=1, le=128)
+    sam_mode_crop_points_per_side: int = Field(8, ge=1, le=128)
+    # Point prompts decoded per forward pass of the mask decoder.
+    points_per_batch: int = Field(64, ge=1, le=4096)
+    # Masks below this predicted IoU or stability score are dropped (SAM2's automatic defaults).
+    pred_iou_thresh: float = Field(0.8, ge=0.0, le=1.0)
+    stability_score_thresh: float = Field(0.95, ge=0.0, le=1.0)
+    stability_score_offset: float = Field(1.0, ge=0.0)
+    # Box IoU above which the lower-scoring of two masks is a duplicate, within and across crops.
+    box_nms_thresh: float = Field(0.7, gt=0.0, le=1.0)
+    crop_nms_thresh: float = Field(0.7, gt=0.0, le=1.0)
+    # Holes and islands smaller than this many pixels are removed from each mask; 0 = keep all.
+    min_region_area: int = Field(100, ge=0)
+    # Images whose longer side exceeds this are also segmented in overlapping square tiles of this
+    # side (pixel for pixel at SAM2's 1024 input); 0 = never tile (panoramas still wrap).
+    crop_size_px: int = Field(1024, ge=0)
+    # Fraction of a tile shared with each neighbour.
+    crop_overlap: float = Field(0.25, ge=0.0, le=0.5)
+    # Checked against the header before any pixel is decompressed.
+    max_pixels: int = Field(16_777_216, ge=64)
+    # torch intra-op threads; 0 = one per available core.
+    threads: int = Field(0, ge=0)
+    # Load the models at startup (in the background) instead of on the first request.
+    preload: bool = False
+    # Seconds in-flight requests may take to finish after SIGTERM.
+    grace_s: float = Field(30.0, ge=0)
+    max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, ge=4 * 1024 * 1024)
+    log_level: str = "INFO"
+    # After a failed load, requests within this many seconds fail fast instead of reloading.
+    load_retry_s: float = Field(30.0, ge=0)
+
+    @model_validator(mode="after")
+    def _responses_fit_in_a_message(self) -> Settings:
+        needed = self.max_pixels * RESPONSE_BYTES_PER_PIXEL + RESPONSE_ENVELOPE_BYTES
+        if needed > self.max_message_bytes:
+            raise ValueError(
+                f"SEG_MAX_PIXELS={self.max_pixels} needs responses of up to {needed} bytes, "
+                f"over SEG_MAX_MESSAGE_BYTES={self.max_message_bytes}"
+            )
+        return self

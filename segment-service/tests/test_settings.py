@@ -1,0 +1,53 @@
+"""Settings come from SEG_* variables and SAM_MODEL, once, with the documented defaults."""
+
+from __future__ import annotations
+
+import pydantic
+import pytest
+
+from segment_service.settings import Mode, Settings
+
+_ENV = ("SAM_MODEL", "SEG_SAM_MODEL", "SEG_MODEL", "SEG_MODE", "SEG_PORT", "SEG_POINTS_PER_SIDE",
+        "SEG_MAX_PIXELS", "SEG_MAX_MESSAGE_BYTES")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch):
+    for name in _ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults():
+    settings = Settings()
+    assert settings.port == 50052
+    assert settings.host == "[::]"
+    assert settings.sam_model == "facebook/sam2.1-hiera-large"
+    assert settings.semantic_model == "facebook/maskformer-swin-large-ade"
+    assert settings.mode is Mode.HYBRID
+    assert settings.device == "auto"
+
+
+def test_environment(monkeypatch):
+    monkeypatch.setenv("SAM_MODEL", "/models/sam")
+    monkeypatch.setenv("SEG_MODEL", "nvidia/segformer-b5-finetuned-ade-640-640")
+    monkeypatch.setenv("SEG_MODE", "semantic")
+    monkeypatch.setenv("SEG_PORT", "6000")
+    monkeypatch.setenv("SEG_POINTS_PER_SIDE", "16")
+    settings = Settings()
+    assert settings.sam_model == "/models/sam"
+    assert settings.semantic_model == "nvidia/segformer-b5-finetuned-ade-640-640"
+    assert settings.mode is Mode.SEMANTIC
+    assert settings.port == 6000
+    assert settings.points_per_side == 16
+
+
+def test_bad_values_are_refused(monkeypatch):
+    monkeypatch.setenv("SEG_MODE", "fast")
+    with pytest.raises(pydantic.ValidationError):
+        Settings()
+
+
+def test_the_largest_response_must_fit_in_a_message(monkeypatch):
+    monkeypatch.setenv("SEG_MAX_PIXELS", str(200_000_000))
+    with pytest.raises(pydantic.ValidationError, match="SEG_MAX_MESSAGE_BYTES"):
+        Settings()
