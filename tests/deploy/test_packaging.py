@@ -23,12 +23,6 @@ PACKAGES = {
     "orchestrator": ["orchestrator"],
 }
 NOT_SHIPPED = {".pyc"}
-# Known and reported; the marker goes once the package declares its data (non-strict, so the
-# fix itself does not fail the suite).
-KNOWN_GAPS = {
-    "orchestrator": "orchestrator/pyproject.toml declares no package data for static/ (the "
-                    "viewer): StaticFiles would not find it in the image",
-}
 
 pytestmark = pytest.mark.slow
 
@@ -54,9 +48,7 @@ def source_files(package: str) -> set[str]:
     }
 
 
-@pytest.mark.parametrize("directory", [
-    pytest.param(d, marks=pytest.mark.xfail(reason=KNOWN_GAPS[d])) if d in KNOWN_GAPS else d
-    for d in PACKAGES])
+@pytest.mark.parametrize("directory", list(PACKAGES))
 def test_the_wheel_holds_every_file_of_the_package(wheels, directory):
     name = directory.replace("-", "_")
     if directory == "protos":
