@@ -247,7 +247,9 @@ def test_normalized_depth_interpolates_inverse_depth() -> None:
 @pytest.mark.parametrize("metric", [True, False])
 def test_invalid_depth_is_dropped(project, metric: bool) -> None:
     depth, rgb, categories = flat_inputs(4, 8, depth=0.7)
-    bad = [(0, 0, np.nan), (1, 3, np.inf), (2, 5, -np.inf), (3, 7, 0.0), (3, 1, -2.0)]
+    bad = [(0, 0, np.nan), (1, 3, np.inf), (2, 5, -np.inf), (3, 1, -2.0)]
+    if metric:
+        bad.append((3, 7, 0.0))  # zero metres is no depth; normalized 0 is the far plane
     for v, u, value in bad:
         depth[v, u] = value
     cloud = project(depth, rgb, categories, depth_is_metric=metric)
@@ -263,6 +265,18 @@ def test_invalid_depth_is_dropped(project, metric: bool) -> None:
     dense = project(np.full((4, 8), 0.7, np.float32), rgb, categories, depth_is_metric=metric)
     assert np.array_equal(cloud.positions, dense.positions[keep.reshape(-1)])
     assert_exact_bounds(cloud)
+
+
+@pytest.mark.parametrize("project", [project_planar, project_equirect])
+def test_normalized_zero_lands_on_the_far_plane(project) -> None:
+    # Depth services normalise the farthest pixels (the sky) to exactly 0: they must not vanish.
+    depth, rgb, _ = flat_inputs(2, 4, depth=0.0)
+    cloud = project(depth, rgb, near_m=1.0, far_m=10.0)
+    assert cloud.count == 8
+    distances = np.linalg.norm(cloud.positions, axis=1)
+    if project is project_planar:
+        distances = -cloud.positions[:, 2]
+    assert np.allclose(distances, 10.0, rtol=1e-6)
 
 
 def test_all_invalid_depth_gives_an_empty_cloud() -> None:

@@ -53,7 +53,8 @@ def project_planar(
     normalized with 1 = ``near_m`` and 0 = ``far_m`` (see :func:`normalized_to_metres`).
     ``focal_length_px`` is f or (fx, fy); it wins over ``fov_deg`` (the horizontal field of
     view); with neither, :data:`DEFAULT_FOV_DEG` applies. Both refer to the full-resolution
-    image, whatever the stride. NaN, infinite and non-positive depths are dropped; ``stride``
+    image, whatever the stride. NaN, infinite and non-positive metric depths are dropped (for
+    normalized depth, negative ones; 0 is the far plane); ``stride``
     keeps every stride-th row and column; ``max_points`` caps the count, keeping points evenly
     spaced in raster order.
     """
@@ -293,7 +294,7 @@ class Projection:
         max_points: int | None,
     ) -> Projection:
         grid = depth[::stride, ::stride]
-        keep = _valid_pixels(grid)
+        keep = _valid_pixels(grid, zero_is_valid=not depth_is_metric)
         if max_points is not None:
             keep = _thin(grid.shape, keep, max_points)
         count = grid.size if keep is None else int(np.count_nonzero(keep))
@@ -375,12 +376,16 @@ class Projection:
         return np.ascontiguousarray(sampled).reshape(-1)
 
 
-def _valid_pixels(depth: np.ndarray) -> np.ndarray | None:
-    """Mask of finite, positive depths; None when all are (two cheap reductions say so)."""
+def _valid_pixels(depth: np.ndarray, *, zero_is_valid: bool) -> np.ndarray | None:
+    """Mask of finite, positive depths; None when all are (two cheap reductions say so).
+
+    Normalized depth 0 is valid: it means "at far_m" (the sky, typically), not "no depth".
+    """
     lowest, highest = depth.min(), depth.max()
-    if lowest > 0 and highest < np.inf:  # NaN fails both comparisons
+    floor_ok = lowest >= 0 if zero_is_valid else lowest > 0  # NaN fails every comparison
+    if floor_ok and highest < np.inf:
         return None
-    keep = depth > 0  # False for NaN
+    keep = depth >= 0 if zero_is_valid else depth > 0  # False for NaN
     keep &= depth < np.inf
     return keep
 
