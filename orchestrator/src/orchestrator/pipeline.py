@@ -186,6 +186,7 @@ class Pipeline:
                 # The first failure names the service; the other call was cancelled by then.
                 raise _first_error(errors) from None
         depth, segment = depth_task.result(), segment_task.result()
+        await self.services.learn_versions()
         return self._check_outputs(rgb, depth, segment, result)
 
     def _check_outputs(self, rgb, depth, segment, result) -> ModelOutputs:

@@ -180,6 +180,20 @@ class ModelServices:
         )
         return {c.name: report for c, report in zip(self.clients, reports, strict=True)}
 
+    async def learn_versions(self) -> None:
+        """Ask each service whose version is not known yet (GetInfo), for the records; a
+        service that does not answer stays unknown until a later call or health probe."""
+        info_calls = {"depth": self._depth_stub.GetInfo, "segment": self._segment_stub.GetInfo,
+                      "imagegen": self._imagegen_stub.GetInfo}
+        unknown = [c for c in self.clients if not c.version]
+        answers = await asyncio.gather(
+            *(info_calls[c.name](common_pb2.GetInfoRequest(),
+                                 timeout=self.settings.health_timeout_s) for c in unknown),
+            return_exceptions=True)
+        for client, answer in zip(unknown, answers, strict=True):
+            if not isinstance(answer, BaseException):
+                client.version = answer.version
+
     async def generate_image(self, request: imagegen_pb2.GenerateImageRequest,
                              ) -> imagegen_pb2.GenerateImageResponse:
         client = self.imagegen

@@ -34,6 +34,8 @@ async def test_prompt_returns_a_decodable_cloud_and_stores_the_generation(api):
     assert record["models"] == {"imagegen": "fake-image-1", "depth": "fake/depth", "sam": None,
                                 "semantic": "fake/semantic"}
     assert record["revised_prompt"] == "revised: a red ball on a lawn"
+    assert record["services"]["depth"] == {"address": api.fakes.depth.address,
+                                           "version": "fake-0"}
     assert {label["label"] for label in record["labels"]} >= {"sky", "floor"}
     assert record["depth_is_metric"] is False and record["focal_length_px"] is None
     assert set(record["timing_ms"]) >= {"imagegen", "depth", "segment", "models", "pointcloud",
@@ -125,15 +127,16 @@ async def test_panorama_upload_must_be_two_to_one(api):
 
 
 async def test_depth_and_segment_run_concurrently(api):
-    api.fakes.depth.behaviour.delay_s = 1.0
-    api.fakes.segment.behaviour.delay_s = 0.8
+    # Long enough that the rest of a request (tens of ms) stays well inside the 30 % margin.
+    api.fakes.depth.behaviour.delay_s = 2.0
+    api.fakes.segment.behaviour.delay_s = 1.6
     started = time.perf_counter()
     response = await api.upload("/generate", api.png(64, 48))
     wall = time.perf_counter() - started
     assert response.status_code == 200, response.text
     record = api.record(response.headers["x-generation-id"])
-    assert record["timing_ms"]["models"] < 1.3 * 1000
-    assert wall < 1.3 * 1.0
+    assert record["timing_ms"]["models"] < 1.3 * 2000
+    assert wall < 1.3 * 2.0
     depth, segment = api.fakes.depth.calls[0], api.fakes.segment.calls[0]
     assert abs(depth.started_at - segment.started_at) < 0.2
 
