@@ -123,4 +123,4 @@ async def test_finished_jobs_leave_memory_but_replay_from_disk(manager):
     assert [e async for e in manager.events(ids[0], replay[0].id)] == []
     live = [event.name async for event in manager.events(ids[2], 0)]
     assert live[0] == "queued" and live[-1] == "completed"
-    assert [item["id"] for item in manager.list(10)] == ids[::-1]
+    assert [item["id"] for item in await manager.list(10)] == ids[::-1]

@@ -322,9 +322,12 @@ class JobManager:
         record = self.store.read_record(job_id)
         return view_from_record(record) if record is not None else None
 
-    def list(self, limit: int) -> list[dict[str, Any]]:
+    async def list(self, limit: int) -> list[dict[str, Any]]:
+        """Recent jobs, newest first: the records (read in a thread: there may be many) with
+        the live state of those still in memory (read here, on the loop that changes it)."""
+        records = await asyncio.to_thread(self.store.list_records)
         items = []
-        for record in self.store.list_records()[:limit]:
+        for record in records[:limit]:
             job = self._jobs.get(record["id"])
             items.append(job.view() if job is not None else view_from_record(record))
         return items

@@ -64,13 +64,13 @@ def _accepted(view: dict[str, Any], *, replayed: bool) -> JSONResponse:
 
 
 @router.get("", summary="Recent jobs, newest first")
-def list_jobs(runtime: RuntimeDep,
-              limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
-    return {"items": runtime.jobs.list(limit), **runtime.jobs.stats}
+async def list_jobs(runtime: RuntimeDep,
+                    limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
+    return {"items": await runtime.jobs.list(limit), **runtime.jobs.stats}
 
 
 @router.get("/{id}", summary="A job's state")
-def get_job(job_id: JobIdDep, runtime: RuntimeDep) -> dict[str, Any]:
+async def get_job(job_id: JobIdDep, runtime: RuntimeDep) -> dict[str, Any]:
     """`{status, stage, progress, queue_position, timing_ms, error, ...}`. Statuses: queued,
     running, completed, failed, cancelled. `queue_position` 1 is the next to start."""
     view = runtime.jobs.view(job_id)
