@@ -78,6 +78,8 @@ class Behaviour:
     die_after_progress: int | None = None
     # Depth only: return metric depth and a focal length, as DepthPro does.
     metric: bool = False
+    # Depth only: report this horizontal field of view (and no focal length).
+    fov_deg: float | None = None
 
 
 @dataclass
@@ -296,6 +298,8 @@ class FakeDepthService(FakeService, depth_pb2_grpc.DepthServiceServicer):
             depth_m, focal = fake_metric(normalized, w)
             response.depth_m.CopyFrom(array_to_proto(depth_m))
             response.focal_length_px = focal
+        elif self.behaviour.fov_deg is not None:
+            response.horizontal_fov_deg = self.behaviour.fov_deg
         response.timing_ms["total"] = (time.perf_counter() - started) * 1000
         yield response
 

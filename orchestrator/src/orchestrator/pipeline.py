@@ -79,6 +79,8 @@ class ModelOutputs:
     normalized_depth: np.ndarray
     depth_m: np.ndarray | None
     focal_length_px: float | None
+    # The model's horizontal field of view, used when it gives no focal length.
+    fov_deg: float | None
     categories: np.ndarray
     depth: depth_pb2.EstimateDepthResponse
     segment: segment_pb2.SegmentResponse
@@ -213,6 +215,7 @@ class Pipeline:
                                     f"{array.shape[1]}x{array.shape[0]} map for a "
                                     f"{shape[1]}x{shape[0]} image")
         focal = depth.focal_length_px if depth.HasField("focal_length_px") else None
+        fov = depth.horizontal_fov_deg if depth.HasField("horizontal_fov_deg") else None
         result["models"].update(depth=depth.model_id, sam=segment.sam_model_id or None,
                                 semantic=segment.semantic_model_id or None)
         result["segment_mode"] = segment_pb2.SegmentMode.Name(segment.mode)
@@ -228,7 +231,7 @@ class Pipeline:
             for label in segment.labels]
         result["services"] = {c.name: {"address": c.address, "version": c.version or None}
                               for c in self.services.clients}
-        return ModelOutputs(normalized, depth_m, focal, categories, depth, segment)
+        return ModelOutputs(normalized, depth_m, focal, fov, categories, depth, segment)
 
     def _build_cloud(self, job: Job, rgb: np.ndarray, outputs: ModelOutputs,
                      quantized_body: bool | None) -> tuple[memoryview, bytes | None, dict]:
@@ -246,7 +249,8 @@ class Pipeline:
             cloud_bin = pack_equirect(depth, rgb, outputs.categories, **options)
         else:
             cloud_bin = pack_planar(depth, rgb, outputs.categories,
-                                    focal_length_px=outputs.focal_length_px, **options)
+                                    focal_length_px=outputs.focal_length_px,
+                                    fov_deg=outputs.fov_deg, **options)
         job.record_timing("pointcloud", time.perf_counter() - started)
         header = decode(cloud_bin).header  # zero-copy; the header says what was built
         body = None
@@ -259,7 +263,7 @@ class Pipeline:
         info = {"point_count": header["count"], "bounds": header["bounds"],
                 "projection": header["mode"]}
         if job.mode == "standard" and outputs.focal_length_px is None:
-            info["fov_deg"] = DEFAULT_FOV_DEG
+            info["fov_deg"] = outputs.fov_deg or DEFAULT_FOV_DEG
         return cloud_bin, body, info
 
     def _encode_pngs(self, job: Job, rgb: np.ndarray | None, outputs: ModelOutputs,

@@ -109,6 +109,15 @@ async def test_metric_depth_and_focal_length_are_used(api):
     assert record["focal_length_px"] == pytest.approx(0.8 * 96)
 
 
+async def test_a_field_of_view_from_the_depth_model_is_used(api):
+    wide = decode((await api.generate("same")).content)
+    api.fakes.depth.behaviour.fov_deg = 120.0
+    response = await api.generate("same")
+    assert api.record(response.headers["x-generation-id"])["fov_deg"] == 120.0
+    # A wider view spreads the same depths further sideways.
+    assert np.ptp(decode(response.content).positions[:, 0]) > np.ptp(wide.positions[:, 0])
+
+
 async def test_panorama_prompt_builds_a_panorama_cloud(api):
     response = await api.generate("a canyon", mode="panorama")
     assert response.status_code == 200, response.text
