@@ -94,6 +94,20 @@ async def test_progress_events_are_throttled_and_monotonic(manager):
     assert len(job.events) < MAX_EVENTS_PER_JOB
 
 
+async def test_the_stage_names_the_model_still_running(manager):
+    view, _ = manager.submit(inputs("a"))
+    job = manager.get(view["id"])
+    await settle()
+    job.stages.clear()
+    job.enter_stage("depth")
+    job.stage_progress("depth", 1.0)
+    assert job.stage == "segment"
+    assert [e.name for e in job.events[-2:]] == ["stage", "progress"]
+    assert job.events[-2].data["stage"] == "segment"
+    manager.runner_script.release.setdefault("a", asyncio.Event()).set()
+    await manager.wait(view["id"])
+
+
 async def test_failures_keep_their_status_and_message(manager):
     view, _ = manager.submit(inputs("a"))
     manager.runner_script.fail["a"] = ApiError(503, "the depth service is down")

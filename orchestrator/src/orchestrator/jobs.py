@@ -169,6 +169,7 @@ class Job:
                 waiting = [s for s in MODEL_STAGES if self.stages.get(s, 0.0) < 1.0]
                 if waiting:
                     self.stage = waiting[0]
+                    self.emit("stage")
         else:
             done = fraction
             start, end = self._plan[stage]

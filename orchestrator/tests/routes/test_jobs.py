@@ -37,7 +37,9 @@ async def test_submit_then_events_in_order_then_the_result(api):
     assert names[:3] == ["queued", "started", "stage"]
     assert names[-1] == "completed"
     stages = [e["data"]["stage"] for e in events if e["event"] == "stage"]
-    assert stages == ["imagegen", "depth", "pointcloud", "storage"]
+    # "segment" is announced when depth finishes first and segmentation is still running.
+    assert [s for s in stages if s != "segment"] == ["imagegen", "depth", "pointcloud", "storage"]
+    assert stages.count("segment") <= 1
     assert "progress" in names
     progress = [e["data"]["progress"] for e in events]
     assert progress == sorted(progress) and progress[-1] == 1.0
