@@ -74,6 +74,23 @@ def test_equally_confident_overlaps_go_to_the_smaller_mask():
     assert np.array_equal(fuse(class_map, [room, person])[0], fused)
 
 
+def test_a_background_mask_is_not_outvoted_by_the_objects_in_front_of_it():
+    # A person covering 60% of the picture, and SAM's whole-scene mask behind them.
+    class_map = np.full((10, 10), WALL, dtype=np.int16)
+    class_map[:, :6] = PERSON
+    scene = _mask(0, 0, 10, 10, score=0.85)
+    person = _mask(0, 0, 6, 10, score=0.95)
+    fused, classes = fuse(class_map, [scene, person])
+    assert classes.tolist() == [WALL, PERSON]
+    assert (fused[:, 6:] == WALL).all() and (fused[:, :6] == PERSON).all()
+
+
+def test_a_mask_hidden_by_better_ones_gets_no_class():
+    class_map = np.full((10, 10), SKY, dtype=np.int16)
+    _, classes = fuse(class_map, [_mask(2, 2, 4, 4, score=0.8), _mask(0, 0, 10, 10, score=0.9)])
+    assert classes.tolist() == [-1, SKY]
+
+
 def test_panorama_masks_wrap_past_the_right_edge():
     class_map = np.full((4, 10), SKY, dtype=np.int16)
     class_map[:, 8:] = TREE

@@ -353,7 +353,9 @@ class Sam2Predictor:
 
         Each point is its own prompt with SAM's three candidate masks (whole, part, subpart).
         """
-        coords = (points * self.input_size).to(self.device, self.dtype)
+        # float32 even for a bfloat16 model: the prompt encoder normalises the coordinates before
+        # casting, which keeps their precision.
+        coords = (points * self.input_size).to(self.device, torch.float32)
         input_points = coords[None, :, None, :]  # [image, prompt, point, xy]
         input_labels = torch.ones(input_points.shape[:3], dtype=torch.int64, device=self.device)
         outputs = self.model(
@@ -389,7 +391,7 @@ class AmgResult:
     encoder_s: float = 0.0
     decoding_s: float = 0.0
     batches: int = 0
-    candidates: int = 0  # masks that passed the IoU and stability filters, before NMS
+    candidates: int = 0  # masks that passed the filters and the per-batch NMS
 
 
 def count_batches(crops: Sequence[Crop], points_per_batch: int) -> int:
@@ -401,7 +403,27 @@ def _check(cancel: threading.Event | None, done: int, total: int) -> None:
         raise WorkCancelled(f"cancelled after {done}/{total} prompt batches")
 
 
-def _masks_from_batch(
+@dataclass
+class _Candidates:
+    """Candidate masks of one crop still at low resolution, with boxes in crop pixels."""
+
+    logits: torch.Tensor  # [K, h, w]
+    iou: torch.Tensor  # [K]
+    stability: torch.Tensor  # [K]
+    boxes: torch.Tensor  # [K, 4] int64, approximate (from the low-resolution masks)
+
+    def take(self, index: torch.Tensor | list[int]) -> _Candidates:
+        index = torch.as_tensor(index, dtype=torch.int64)
+        return _Candidates(self.logits[index.to(self.logits.device)], self.iou[index],
+                           self.stability[index], self.boxes[index])
+
+    @staticmethod
+    def cat(parts: list[_Candidates]) -> _Candidates:
+        return _Candidates(*(torch.cat([getattr(p, f) for p in parts])
+                             for f in ("logits", "iou", "stability", "boxes")))
+
+
+def _low_res_candidates(
     logits: torch.Tensor,
     iou: torch.Tensor,
     crop: Crop,
@@ -410,39 +432,53 @@ def _masks_from_batch(
     image_width: int,
     image_height: int,
     panorama: bool,
-) -> tuple[list[Mask], torch.Tensor]:
-    """Filter one batch's candidates, upscale the survivors to the crop, return them as Masks
-    (crop coordinates) with their boxes."""
-    keep = iou > params.pred_iou_thresh
-    stability = stability_scores(logits, params.mask_threshold, params.stability_score_offset)
+) -> _Candidates:
+    """One batch's candidates that pass the filters, deduplicated, still at low resolution."""
     # Stability on the low-resolution logits: the ratio of areas hardly changes with the
     # resolution, and it spares upscaling candidates that are about to be dropped.
-    keep &= stability > params.stability_score_thresh
-    logits, iou, stability = logits[keep], iou[keep], stability[keep]
+    stability = stability_scores(logits, params.mask_threshold, params.stability_score_offset)
+    keep = (iou > params.pred_iou_thresh) & (stability > params.stability_score_thresh)
+    logits, iou, stability = logits[keep], iou[keep].cpu(), stability[keep].cpu()
+    # Boxes of the low-resolution masks, scaled to the crop: within a few pixels of the final
+    # ones, which is all the edge test and NMS need.
+    low_h, low_w = logits.shape[-2:]
+    scale = torch.tensor([crop.width / low_w, crop.height / low_h] * 2, dtype=torch.float64)
+    boxes = (masks_to_boxes(logits > params.mask_threshold).cpu() * scale).round().long()
+    usable = (boxes[:, 2] > boxes[:, 0]) & ~is_near_crop_edge(
+        boxes, crop, image_width, image_height, panorama=panorama)
+    candidates = _Candidates(logits, iou, stability, boxes).take(torch.nonzero(usable).flatten())
+    # Neighbouring grid points, decoded together, mostly find the same object: deduplicating
+    # per batch bounds the memory held until the crop's own NMS.
+    best_first = torch.argsort(candidates.iou, descending=True).tolist()
+    return candidates.take(nms(candidates.boxes, best_first, params.box_nms_thresh))
+
+
+def _upscaled_masks(
+    candidates: _Candidates, crop: Crop, params: AmgParams, *, image_width: int,
+    image_height: int, panorama: bool,
+) -> list[Mask]:
+    """The candidates at the crop's full resolution, as Masks in crop coordinates."""
     masks: list[Mask] = []
-    boxes: list[torch.Tensor] = []
-    for start in range(0, logits.shape[0], UPSCALE_CHUNK):
-        chunk = logits[start:start + UPSCALE_CHUNK, None]
+    for start in range(0, candidates.logits.shape[0], UPSCALE_CHUNK):
+        chunk = candidates.logits[start:start + UPSCALE_CHUNK, None]
         binary = F.interpolate(chunk, size=(crop.height, crop.width), mode="bilinear",
                                align_corners=False)[:, 0] > params.mask_threshold
-        chunk_boxes = masks_to_boxes(binary).cpu()
-        usable = (chunk_boxes[:, 2] > chunk_boxes[:, 0]) & ~is_near_crop_edge(
-            chunk_boxes, crop, image_width, image_height, panorama=panorama)
+        boxes = masks_to_boxes(binary).cpu()
+        usable = (boxes[:, 2] > boxes[:, 0]) & ~is_near_crop_edge(
+            boxes, crop, image_width, image_height, panorama=panorama)
         if not usable.any():
             continue
         binary_np = binary.cpu().numpy()
         for i in torch.nonzero(usable).flatten().tolist():
-            x0, y0, x1, y1 = chunk_boxes[i].tolist()
+            x0, y0, x1, y1 = boxes[i].tolist()
             masks.append(Mask(
                 x0=x0, y0=y0,
                 pixels=np.ascontiguousarray(binary_np[i, y0:y1, x0:x1]),
-                score=float(iou[start + i]),
-                stability=float(stability[start + i]),
+                score=float(candidates.iou[start + i]),
+                stability=float(candidates.stability[start + i]),
                 crop_area=crop.area,
             ))
-            boxes.append(chunk_boxes[i])
-    stacked = torch.stack(boxes) if boxes else torch.zeros((0, 4), dtype=torch.int64)
-    return masks, stacked
+    return masks
 
 
 def generate_masks(
@@ -471,31 +507,29 @@ def generate_masks(
 
         started = time.perf_counter()
         grid = build_point_grid(crop.points_per_side)
-        crop_masks: list[Mask] = []
-        crop_boxes: list[torch.Tensor] = []
+        batches: list[_Candidates] = []
         for first in range(0, grid.shape[0], params.points_per_batch):
             _check(cancel, result.batches, total_batches)
             logits, iou = predictor.decode(embeddings, grid[first:first + params.points_per_batch])
-            masks, boxes = _masks_from_batch(
+            batches.append(_low_res_candidates(
                 logits, iou, crop, params,
                 image_width=width, image_height=height, panorama=panorama,
-            )
-            crop_masks += masks
-            crop_boxes.append(boxes)
+            ))
             result.batches += 1
             if on_progress is not None:
                 on_progress("mask_decoding", result.batches, total_batches)
-        result.candidates += len(crop_masks)
-        if crop_masks:
-            boxes = torch.cat(crop_boxes)
-            best_first = sorted(range(len(crop_masks)), key=lambda i: -crop_masks[i].score)
-            for i in nms(boxes, best_first, params.box_nms_thresh):
-                mask = crop_masks[i]
-                # Crop -> image coordinates; a panorama tile's masks may start past the seam.
-                mask.x0 = (mask.x0 + crop.x0) % width
-                mask.y0 += crop.y0
-                found.append(mask)
-                found_boxes.append(torch.tensor(mask.box))
+        candidates = _Candidates.cat(batches)
+        result.candidates += len(candidates.iou)
+        # NMS on the low-resolution boxes first: only the survivors are upscaled.
+        best_first = torch.argsort(candidates.iou, descending=True).tolist()
+        candidates = candidates.take(nms(candidates.boxes, best_first, params.box_nms_thresh))
+        for mask in _upscaled_masks(candidates, crop, params, image_width=width,
+                                    image_height=height, panorama=panorama):
+            # Crop -> image coordinates; a panorama tile's masks may start past the seam.
+            mask.x0 = (mask.x0 + crop.x0) % width
+            mask.y0 += crop.y0
+            found.append(mask)
+            found_boxes.append(torch.tensor(mask.box))
         del embeddings
         result.decoding_s += time.perf_counter() - started
 

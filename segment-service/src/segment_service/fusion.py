@@ -1,9 +1,11 @@
 """Fusing SAM2 masks with a per-pixel ADE20K class map: SAM's crisp boundaries, the semantic
 model's meaning. Pure numpy, so it is tested with masks and class maps of known content.
 
-1. Each mask takes the majority ADE20K class of all its pixels.
-2. Where masks overlap, the pixel goes to the mask with the higher predicted IoU; between equally
+1. Where masks overlap, the pixel goes to the mask with the higher predicted IoU; between equally
    confident masks, to the smaller one (the more specific object over its surroundings).
+2. Each mask takes the majority ADE20K class of the pixels it keeps. Counting only those keeps a
+   background mask (a whole-room "wall" under the person in front of it) from being outvoted by
+   the objects painted over it, and it is one pass over the image instead of one per mask.
 3. Pixels under no mask keep their own semantic class.
 """
 
@@ -30,12 +32,6 @@ def _rows(mask: Mask) -> slice:
     return slice(mask.y0, mask.y0 + mask.pixels.shape[0])
 
 
-def majority_class(class_map: np.ndarray, mask: Mask) -> int:
-    """The most frequent class under the mask (ties go to the lower class index)."""
-    under = class_map[_rows(mask), _columns(mask, class_map.shape[1])][mask.pixels]
-    return int(np.bincount(under, minlength=NUM_ADE20K_CLASSES).argmax())
-
-
 def paint_order(masks: Sequence[Mask]) -> list[int]:
     """Mask indices in painting order: later ones win overlaps (rule 2 of the module doc)."""
     return sorted(range(len(masks)), key=lambda i: (masks[i].score, -masks[i].area))
@@ -48,22 +44,34 @@ def owner_map(shape: tuple[int, int], masks: Sequence[Mask]) -> np.ndarray:
     for index in paint_order(masks):
         mask = masks[index]
         rows, cols = _rows(mask), _columns(mask, width)
-        region = owners[rows, cols]
-        region[mask.pixels] = index
-        owners[rows, cols] = region  # a no-op for a slice view, the write-back for wrapped columns
+        if isinstance(cols, slice):
+            owners[rows, cols][mask.pixels] = index  # a view: written in place
+        else:
+            region = owners[rows, cols]  # wrapped columns: a copy, written back
+            region[mask.pixels] = index
+            owners[rows, cols] = region
     return owners
 
 
 def fuse(class_map: np.ndarray, masks: Sequence[Mask]) -> tuple[np.ndarray, np.ndarray]:
-    """ADE20K class map [H, W] + masks -> (fused class map [H, W], each mask's class [N])."""
+    """ADE20K class map [H, W] + masks -> (fused class map [H, W], each mask's class [N]).
+
+    A mask left with no pixels after the overlaps gets class -1.
+    """
     class_map = np.asarray(class_map, dtype=np.int16)
-    mask_classes = np.array([majority_class(class_map, m) for m in masks], dtype=np.int16)
     if not masks:
-        return class_map.copy(), mask_classes
+        return class_map.copy(), np.zeros(0, dtype=np.int16)
     owners = owner_map(class_map.shape, masks)
     covered = owners >= 0
+    owned_by = owners[covered]
+    # One histogram of (mask, class) pairs over the covered pixels; ties go to the lower class.
+    votes = np.bincount(
+        owned_by.astype(np.int64) * NUM_ADE20K_CLASSES + class_map[covered],
+        minlength=len(masks) * NUM_ADE20K_CLASSES,
+    ).reshape(len(masks), NUM_ADE20K_CLASSES)
+    mask_classes = np.where(votes.any(axis=1), votes.argmax(axis=1), -1).astype(np.int16)
     fused = class_map.copy()
-    fused[covered] = mask_classes[owners[covered]]
+    fused[covered] = mask_classes[owned_by]
     return fused, mask_classes
 
 
