@@ -24,6 +24,8 @@ help:
 	@echo "make bench    run the benchmarks (prints ratios against in-run baselines)"
 	@echo "make install  create .venv and install every package editable, pinned"
 	@echo "make protos   regenerate gRPC code from protos/ (protos-check: verify it is current)"
+	@echo "make demo     a bundled photo -> a stored 3D scene (starts the stack if none runs;"
+	@echo "              DEMO_ARGS=--smoke for an offline run on tiny models)"
 	@echo "make lint     ruff"
 
 $(VENV)/.installed: $(PYPROJECTS) $(CONSTRAINTS) scripts/requirements/dev.txt
@@ -71,7 +73,10 @@ bench: install $(TINY_MODELS)
 	scripts/bench.sh
 
 run: install
-	$(PY) scripts/run.py
+	$(PY) scripts/run.py $(RUN_ARGS)
+
+demo: install
+	$(PY) scripts/demo.py $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

@@ -22,7 +22,11 @@ benches=(pointcloud-lib/bench/*.py depth-service/bench/*.py segment-service/benc
 failed=0
 for bench in "${benches[@]}"; do
   [ -f "$bench" ] || continue
-  name=$(basename "$(dirname "$(dirname "$bench")")")-$(basename "$bench" .py)
+  # pointcloud-lib/bench/bench_pack.py -> pointcloud-lib-bench_pack; scripts/x.py -> scripts-x
+  case $bench in
+    */bench/*) name=${bench%%/*}-$(basename "$bench" .py) ;;
+    *) name=$(dirname "$bench" | tr / -)-$(basename "$bench" .py) ;;
+  esac
   echo "=================== $bench"
   if ! PYTHONUNBUFFERED=1 $py "$bench" 2>&1 | tee "bench-results/$name.txt"; then
     echo "BENCH FAILED: $bench"; failed=1

@@ -7,6 +7,12 @@ from pathlib import Path
 
 import pytest
 
+# ``orchestrator/tests`` lives in a folder named like the package it tests: under
+# ``--import-mode=importlib`` pytest would register that folder as a namespace package called
+# ``orchestrator`` and hide the real one. Importing the real package first (this plugin loads
+# before any conftest) keeps the name bound to it.
+import orchestrator  # noqa: F401
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DIR = REPO_ROOT.parent / "shared"
 TINY_MODELS_DIR = REPO_ROOT / ".cache" / "tiny-models"

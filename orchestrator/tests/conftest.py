@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,19 +19,10 @@ import pytest
 import uvicorn
 from PIL import Image
 
+from orchestrator.app import create_app
+from orchestrator.runtime import Runtime
+from orchestrator.settings import Settings
 from tests.fakes.grpc_services import FakeServices
-
-# This directory is ``orchestrator/tests`` and the package is ``orchestrator``: under
-# ``--import-mode=importlib`` pytest imports this file as ``orchestrator.tests.conftest`` and, to
-# do so, registers the checkout's ``orchestrator/`` directory as a namespace package named
-# ``orchestrator``, hiding the real package. Put the real one back before importing from it.
-_stand_in = sys.modules.get("orchestrator")
-if _stand_in is not None and getattr(_stand_in, "__file__", None) is None:
-    del sys.modules["orchestrator"]
-
-from orchestrator.app import create_app  # noqa: E402
-from orchestrator.runtime import Runtime  # noqa: E402
-from orchestrator.settings import Settings  # noqa: E402
 
 KEY = "sk-test-9f8e7d6c5b4a3f2e1d0c"
 

@@ -35,7 +35,7 @@ def compose() -> dict:
 
 @pytest.fixture(scope="module")
 def gpu_override() -> dict:
-    return yaml.safe_load((REPO / "docker" / "compose.gpu.yml").read_text())
+    return yaml.safe_load((REPO / "deploy" / "docker" / "compose.gpu.yml").read_text())
 
 
 def test_the_four_services_and_nothing_else(compose):

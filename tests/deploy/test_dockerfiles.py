@@ -154,7 +154,7 @@ def test_multi_stage_with_the_build_inputs_left_behind(dockerfile):
     assert len(dockerfile.stages) >= 2 and build_stages
     # The final stage copies the finished environment from the build, never the source tree.
     final_copies = [c for c in dockerfile.final.copies if not c[0].startswith("--from=")]
-    assert all(c[0].startswith("docker/") for c in final_copies), final_copies
+    assert all(c[0].startswith("deploy/docker/") for c in final_copies), final_copies
 
 
 def test_the_service_runs_as_an_unprivileged_user(dockerfile):

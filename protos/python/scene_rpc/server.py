@@ -84,6 +84,13 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         return handler
 
 
+# Clients resolve DNS (a headless Service's pod list) only when a connection drops. Ending each
+# connection after a while lets round_robin clients find replicas added by an autoscaler; the
+# grace period is long because a CPU inference can run for minutes on that connection.
+MAX_CONNECTION_AGE_S = 300
+MAX_CONNECTION_AGE_GRACE_S = 3600
+
+
 def build_server(
     *,
     service_names: Iterable[str],
@@ -98,7 +105,11 @@ def build_server(
     """
     server = grpc.aio.server(
         interceptors=[ErrorMappingInterceptor(), *extra_interceptors],
-        options=message_size_options(max_message_bytes),
+        options=[
+            *message_size_options(max_message_bytes),
+            ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_S * 1000),
+            ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_S * 1000),
+        ],
     )
     register(server)
     health_servicer = health.aio.HealthServicer()
