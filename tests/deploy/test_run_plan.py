@@ -15,12 +15,9 @@ from tests.stack import run_script
 
 SERVICE_OF = {"depth": "depth", "segment": "segment", "imagegen": "imagegen",
               "orchestrator": "orchestrator"}
-# Read by more than one service, on purpose.
-SHARED_ON_PURPOSE = {
-    # The orchestrator's deadline for a call to imagegen and imagegen's own deadline for the
-    # OpenAI call with its retries: one value is consistent for both.
-    "IMAGEGEN_DEADLINE_S": {"imagegen", "orchestrator"},
-}
+# Read by more than one service, on purpose (none so far: one environment reaches all four
+# processes under `make run`, so a shared name would silently set two things).
+SHARED_ON_PURPOSE: dict[str, set[str]] = {}
 
 
 def plan(**options) -> dict[str, run_script.ServiceSpec]:

@@ -18,7 +18,7 @@ import pytest
 from tests.stack import running_stack
 
 pytestmark = pytest.mark.slow
-DEPTH_DEADLINE_S = 6.0
+DEPTH_CALL_DEADLINE_S = 6.0
 SLOW_DEPTH = {
     "DEPTH_TILE_MODE": "forced",
     "DEPTH_TILE_SIZE": "16",
@@ -29,7 +29,7 @@ SLOW_DEPTH = {
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, tiny_models_dir):
-    env = {"DEPTH_DEADLINE_S": str(DEPTH_DEADLINE_S)}
+    env = {"DEPTH_CALL_DEADLINE_S": str(DEPTH_CALL_DEADLINE_S)}
     with running_stack(tmp_path_factory.mktemp("e2e-faults"), extra_env=env,
                        tiny_models_dir=tiny_models_dir) as stack:
         yield stack
@@ -107,7 +107,7 @@ def test_a_stalled_service_ends_in_a_504_at_the_deadline_and_is_told_to_cancel(
         busy_until = stack.cpu_seconds("depth"), time.monotonic()
     assert response.status_code == 504, response.text
     assert "depth" in response.json()["detail"]
-    assert DEPTH_DEADLINE_S - 0.5 <= elapsed_s < DEPTH_DEADLINE_S + 5
+    assert DEPTH_CALL_DEADLINE_S - 0.5 <= elapsed_s < DEPTH_CALL_DEADLINE_S + 5
     # It was working until the deadline ...
     working = (busy_until[0] - busy_from[0]) / (busy_until[1] - busy_from[1])
     # ... and stops once the cancellation arrives (after the forward pass in progress).
@@ -135,7 +135,7 @@ def test_depth_killed_mid_request_is_a_503_naming_it_then_a_restart_recovers(
         answered_after_s = time.monotonic() - killed_at
     assert response.status_code == 503, response.text
     assert "depth" in response.json()["detail"]
-    assert answered_after_s < DEPTH_DEADLINE_S, "the failure waited for the deadline"
+    assert answered_after_s < DEPTH_CALL_DEADLINE_S, "the failure waited for the deadline"
     generation_id = response.headers["X-Generation-Id"]
     assert generation_id == job["id"]
     record = assert_failed_without_assets(client, stack, generation_id)

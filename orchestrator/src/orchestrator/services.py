@@ -151,14 +151,14 @@ class ModelServices:
 
         self.depth = client(
             "depth", depth_pb2.DESCRIPTOR.services_by_name["DepthService"].full_name,
-            settings.depth_service_addr, settings.depth_deadline_s, settings.depth_concurrency)
+            settings.depth_service_addr, settings.depth_call_deadline_s, settings.depth_concurrency)
         self.segment = client(
             "segment", segment_pb2.DESCRIPTOR.services_by_name["SegmentService"].full_name,
-            settings.segment_service_addr, settings.segment_deadline_s,
+            settings.segment_service_addr, settings.segment_call_deadline_s,
             settings.segment_concurrency)
         self.imagegen = client(
             "imagegen", imagegen_pb2.DESCRIPTOR.services_by_name["ImageGenService"].full_name,
-            settings.imagegen_service_addr, settings.imagegen_deadline_s,
+            settings.imagegen_service_addr, settings.imagegen_call_deadline_s,
             settings.imagegen_concurrency)
         self._depth_stub = depth_pb2_grpc.DepthServiceStub(self.depth.channel)
         self._segment_stub = segment_pb2_grpc.SegmentServiceStub(self.segment.channel)

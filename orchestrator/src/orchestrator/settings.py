@@ -41,9 +41,10 @@ class Settings(BaseSettings):
     segment_service_addr: str = "localhost:50052"
     imagegen_service_addr: str = "localhost:50053"
     # Per-call deadlines. CPU inference of a large image takes minutes.
-    depth_deadline_s: float = Field(600.0, gt=0)
-    segment_deadline_s: float = Field(900.0, gt=0)
-    imagegen_deadline_s: float = Field(180.0, gt=0)
+    depth_call_deadline_s: float = Field(600.0, gt=0)
+    segment_call_deadline_s: float = Field(900.0, gt=0)
+    # Longer than imagegen-service's own IMAGEGEN_DEADLINE_S (180), so its precise error wins.
+    imagegen_call_deadline_s: float = Field(200.0, gt=0)
     health_timeout_s: float = Field(2.0, gt=0)
     # Calls in flight at once per downstream service (a CPU model server gains nothing from more).
     depth_concurrency: int = Field(1, ge=1)

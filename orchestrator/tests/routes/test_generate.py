@@ -269,7 +269,7 @@ async def test_a_failing_depth_call_cancels_the_segment_call(api):
 
 
 async def test_a_passed_deadline_is_504(make_api):
-    async with make_api(depth_deadline_s=0.3) as api:
+    async with make_api(depth_call_deadline_s=0.3) as api:
         api.fakes.depth.behaviour.stall = True
         response = await api.generate()
         assert response.status_code == 504
