@@ -54,3 +54,18 @@ async def test_retry_interval_fails_fast_with_the_remembered_reason():
     with pytest.raises(ModelUnavailable, match="retrying after 60s"):
         await model.load()
     assert model.calls == 1
+
+
+async def test_a_caller_that_gives_up_does_not_abandon_the_load():
+    model = CountingModel()
+    model.release.clear()
+    impatient = asyncio.create_task(model.load())
+    await asyncio.sleep(0.05)
+    impatient.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await impatient
+    patient = asyncio.create_task(model.load())
+    await asyncio.sleep(0.05)
+    model.release.set()
+    await patient
+    assert model.calls == 1 and model.ready

@@ -45,6 +45,7 @@ class ManagedModel(abc.ABC):
         self._load_time_s = 0.0
         self._last_error = ""
         self._last_failure_at = float("-inf")
+        self._attempt: asyncio.Future[LoadResult] | None = None
 
     @abc.abstractmethod
     def _load(self) -> LoadResult:
@@ -65,35 +66,46 @@ class ManagedModel(abc.ABC):
         async with self._lock:
             if self._result is not None:
                 return self._result
-            since_failure = time.monotonic() - self._last_failure_at
-            if since_failure < self.retry_interval_s:
-                raise ModelUnavailable(
-                    f"{self.role} model {self.requested_model_id!r} failed to load "
-                    f"{since_failure:.0f}s ago (retrying after {self.retry_interval_s:.0f}s): "
-                    f"{self._last_error}"
-                )
-            self._loading = True
-            started = time.perf_counter()
-            try:
-                result = await asyncio.to_thread(self._load)
-            except Exception as exc:
-                self._last_error = f"{type(exc).__name__}: {exc}"
-                self._last_failure_at = time.monotonic()
-                log.error("loading %s model %r failed: %s", self.role, self.requested_model_id,
-                          self._last_error)
-                raise ModelUnavailable(
-                    f"{self.role} model {self.requested_model_id!r} could not be loaded: "
-                    f"{self._last_error}"
-                ) from exc
-            finally:
-                self._loading = False
-            self._load_time_s = time.perf_counter() - started
-            self._last_error = ""
-            self._result = result
-            log.info("loaded %s model %s on %s (%s) in %.1fs%s", self.role, result.model_id,
-                     result.device, result.dtype, self._load_time_s,
-                     " (fallback)" if result.fallback else "")
-            return result
+            if self._attempt is None:
+                since_failure = time.monotonic() - self._last_failure_at
+                if since_failure < self.retry_interval_s:
+                    raise ModelUnavailable(
+                        f"{self.role} model {self.requested_model_id!r} failed to load "
+                        f"{since_failure:.0f}s ago (retrying after {self.retry_interval_s:.0f}s): "
+                        f"{self._last_error}"
+                    )
+                self._attempt = asyncio.ensure_future(self._attempt_load())
+                # Retrieved here so a failed load nobody waits for any more is not logged twice.
+                self._attempt.add_done_callback(lambda t: t.cancelled() or t.exception())
+            attempt = self._attempt
+        # Shielded: a caller that gives up (a deadline, a cancelled stream) leaves the load
+        # running for the next caller instead of abandoning it half done to start over.
+        return await asyncio.shield(attempt)
+
+    async def _attempt_load(self) -> LoadResult:
+        self._loading = True
+        started = time.perf_counter()
+        try:
+            result = await asyncio.to_thread(self._load)
+        except Exception as exc:
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            self._last_failure_at = time.monotonic()
+            log.error("loading %s model %r failed: %s", self.role, self.requested_model_id,
+                      self._last_error)
+            raise ModelUnavailable(
+                f"{self.role} model {self.requested_model_id!r} could not be loaded: "
+                f"{self._last_error}"
+            ) from exc
+        finally:
+            self._loading = False
+            self._attempt = None
+        self._load_time_s = time.perf_counter() - started
+        self._last_error = ""
+        self._result = result
+        log.info("loaded %s model %s on %s (%s) in %.1fs%s", self.role, result.model_id,
+                 result.device, result.dtype, self._load_time_s,
+                 " (fallback)" if result.fallback else "")
+        return result
 
     async def ensure_loaded(self) -> LoadResult:
         return await self.load()
