@@ -158,7 +158,8 @@ async def sweep_tiny(models: Path, quick: bool) -> None:
     sides = 16 if quick else 32
     rgb = test_image(1024, 1024)
     log(f"points_per_batch sweep, whole service loop, tiny SAM2, 1024x1024 hybrid, "
-        f"{sides}x{sides} prompts, thresholds 0, best of 3:")
+        f"{sides}x{sides} prompts, thresholds 0, best of 3 (the tiny decoder costs little per "
+        "prompt, so per-call overhead dominates; compare the full-size sweep above):")
     baseline = None
     for ppb in (1, 8, 32, 64, 256):
         segmenter = make_segmenter(
@@ -217,7 +218,7 @@ def sweep_full_size_decoder(segmenter, prompts: int, repeats: int) -> None:
     log(f"points_per_batch sweep, full-size SAM2 mask decoder (one embedding, {prompts} "
         f"prompts, 3 masks each, low-resolution logits; best of {repeats}):")
     baseline = None
-    for ppb in (1, 4, 16, 64):
+    for ppb in (1, 2, 4, 8, 16, 32, 64):
         times = []
         for _ in range(repeats):
             started = time.perf_counter()
@@ -274,8 +275,9 @@ async def main() -> None:
                 + ("" if on_gpu else " (CPU: a coarse grid keeps this to minutes; the decoder "
                    "time scales linearly with prompts, see the sweep)"))
             full_results = await time_modes(full, 1)
-            print_modes(full_results, "per-stage time, full-size architectures, one run "
-                        "(random weights: few or no masks pass the default filters):")
+            print_modes(full_results, "per-stage time, full-size architectures, one run, "
+                        f"SEG_POINTS_PER_BATCH={full.points_per_batch()} (random weights: few or "
+                        "no masks pass the default filters):")
             sweep_full_size_decoder(full, prompts=16 if args.quick else 64,
                                     repeats=1 if args.quick else 3)
             full.close()

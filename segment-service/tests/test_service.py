@@ -18,6 +18,7 @@ from scene.segment.v1 import segment_pb2
 from scene_rpc.arrays import array_from_proto
 from scene_rpc.images import image_message
 from segment_service.categories import CATEGORY_BY_ADE20K_ID
+from segment_service.server import preload
 
 STAGES = {"decode", "sam_encoder", "mask_decoding", "semantic", "fusion", "total"}
 
@@ -82,6 +83,15 @@ async def test_semantic_mode_never_loads_sam(serve, photo_bytes, tmp_path):
     assert not sam.loaded and sam.last_error == ""
 
 
+@pytest.mark.parametrize(("mode", "loaded"), [("hybrid", {"sam", "semantic"}),
+                                              ("semantic", {"semantic"})])
+async def test_preload_loads_what_the_default_mode_needs(serve, mode, loaded):
+    served = await serve(mode=mode)
+    await preload(served.app.segmenter)
+    info = await served.stub.GetInfo(common_pb2.GetInfoRequest())
+    assert {m.role for m in info.models if m.loaded} == loaded
+
+
 async def test_stream_reports_progress_then_exactly_one_result(serve, photo_bytes):
     served = await serve(points_per_side=6, points_per_batch=4, crop_size_px=256)
     events = [e async for e in served.stub.StreamSegment(_request(photo_bytes("indoor_room")))]
@@ -95,6 +105,15 @@ async def test_stream_reports_progress_then_exactly_one_result(serve, photo_byte
     decoding = [p for p in progress if p.stage == "mask_decoding"]
     assert decoding[-1].done == decoding[-1].total == len(decoding) > 9  # tiles add batches
     _check_response(events[-1].result, 1200, 800)
+
+
+async def test_points_per_batch_defaults_to_small_batches_on_cpu(serve, photo_bytes):
+    served = await serve(points_per_batch=0, points_per_side=4)
+    events = [e async for e in served.stub.StreamSegment(
+        _request(photo_bytes("animal_cat_chelsea")))]
+    decoding = [e.progress for e in events if e.progress.stage == "mask_decoding"]
+    assert decoding[-1].total == 16 // 4
+    assert served.app.segmenter.points_per_batch() == 4
 
 
 async def test_cancelling_a_stream_stops_the_work(serve, photo_bytes, caplog):

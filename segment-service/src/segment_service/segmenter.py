@@ -33,6 +33,12 @@ from segment_service.settings import Mode, Settings
 
 log = logging.getLogger(__name__)
 
+# SEG_POINTS_PER_BATCH=0. Measured with the full-size decoder (segment-service/bench): on CPU,
+# 1 to 4 prompts per pass cost ~55 ms each and 16 or more ~230 ms each (the per-prompt copies of
+# the image features no longer fit the caches); on a GPU, batching is what makes decoding fast.
+CPU_POINTS_PER_BATCH = 4
+ACCELERATOR_POINTS_PER_BATCH = 64
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -85,10 +91,17 @@ class Segmenter:
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def points_per_batch(self) -> int:
+        if self.settings.points_per_batch:
+            return self.settings.points_per_batch
+        predictor = self.sam.predictor
+        on_cpu = predictor is None or predictor.device.type == "cpu"
+        return CPU_POINTS_PER_BATCH if on_cpu else ACCELERATOR_POINTS_PER_BATCH
+
     def amg_params(self) -> AmgParams:
         s = self.settings
         return AmgParams(
-            points_per_batch=s.points_per_batch,
+            points_per_batch=self.points_per_batch(),
             pred_iou_thresh=s.pred_iou_thresh,
             stability_score_thresh=s.stability_score_thresh,
             stability_score_offset=s.stability_score_offset,

@@ -54,8 +54,9 @@ class Settings(BaseSettings):
     # The same two grids in sam mode, which trades mask density for speed.
     sam_mode_points_per_side: int = Field(16, ge=1, le=128)
     sam_mode_crop_points_per_side: int = Field(8, ge=1, le=128)
-    # Point prompts decoded per forward pass of the mask decoder.
-    points_per_batch: int = Field(64, ge=1, le=4096)
+    # Point prompts decoded per forward pass of the mask decoder; 0 = 64 on a GPU (SAM2's
+    # default) and 4 on CPU, where larger batches outgrow the caches and run slower per prompt.
+    points_per_batch: int = Field(0, ge=0, le=4096)
     # Masks below this predicted IoU or stability score are dropped (SAM2's automatic defaults).
     pred_iou_thresh: float = Field(0.8, ge=0.0, le=1.0)
     stability_score_thresh: float = Field(0.95, ge=0.0, le=1.0)
