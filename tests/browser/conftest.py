@@ -34,4 +34,4 @@ def big_panorama() -> bytes:
     rgb[..., 2] = 128
     categories = np.broadcast_to((rows * 6).clip(0, 5).astype(np.uint8), (height, width))
     cloud: PointCloud = project_equirect(depth, rgb, np.ascontiguousarray(categories))
-    return encode(cloud, mode="panorama", cloud_id="perf-2m")
+    return encode(cloud, mode="equirect", cloud_id="perf-2m")

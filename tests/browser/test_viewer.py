@@ -122,7 +122,8 @@ def test_prompt_to_rendered_cloud_then_colouring_and_gallery(
     first_id = page.get_attribute("#progress", "data-job-id")
 
     wait_for_loaded(page, first_id)
-    assert page.get_attribute("#viewer", "data-mode") == "standard"
+    # The header names the projection (pointcloud-lib/FORMAT.md): planar or equirect.
+    assert page.get_attribute("#viewer", "data-mode") == "planar"
     assert int(page.get_attribute("#viewer", "data-point-count")) > 1000
     rgb = viewer_pixels(page, artifacts / "1-prompt-rgb.png")
     assert covered_fraction(rgb) > 0.2, "the canvas is blank after loading the cloud"
@@ -226,5 +227,5 @@ def _open_big_panorama(page, big_panorama: bytes, artifacts: Path) -> None:
         f"main-thread task {max(long_tasks, default=0):.0f} ms ({len(long_tasks)} over 50 ms)"
     )
     assert count == 2048 * 1024
-    assert page.get_attribute("#viewer", "data-mode") == "panorama"
+    assert page.get_attribute("#viewer", "data-mode") == "equirect"
     assert covered_fraction(pixels) > 0.9, "from the centre of the sphere the view is full"
