@@ -23,9 +23,8 @@ log = logging.getLogger(__name__)
 BackendLoader = Callable[[str, torch.device, torch.dtype], DepthBackend]
 
 # Tiles per forward pass when DEPTH_BATCH_SIZE=0. A GPU runs a batch in little more time than one
-# tile; a CPU is already saturated by one tile: the benchmark's sweep measures batches of 2 and 4
-# no faster (slightly slower) than single tiles there, and they cost memory and coarser
-# cancellation.
+# tile; a CPU is already saturated by one tile: the benchmark's sweep finds no reliable gain from
+# batches of 2 or 4 there, and they cost memory and make cancellation coarser.
 AUTO_BATCH_CUDA = 8
 AUTO_BATCH_OTHER = 1
 
