@@ -58,7 +58,9 @@ class Settings(BaseSettings):
     cors_origins: str = DEFAULT_CORS_ORIGINS
 
     max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1)
-    max_image_pixels: int = Field(4096 * 4096, ge=64)
+    # No more than the depth service accepts (DEPTH_MAX_PIXELS): its two float32 maps must fit
+    # one gRPC message. 16 MP is still over 4096x2048 panoramas and 4000x4000 photos.
+    max_image_pixels: int = Field(16_000_000, ge=64)
     max_prompt_chars: int = Field(4000, ge=1)
     max_vibe_chars: int = Field(300, ge=0)
 
