@@ -35,17 +35,6 @@ def stack(tmp_path_factory, tiny_models_dir):
         yield stack
 
 
-@pytest.fixture(scope="module")
-def client(stack):
-    with httpx.Client(base_url=stack.url, timeout=120) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def photo(shared_images) -> bytes:
-    return shared_images["animal_cat_chelsea"].read_bytes()
-
-
 def upload(client: httpx.Client, photo: bytes, path: str = "/generate") -> httpx.Response:
     return client.post(path, files={"image": ("chelsea.png", photo, "image/png")})
 

@@ -34,17 +34,6 @@ def stack(tmp_path_factory, tiny_models_dir):
 
 
 @pytest.fixture(scope="module")
-def client(stack):
-    with httpx.Client(base_url=stack.url, timeout=120) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def photo(shared_images) -> bytes:
-    return shared_images["animal_cat_chelsea"].read_bytes()
-
-
-@pytest.fixture(scope="module")
 def panorama_photo(shared_images) -> bytes:
     """A 2:1 image from a real photo (the geometry is not what is tested here)."""
     image = Image.open(shared_images["outdoor_colosseum_sky"]).convert("RGB").resize((512, 256))
