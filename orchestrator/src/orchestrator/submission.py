@@ -7,16 +7,12 @@ inspection; validation failures still come out as FastAPI's 422 with the field's
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from starlette.datastructures import UploadFile
 
@@ -24,7 +20,7 @@ from orchestrator.errors import ApiError
 from orchestrator.jobs import JobInputs
 from orchestrator.pipeline import blocking, check_panorama
 from orchestrator.settings import Settings
-from scene_rpc.errors import InvalidInput
+from scene_rpc.errors import ImageTooLarge, InvalidInput
 from scene_rpc.images import decode_image_bytes
 
 Mode = Literal["standard", "panorama"]
@@ -193,33 +189,13 @@ async def _read_multipart(request: Request, settings: Settings) -> Submission:
     return Submission(inputs, fingerprint, image_bytes=data)
 
 
-class _TooManyPixels(Exception):
-    pass
-
-
-def _decode(data: bytes, max_pixels: int) -> np.ndarray:
-    # The header alone says whether it is too large (413, unlike other bad images: 400).
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
-    except Image.DecompressionBombError as exc:
-        raise _TooManyPixels(f"the image is over the pixel limit: {exc}") from None
-    except (OSError, ValueError, SyntaxError):
-        width = height = 0  # not an image: decode_image_bytes says why
-    if width * height > max_pixels:
-        raise _TooManyPixels(f"the image is {width}x{height} = {width * height} pixels, "
-                             f"over the limit of {max_pixels}")
-    return decode_image_bytes(data, max_pixels=max_pixels)
-
-
 async def decode_upload(submission: Submission, settings: Settings) -> None:
     """Decode the uploaded image (in a thread), checking it is an image within the limits."""
     try:
-        rgb = await blocking(_decode, submission.image_bytes, settings.max_image_pixels)
-    except _TooManyPixels as exc:
-        raise ApiError(413, str(exc)) from None
+        rgb = await blocking(decode_image_bytes, submission.image_bytes,
+                             max_pixels=settings.max_image_pixels)
+    except ImageTooLarge as exc:
+        raise ApiError(413, f"the uploaded {exc}") from None
     except InvalidInput as exc:
         raise ApiError(400, f"the uploaded image cannot be used: {exc}") from None
     if submission.inputs.mode == "panorama":

@@ -10,6 +10,11 @@ class InvalidInput(ValueError):
     """The request cannot be served as sent (bad image, bad field). -> INVALID_ARGUMENT."""
 
 
+class ImageTooLarge(InvalidInput):
+    """An image over the pixel limit. Still INVALID_ARGUMENT over gRPC; an HTTP front end can
+    tell it apart to answer 413 rather than 400."""
+
+
 class ModelUnavailable(RuntimeError):
     """The model could not be loaded; the message carries the reason. -> UNAVAILABLE.
 

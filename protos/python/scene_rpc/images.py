@@ -11,27 +11,28 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from scene.common.v1 import common_pb2
 from scene_rpc.arrays import array_from_proto, array_to_proto
-from scene_rpc.errors import InvalidInput
+from scene_rpc.errors import ImageTooLarge, InvalidInput
 
 # Smaller images carry no usable depth or segmentation and break models' patch embeddings.
 MIN_SIDE_PX = 8
 
 
 def check_size(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}"
+        )
     if width < MIN_SIDE_PX or height < MIN_SIDE_PX:
         raise InvalidInput(
             f"image is {width}x{height}; both sides must be at least {MIN_SIDE_PX} pixels"
-        )
-    if width * height > max_pixels:
-        raise InvalidInput(
-            f"image is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}"
         )
 
 
 def decode_image_bytes(data: bytes, *, max_pixels: int) -> np.ndarray:
     """PNG/JPEG/WebP/... bytes -> uint8 [H, W, 3] RGB, EXIF orientation applied.
 
-    Raises InvalidInput for empty or undecodable bytes and for images outside the size limits.
+    Raises InvalidInput for empty or undecodable bytes and for images outside the size limits
+    (ImageTooLarge, a subclass, for those over ``max_pixels``).
     """
     if not data:
         raise InvalidInput("image is empty (0 bytes)")
@@ -46,7 +47,7 @@ def decode_image_bytes(data: bytes, *, max_pixels: int) -> np.ndarray:
         raise
     except Image.DecompressionBombError as exc:
         # PIL's own guard fires in open() for absurd sizes, before our check can run.
-        raise InvalidInput(f"image is over the limit of {max_pixels} pixels: {exc}") from exc
+        raise ImageTooLarge(f"image is over the limit of {max_pixels} pixels: {exc}") from exc
     except UnidentifiedImageError as exc:
         raise InvalidInput(f"bytes are not a decodable image: {exc}") from exc
     except (OSError, SyntaxError, ValueError) as exc:
