@@ -190,17 +190,11 @@ def ensure_tiny_models(tiny_models_dir: Path, python: str = sys.executable) -> N
 
 
 async def grpc_serving(address: str, timeout_s: float) -> bool:
-    """One grpc.health.v1 check of the server as a whole."""
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    """One grpc.health.v1 check of the server as a whole (the containers' probe, in a thread)."""
+    from scene_rpc.health_probe import check
 
-    async with grpc.aio.insecure_channel(address) as channel:
-        try:
-            response = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=timeout_s)
-        except grpc.RpcError:
-            return False
-    return response.status == health_pb2.HealthCheckResponse.SERVING
+    serving, _ = await asyncio.to_thread(check, address, "", timeout_s)
+    return serving
 
 
 def http_get_json(url: str, timeout_s: float) -> tuple[int, object]:
