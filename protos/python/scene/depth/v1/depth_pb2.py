@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from scene.common.v1 import common_pb2 as scene_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ascene/depth/v1/depth.proto\x12\x0escene.depth.v1\x1a\x1cscene/common/v1/common.proto\"\xc4\x01\n\x14\x45stimateDepthRequest\x12%\n\x05image\x18\x01 \x01(\x0b\x32\x16.scene.common.v1.Image\x12\x10\n\x08panorama\x18\x02 \x01(\x08\x12*\n\x06tiling\x18\x03 \x01(\x0e\x32\x1a.scene.depth.v1.TilingMode\x12\x14\n\x0ctile_size_px\x18\x04 \x01(\x05\x12\x1d\n\x15tile_overlap_fraction\x18\x05 \x01(\x02\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"\xa0\x03\n\x15\x45stimateDepthResponse\x12\x30\n\x10normalized_depth\x18\x01 \x01(\x0b\x32\x16.scene.common.v1.Array\x12\'\n\x07\x64\x65pth_m\x18\x02 \x01(\x0b\x32\x16.scene.common.v1.Array\x12\x1c\n\x0f\x66ocal_length_px\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\x1f\n\x12horizontal_fov_deg\x18\x04 \x01(\x02H\x01\x88\x01\x01\x12\x10\n\x08model_id\x18\x05 \x01(\t\x12\x10\n\x08width_px\x18\x06 \x01(\x05\x12\x11\n\theight_px\x18\x07 \x01(\x05\x12\x12\n\ntile_count\x18\x08 \x01(\x05\x12\x46\n\ttiming_ms\x18\t \x03(\x0b\x32\x33.scene.depth.v1.EstimateDepthResponse.TimingMsEntry\x1a/\n\rTimingMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x12\n\x10_focal_length_pxB\x15\n\x13_horizontal_fov_deg\"\x85\x01\n\x12\x45stimateDepthEvent\x12-\n\x08progress\x18\x01 \x01(\x0b\x32\x19.scene.common.v1.ProgressH\x00\x12\x37\n\x06result\x18\x02 \x01(\x0b\x32%.scene.depth.v1.EstimateDepthResponseH\x00\x42\x07\n\x05\x65vent*l\n\nTilingMode\x12\x1b\n\x17TILING_MODE_UNSPECIFIED\x10\x00\x12\x13\n\x0fTILING_MODE_OFF\x10\x01\x12\x14\n\x10TILING_MODE_AUTO\x10\x02\x12\x16\n\x12TILING_MODE_FORCED\x10\x03\x32\x9d\x02\n\x0c\x44\x65pthService\x12\\\n\rEstimateDepth\x12$.scene.depth.v1.EstimateDepthRequest\x1a%.scene.depth.v1.EstimateDepthResponse\x12\x61\n\x13StreamEstimateDepth\x12$.scene.depth.v1.EstimateDepthRequest\x1a\".scene.depth.v1.EstimateDepthEvent0\x01\x12L\n\x07GetInfo\x12\x1f.scene.common.v1.GetInfoRequest\x1a .scene.common.v1.GetInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ascene/depth/v1/depth.proto\x12\x0escene.depth.v1\x1a\x1cscene/common/v1/common.proto\"\xdf\x01\n\x14\x45stimateDepthRequest\x12%\n\x05image\x18\x01 \x01(\x0b\x32\x16.scene.common.v1.Image\x12\x10\n\x08panorama\x18\x02 \x01(\x08\x12*\n\x06tiling\x18\x03 \x01(\x0e\x32\x1a.scene.depth.v1.TilingMode\x12\x14\n\x0ctile_size_px\x18\x04 \x01(\x05\x12\x1d\n\x15tile_overlap_fraction\x18\x05 \x01(\x02\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x19\n\x11max_input_side_px\x18\x07 \x01(\x05\"\xa0\x03\n\x15\x45stimateDepthResponse\x12\x30\n\x10normalized_depth\x18\x01 \x01(\x0b\x32\x16.scene.common.v1.Array\x12\'\n\x07\x64\x65pth_m\x18\x02 \x01(\x0b\x32\x16.scene.common.v1.Array\x12\x1c\n\x0f\x66ocal_length_px\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\x1f\n\x12horizontal_fov_deg\x18\x04 \x01(\x02H\x01\x88\x01\x01\x12\x10\n\x08model_id\x18\x05 \x01(\t\x12\x10\n\x08width_px\x18\x06 \x01(\x05\x12\x11\n\theight_px\x18\x07 \x01(\x05\x12\x12\n\ntile_count\x18\x08 \x01(\x05\x12\x46\n\ttiming_ms\x18\t \x03(\x0b\x32\x33.scene.depth.v1.EstimateDepthResponse.TimingMsEntry\x1a/\n\rTimingMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x12\n\x10_focal_length_pxB\x15\n\x13_horizontal_fov_deg\"\x85\x01\n\x12\x45stimateDepthEvent\x12-\n\x08progress\x18\x01 \x01(\x0b\x32\x19.scene.common.v1.ProgressH\x00\x12\x37\n\x06result\x18\x02 \x01(\x0b\x32%.scene.depth.v1.EstimateDepthResponseH\x00\x42\x07\n\x05\x65vent*l\n\nTilingMode\x12\x1b\n\x17TILING_MODE_UNSPECIFIED\x10\x00\x12\x13\n\x0fTILING_MODE_OFF\x10\x01\x12\x14\n\x10TILING_MODE_AUTO\x10\x02\x12\x16\n\x12TILING_MODE_FORCED\x10\x03\x32\x9d\x02\n\x0c\x44\x65pthService\x12\\\n\rEstimateDepth\x12$.scene.depth.v1.EstimateDepthRequest\x1a%.scene.depth.v1.EstimateDepthResponse\x12\x61\n\x13StreamEstimateDepth\x12$.scene.depth.v1.EstimateDepthRequest\x1a\".scene.depth.v1.EstimateDepthEvent0\x01\x12L\n\x07GetInfo\x12\x1f.scene.common.v1.GetInfoRequest\x1a .scene.common.v1.GetInfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,16 +34,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ESTIMATEDEPTHRESPONSE_TIMINGMSENTRY']._loaded_options = None
   _globals['_ESTIMATEDEPTHRESPONSE_TIMINGMSENTRY']._serialized_options = b'8\001'
-  _globals['_TILINGMODE']._serialized_start=830
-  _globals['_TILINGMODE']._serialized_end=938
+  _globals['_TILINGMODE']._serialized_start=857
+  _globals['_TILINGMODE']._serialized_end=965
   _globals['_ESTIMATEDEPTHREQUEST']._serialized_start=77
-  _globals['_ESTIMATEDEPTHREQUEST']._serialized_end=273
-  _globals['_ESTIMATEDEPTHRESPONSE']._serialized_start=276
-  _globals['_ESTIMATEDEPTHRESPONSE']._serialized_end=692
-  _globals['_ESTIMATEDEPTHRESPONSE_TIMINGMSENTRY']._serialized_start=602
-  _globals['_ESTIMATEDEPTHRESPONSE_TIMINGMSENTRY']._serialized_end=649
-  _globals['_ESTIMATEDEPTHEVENT']._serialized_start=695
-  _globals['_ESTIMATEDEPTHEVENT']._serialized_end=828
-  _globals['_DEPTHSERVICE']._serialized_start=941
-  _globals['_DEPTHSERVICE']._serialized_end=1226
+  _globals['_ESTIMATEDEPTHREQUEST']._serialized_end=300
+  _globals['_ESTIMATEDEPTHRESPONSE']._serialized_start=303
+  _globals['_ESTIMATEDEPTHRESPONSE']._serialized_end=719
+  _globals['_ESTIMATEDEPTHRESPONSE_TIMINGMSENTRY']._serialized_start=629
+  _globals['_ESTIMATEDEPTHRESPONSE_TIMINGMSENTRY']._serialized_end=676
+  _globals['_ESTIMATEDEPTHEVENT']._serialized_start=722
+  _globals['_ESTIMATEDEPTHEVENT']._serialized_end=855
+  _globals['_DEPTHSERVICE']._serialized_start=968
+  _globals['_DEPTHSERVICE']._serialized_end=1253
 # @@protoc_insertion_point(module_scope)

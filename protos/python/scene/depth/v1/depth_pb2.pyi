@@ -20,20 +20,22 @@ TILING_MODE_AUTO: TilingMode
 TILING_MODE_FORCED: TilingMode
 
 class EstimateDepthRequest(_message.Message):
-    __slots__ = ("image", "panorama", "tiling", "tile_size_px", "tile_overlap_fraction", "request_id")
+    __slots__ = ("image", "panorama", "tiling", "tile_size_px", "tile_overlap_fraction", "request_id", "max_input_side_px")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     PANORAMA_FIELD_NUMBER: _ClassVar[int]
     TILING_FIELD_NUMBER: _ClassVar[int]
     TILE_SIZE_PX_FIELD_NUMBER: _ClassVar[int]
     TILE_OVERLAP_FRACTION_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_INPUT_SIDE_PX_FIELD_NUMBER: _ClassVar[int]
     image: _common_pb2.Image
     panorama: bool
     tiling: TilingMode
     tile_size_px: int
     tile_overlap_fraction: float
     request_id: str
-    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., panorama: _Optional[bool] = ..., tiling: _Optional[_Union[TilingMode, str]] = ..., tile_size_px: _Optional[int] = ..., tile_overlap_fraction: _Optional[float] = ..., request_id: _Optional[str] = ...) -> None: ...
+    max_input_side_px: int
+    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., panorama: _Optional[bool] = ..., tiling: _Optional[_Union[TilingMode, str]] = ..., tile_size_px: _Optional[int] = ..., tile_overlap_fraction: _Optional[float] = ..., request_id: _Optional[str] = ..., max_input_side_px: _Optional[int] = ...) -> None: ...
 
 class EstimateDepthResponse(_message.Message):
     __slots__ = ("normalized_depth", "depth_m", "focal_length_px", "horizontal_fov_deg", "model_id", "width_px", "height_px", "tile_count", "timing_ms")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from scene.common.v1 import common_pb2 as scene_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1escene/segment/v1/segment.proto\x12\x10scene.segment.v1\x1a\x1cscene/common/v1/common.proto\"\x8a\x01\n\x0eSegmentRequest\x12%\n\x05image\x18\x01 \x01(\x0b\x32\x16.scene.common.v1.Image\x12\x10\n\x08panorama\x18\x02 \x01(\x08\x12+\n\x04mode\x18\x03 \x01(\x0e\x32\x1d.scene.segment.v1.SegmentMode\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"[\n\rDetectedLabel\x12\x11\n\tade20k_id\x18\x01 \x01(\x05\x12\r\n\x05label\x18\x02 \x01(\t\x12\x16\n\x0epixel_fraction\x18\x03 \x01(\x02\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\r\"\xfa\x02\n\x0fSegmentResponse\x12*\n\ncategories\x18\x01 \x01(\x0b\x32\x16.scene.common.v1.Array\x12/\n\x06labels\x18\x02 \x03(\x0b\x32\x1f.scene.segment.v1.DetectedLabel\x12\x12\n\nmask_count\x18\x03 \x01(\x05\x12+\n\x04mode\x18\x04 \x01(\x0e\x32\x1d.scene.segment.v1.SegmentMode\x12\x14\n\x0csam_model_id\x18\x05 \x01(\t\x12\x19\n\x11semantic_model_id\x18\x06 \x01(\t\x12\x10\n\x08width_px\x18\x07 \x01(\x05\x12\x11\n\theight_px\x18\x08 \x01(\x05\x12\x42\n\ttiming_ms\x18\t \x03(\x0b\x32/.scene.segment.v1.SegmentResponse.TimingMsEntry\x1a/\n\rTimingMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"{\n\x0cSegmentEvent\x12-\n\x08progress\x18\x01 \x01(\x0b\x32\x19.scene.common.v1.ProgressH\x00\x12\x33\n\x06result\x18\x02 \x01(\x0b\x32!.scene.segment.v1.SegmentResponseH\x00\x42\x07\n\x05\x65vent*u\n\x0bSegmentMode\x12\x1c\n\x18SEGMENT_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13SEGMENT_MODE_HYBRID\x10\x01\x12\x19\n\x15SEGMENT_MODE_SEMANTIC\x10\x02\x12\x14\n\x10SEGMENT_MODE_SAM\x10\x03\x32\x83\x02\n\x0eSegmentService\x12N\n\x07Segment\x12 .scene.segment.v1.SegmentRequest\x1a!.scene.segment.v1.SegmentResponse\x12S\n\rStreamSegment\x12 .scene.segment.v1.SegmentRequest\x1a\x1e.scene.segment.v1.SegmentEvent0\x01\x12L\n\x07GetInfo\x12\x1f.scene.common.v1.GetInfoRequest\x1a .scene.common.v1.GetInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1escene/segment/v1/segment.proto\x12\x10scene.segment.v1\x1a\x1cscene/common/v1/common.proto\"\xc6\x02\n\x0eSegmentRequest\x12%\n\x05image\x18\x01 \x01(\x0b\x32\x16.scene.common.v1.Image\x12\x10\n\x08panorama\x18\x02 \x01(\x08\x12+\n\x04mode\x18\x03 \x01(\x0e\x32\x1d.scene.segment.v1.SegmentMode\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x17\n\x0fpoints_per_side\x18\x05 \x01(\x05\x12\x1c\n\x14\x63rop_points_per_side\x18\x06 \x01(\x05\x12\x39\n\x0fprompt_strategy\x18\x07 \x01(\x0e\x32 .scene.segment.v1.PromptStrategy\x12-\n\tcrop_mode\x18\x08 \x01(\x0e\x32\x1a.scene.segment.v1.CropMode\x12\x19\n\x11max_input_side_px\x18\t \x01(\x05\"[\n\rDetectedLabel\x12\x11\n\tade20k_id\x18\x01 \x01(\x05\x12\r\n\x05label\x18\x02 \x01(\t\x12\x16\n\x0epixel_fraction\x18\x03 \x01(\x02\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\r\"\x90\x03\n\x0fSegmentResponse\x12*\n\ncategories\x18\x01 \x01(\x0b\x32\x16.scene.common.v1.Array\x12/\n\x06labels\x18\x02 \x03(\x0b\x32\x1f.scene.segment.v1.DetectedLabel\x12\x12\n\nmask_count\x18\x03 \x01(\x05\x12+\n\x04mode\x18\x04 \x01(\x0e\x32\x1d.scene.segment.v1.SegmentMode\x12\x14\n\x0csam_model_id\x18\x05 \x01(\t\x12\x19\n\x11semantic_model_id\x18\x06 \x01(\t\x12\x10\n\x08width_px\x18\x07 \x01(\x05\x12\x11\n\theight_px\x18\x08 \x01(\x05\x12\x42\n\ttiming_ms\x18\t \x03(\x0b\x32/.scene.segment.v1.SegmentResponse.TimingMsEntry\x12\x14\n\x0cprompt_count\x18\n \x01(\x05\x1a/\n\rTimingMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"{\n\x0cSegmentEvent\x12-\n\x08progress\x18\x01 \x01(\x0b\x32\x19.scene.common.v1.ProgressH\x00\x12\x33\n\x06result\x18\x02 \x01(\x0b\x32!.scene.segment.v1.SegmentResponseH\x00\x42\x07\n\x05\x65vent*u\n\x0bSegmentMode\x12\x1c\n\x18SEGMENT_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13SEGMENT_MODE_HYBRID\x10\x01\x12\x19\n\x15SEGMENT_MODE_SEMANTIC\x10\x02\x12\x14\n\x10SEGMENT_MODE_SAM\x10\x03*i\n\x0ePromptStrategy\x12\x1f\n\x1bPROMPT_STRATEGY_UNSPECIFIED\x10\x00\x12\x18\n\x14PROMPT_STRATEGY_GRID\x10\x01\x12\x1c\n\x18PROMPT_STRATEGY_SEMANTIC\x10\x02*L\n\x08\x43ropMode\x12\x19\n\x15\x43ROP_MODE_UNSPECIFIED\x10\x00\x12\x11\n\rCROP_MODE_OFF\x10\x01\x12\x12\n\x0e\x43ROP_MODE_AUTO\x10\x02\x32\x83\x02\n\x0eSegmentService\x12N\n\x07Segment\x12 .scene.segment.v1.SegmentRequest\x1a!.scene.segment.v1.SegmentResponse\x12S\n\rStreamSegment\x12 .scene.segment.v1.SegmentRequest\x1a\x1e.scene.segment.v1.SegmentEvent0\x01\x12L\n\x07GetInfo\x12\x1f.scene.common.v1.GetInfoRequest\x1a .scene.common.v1.GetInfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,18 +34,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SEGMENTRESPONSE_TIMINGMSENTRY']._loaded_options = None
   _globals['_SEGMENTRESPONSE_TIMINGMSENTRY']._serialized_options = b'8\001'
-  _globals['_SEGMENTMODE']._serialized_start=822
-  _globals['_SEGMENTMODE']._serialized_end=939
+  _globals['_SEGMENTMODE']._serialized_start=1032
+  _globals['_SEGMENTMODE']._serialized_end=1149
+  _globals['_PROMPTSTRATEGY']._serialized_start=1151
+  _globals['_PROMPTSTRATEGY']._serialized_end=1256
+  _globals['_CROPMODE']._serialized_start=1258
+  _globals['_CROPMODE']._serialized_end=1334
   _globals['_SEGMENTREQUEST']._serialized_start=83
-  _globals['_SEGMENTREQUEST']._serialized_end=221
-  _globals['_DETECTEDLABEL']._serialized_start=223
-  _globals['_DETECTEDLABEL']._serialized_end=314
-  _globals['_SEGMENTRESPONSE']._serialized_start=317
-  _globals['_SEGMENTRESPONSE']._serialized_end=695
-  _globals['_SEGMENTRESPONSE_TIMINGMSENTRY']._serialized_start=648
-  _globals['_SEGMENTRESPONSE_TIMINGMSENTRY']._serialized_end=695
-  _globals['_SEGMENTEVENT']._serialized_start=697
-  _globals['_SEGMENTEVENT']._serialized_end=820
-  _globals['_SEGMENTSERVICE']._serialized_start=942
-  _globals['_SEGMENTSERVICE']._serialized_end=1201
+  _globals['_SEGMENTREQUEST']._serialized_end=409
+  _globals['_DETECTEDLABEL']._serialized_start=411
+  _globals['_DETECTEDLABEL']._serialized_end=502
+  _globals['_SEGMENTRESPONSE']._serialized_start=505
+  _globals['_SEGMENTRESPONSE']._serialized_end=905
+  _globals['_SEGMENTRESPONSE_TIMINGMSENTRY']._serialized_start=858
+  _globals['_SEGMENTRESPONSE_TIMINGMSENTRY']._serialized_end=905
+  _globals['_SEGMENTEVENT']._serialized_start=907
+  _globals['_SEGMENTEVENT']._serialized_end=1030
+  _globals['_SEGMENTSERVICE']._serialized_start=1337
+  _globals['_SEGMENTSERVICE']._serialized_end=1596
 # @@protoc_insertion_point(module_scope)

@@ -14,22 +14,50 @@ class SegmentMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SEGMENT_MODE_HYBRID: _ClassVar[SegmentMode]
     SEGMENT_MODE_SEMANTIC: _ClassVar[SegmentMode]
     SEGMENT_MODE_SAM: _ClassVar[SegmentMode]
+
+class PromptStrategy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PROMPT_STRATEGY_UNSPECIFIED: _ClassVar[PromptStrategy]
+    PROMPT_STRATEGY_GRID: _ClassVar[PromptStrategy]
+    PROMPT_STRATEGY_SEMANTIC: _ClassVar[PromptStrategy]
+
+class CropMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CROP_MODE_UNSPECIFIED: _ClassVar[CropMode]
+    CROP_MODE_OFF: _ClassVar[CropMode]
+    CROP_MODE_AUTO: _ClassVar[CropMode]
 SEGMENT_MODE_UNSPECIFIED: SegmentMode
 SEGMENT_MODE_HYBRID: SegmentMode
 SEGMENT_MODE_SEMANTIC: SegmentMode
 SEGMENT_MODE_SAM: SegmentMode
+PROMPT_STRATEGY_UNSPECIFIED: PromptStrategy
+PROMPT_STRATEGY_GRID: PromptStrategy
+PROMPT_STRATEGY_SEMANTIC: PromptStrategy
+CROP_MODE_UNSPECIFIED: CropMode
+CROP_MODE_OFF: CropMode
+CROP_MODE_AUTO: CropMode
 
 class SegmentRequest(_message.Message):
-    __slots__ = ("image", "panorama", "mode", "request_id")
+    __slots__ = ("image", "panorama", "mode", "request_id", "points_per_side", "crop_points_per_side", "prompt_strategy", "crop_mode", "max_input_side_px")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     PANORAMA_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    POINTS_PER_SIDE_FIELD_NUMBER: _ClassVar[int]
+    CROP_POINTS_PER_SIDE_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    CROP_MODE_FIELD_NUMBER: _ClassVar[int]
+    MAX_INPUT_SIDE_PX_FIELD_NUMBER: _ClassVar[int]
     image: _common_pb2.Image
     panorama: bool
     mode: SegmentMode
     request_id: str
-    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., panorama: _Optional[bool] = ..., mode: _Optional[_Union[SegmentMode, str]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    points_per_side: int
+    crop_points_per_side: int
+    prompt_strategy: PromptStrategy
+    crop_mode: CropMode
+    max_input_side_px: int
+    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., panorama: _Optional[bool] = ..., mode: _Optional[_Union[SegmentMode, str]] = ..., request_id: _Optional[str] = ..., points_per_side: _Optional[int] = ..., crop_points_per_side: _Optional[int] = ..., prompt_strategy: _Optional[_Union[PromptStrategy, str]] = ..., crop_mode: _Optional[_Union[CropMode, str]] = ..., max_input_side_px: _Optional[int] = ...) -> None: ...
 
 class DetectedLabel(_message.Message):
     __slots__ = ("ade20k_id", "label", "pixel_fraction", "category")
@@ -44,7 +72,7 @@ class DetectedLabel(_message.Message):
     def __init__(self, ade20k_id: _Optional[int] = ..., label: _Optional[str] = ..., pixel_fraction: _Optional[float] = ..., category: _Optional[int] = ...) -> None: ...
 
 class SegmentResponse(_message.Message):
-    __slots__ = ("categories", "labels", "mask_count", "mode", "sam_model_id", "semantic_model_id", "width_px", "height_px", "timing_ms")
+    __slots__ = ("categories", "labels", "mask_count", "mode", "sam_model_id", "semantic_model_id", "width_px", "height_px", "timing_ms", "prompt_count")
     class TimingMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +89,7 @@ class SegmentResponse(_message.Message):
     WIDTH_PX_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_PX_FIELD_NUMBER: _ClassVar[int]
     TIMING_MS_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_COUNT_FIELD_NUMBER: _ClassVar[int]
     categories: _common_pb2.Array
     labels: _containers.RepeatedCompositeFieldContainer[DetectedLabel]
     mask_count: int
@@ -70,7 +99,8 @@ class SegmentResponse(_message.Message):
     width_px: int
     height_px: int
     timing_ms: _containers.ScalarMap[str, float]
-    def __init__(self, categories: _Optional[_Union[_common_pb2.Array, _Mapping]] = ..., labels: _Optional[_Iterable[_Union[DetectedLabel, _Mapping]]] = ..., mask_count: _Optional[int] = ..., mode: _Optional[_Union[SegmentMode, str]] = ..., sam_model_id: _Optional[str] = ..., semantic_model_id: _Optional[str] = ..., width_px: _Optional[int] = ..., height_px: _Optional[int] = ..., timing_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    prompt_count: int
+    def __init__(self, categories: _Optional[_Union[_common_pb2.Array, _Mapping]] = ..., labels: _Optional[_Iterable[_Union[DetectedLabel, _Mapping]]] = ..., mask_count: _Optional[int] = ..., mode: _Optional[_Union[SegmentMode, str]] = ..., sam_model_id: _Optional[str] = ..., semantic_model_id: _Optional[str] = ..., width_px: _Optional[int] = ..., height_px: _Optional[int] = ..., timing_ms: _Optional[_Mapping[str, float]] = ..., prompt_count: _Optional[int] = ...) -> None: ...
 
 class SegmentEvent(_message.Message):
     __slots__ = ("progress", "result")
