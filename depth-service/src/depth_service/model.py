@@ -16,6 +16,7 @@ from depth_service.pipeline import DepthEstimate, DepthPipeline, EstimateOptions
 from depth_service.settings import Settings
 from scene.common.v1 import common_pb2
 from scene_rpc.lifecycle import LoadResult, ManagedModel
+from scene_rpc.metrics import PassMeter
 from scene_rpc.torch_runtime import select_device
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,10 @@ class DepthModel(ManagedModel):
         assert self._backend is not None
         pipeline = DepthPipeline(self._backend, self.forward, batch_size=self.batch_size,
                                  max_tiles=self.settings.tile_max_count)
+        meter = PassMeter()
         async for event in pipeline.run(image, options):
+            if isinstance(event, ProgressEvent):
+                meter.step(event.stage, event.done)
             yield event
 
     def close(self) -> None:

@@ -51,7 +51,7 @@ async def serve(settings: Settings) -> None:
     try:
         await rpc_server.run_until_signalled(
             server, health, f"{settings.host}:{settings.port}", grace_s=settings.grace_s,
-            on_started=started,
+            on_started=started, metrics_port=settings.metrics_port,
         )
     finally:
         if preload is not None and not preload.done():

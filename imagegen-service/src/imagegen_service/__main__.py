@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from scene_rpc.logs import configure_logging
+from scene_rpc.tracing import configure_tracing
 
 
 def main() -> None:
@@ -12,6 +13,7 @@ def main() -> None:
 
     settings = Settings()
     configure_logging("imagegen", settings.log_level)
+    configure_tracing("imagegen", settings.trace_exporter)
     from imagegen_service.redact import install_log_redaction
 
     install_log_redaction()

@@ -36,4 +36,5 @@ async def serve(settings: Settings) -> None:
         on_started=lambda port: log.info(
             "imagegen-service listening on %s:%d (model %s, API %s)", settings.host, port,
             settings.model, settings.openai_base_url),
+        metrics_port=settings.metrics_port,
     )

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
 
     grace_s: float = Field(10.0, ge=0)
     log_level: str = "INFO"
+    # Prometheus metrics on their own HTTP port (/metrics); 0 = off.
+    metrics_port: int = Field(0, ge=0, le=65535)
+    # Tracing: empty = off, "console" = spans as JSON lines on stdout, else an OTLP/HTTP URL.
+    trace_exporter: str = ""
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

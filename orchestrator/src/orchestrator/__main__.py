@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from scene_rpc.logs import configure_logging
+from scene_rpc.tracing import configure_tracing
 
 
 def main() -> None:
@@ -10,6 +11,7 @@ def main() -> None:
 
     settings = Settings()
     configure_logging("orchestrator", settings.log_level)
+    configure_tracing("orchestrator", settings.trace_exporter)
 
     import uvicorn
 

@@ -22,12 +22,15 @@ from orchestrator import __version__
 from orchestrator.errors import ApiError
 from orchestrator.jobs import JobManager
 from orchestrator.limits import BodyLimitMiddleware
+from orchestrator.metrics import HttpMetricsMiddleware, Metrics
+from orchestrator.metrics import router as metrics_router
 from orchestrator.pipeline import Pipeline
 from orchestrator.routes import generate, generations, health, jobs
 from orchestrator.runtime import Runtime
 from orchestrator.services import ModelServices
 from orchestrator.settings import Settings
 from orchestrator.storage import GenerationStore
+from scene_rpc import tracing
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store.open()
         services = ModelServices(settings)
         try:
-            manager = JobManager(settings, store, Pipeline(settings, services, store))
+            manager = JobManager(settings, store, Pipeline(settings, services, store),
+                                 metrics=metrics)
+            if metrics is not None:
+                metrics.watch(manager, store)
             manager.start()
             app.state.runtime = Runtime(settings, store, services, manager)
             log.info("orchestrator %s: data in %s; depth %s, segment %s, imagegen %s",
@@ -79,6 +85,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         "Idempotent-Replayed"],
         max_age=600,
     )
+    # Added last: outermost, so it sees the final status of every answer.
+    metrics = Metrics() if settings.metrics_enabled else None
+    app.state.metrics = metrics
+    if metrics is not None:
+        app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
+        app.include_router(metrics_router)
+    if tracing.enabled():
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        # Server spans for HTTP requests; the generation span (jobs.py) is their child.
+        FastAPIInstrumentor.instrument_app(app, excluded_urls="metrics,health")
     _add_error_handlers(app)
     for module in (generate, jobs, generations, health):
         app.include_router(module.router)

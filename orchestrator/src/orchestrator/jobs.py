@@ -23,7 +23,9 @@ from uuid import uuid4
 
 import numpy as np
 
+from orchestrator import tracing
 from orchestrator.errors import ApiError, QueueFull
+from orchestrator.metrics import Metrics
 from orchestrator.settings import Settings
 from orchestrator.storage import INTERRUPTED, GenerationStore
 
@@ -111,6 +113,7 @@ class Job:
         self._started_clock: float | None = None
         self._reported_progress = 0.0
         self._plan = PROMPT_PLAN if inputs.source == "prompt" else UPLOAD_PLAN
+        self.span, self.trace_id = tracing.start_generation(self.id, self.source, self.mode)
 
     @property
     def terminal(self) -> bool:
@@ -140,6 +143,7 @@ class Job:
             "mode": self.mode, "source": self.source, "created_at": self.created_at,
             "updated_at": self.updated_at, "started_at": self.started_at,
             "finished_at": self.finished_at, "timing_ms": dict(self.timing_ms), **self.result,
+            "trace_id": self.trace_id,
             "job": {"idempotency_key": self.idempotency_key, "fingerprint": self.fingerprint,
                     "last_event_id": len(self.events) or None},
         }
@@ -224,8 +228,10 @@ Runner = Callable[[Job], Awaitable[Prepared]]
 
 
 class JobManager:
-    def __init__(self, settings: Settings, store: GenerationStore, runner: Runner):
+    def __init__(self, settings: Settings, store: GenerationStore, runner: Runner,
+                 metrics: Metrics | None = None):
         self.settings = settings
+        self.metrics = metrics
         self.store = store
         self.runner = runner
         self._jobs: dict[str, Job] = {}
@@ -282,6 +288,8 @@ class JobManager:
             raise ApiError(503, "the server is shutting down", headers={"Retry-After": "10"})
         if (len(self._running) >= self.settings.max_concurrent_jobs
                 and len(self._queue) >= self.settings.max_queued_jobs):
+            if self.metrics is not None:
+                self.metrics.queue_full()
             raise QueueFull(self.retry_after_s(), len(self._queue))
 
     def retry_after_s(self) -> int:
@@ -407,7 +415,8 @@ class JobManager:
             self.store.write_record(job.record())
             job.emit("started")
             self._running[job.id] = job
-            job.task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+            job.task = asyncio.create_task(self._run(job), name=f"job-{job.id}",
+                                           context=tracing.task_context(job.span))
         if started:
             self._renumber_queue()
 
@@ -455,6 +464,8 @@ class JobManager:
             return
         job.status = "completed"
         job.finished_at = now
+        if self.metrics is not None:
+            self.metrics.job_finished(job)
         self._record_duration(job)
         job.emit("completed")
         log.info("job %s completed in %.0f ms", job.id, job.timing_ms.get("total", 0))
@@ -471,6 +482,8 @@ class JobManager:
         job.queue_position = None
         job.finished_at = utcnow()
         self._finish_timing(job)
+        if self.metrics is not None:
+            self.metrics.job_finished(job)
         record = job.record(updated_at=job.finished_at)
         record["job"]["last_event_id"] = len(job.events) + 1
         try:
@@ -492,6 +505,7 @@ class JobManager:
         self._duration_ema_s = seconds if ema is None else 0.7 * ema + 0.3 * seconds
 
     def _retire(self, job: Job) -> None:
+        tracing.end_generation(job.span, job.status, job.error)
         job.inputs = None  # the image and the key are not needed any more
         job.done.set()
         self._finished.append(job.id)

@@ -26,6 +26,7 @@ from scene.common.v1 import common_pb2
 from scene.depth.v1 import depth_pb2, depth_pb2_grpc
 from scene.imagegen.v1 import imagegen_pb2, imagegen_pb2_grpc
 from scene.segment.v1 import segment_pb2, segment_pb2_grpc
+from scene_rpc import tracing
 from scene_rpc.server import message_size_options
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,9 @@ def open_channel(address: str, max_message_bytes: int) -> grpc.aio.Channel:
         ("grpc.initial_reconnect_backoff_ms", 500),
         ("grpc.max_reconnect_backoff_ms", 5000),
     ]
-    return grpc.aio.insecure_channel(channel_target(address), options=options)
+    # With tracing on, the instrumentation's interceptors send each call's traceparent.
+    return grpc.aio.insecure_channel(channel_target(address), options=options,
+                                     interceptors=tracing.client_interceptors())
 
 
 @dataclass

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     # 0 = no limit.
     max_points: int = Field(2048 * 1024, ge=0)
     png_compress_level: int = Field(1, ge=0, le=9)
+    # GET /metrics (Prometheus); off, no metric is kept at all.
+    metrics_enabled: bool = True
+    # Tracing: empty = off, "console" = spans as JSON lines on stdout, else an OTLP/HTTP URL.
+    trace_exporter: str = ""
 
     @field_validator("cors_origins")
     @classmethod

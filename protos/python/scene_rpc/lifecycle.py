@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from scene.common.v1 import common_pb2
+from scene_rpc import metrics
 from scene_rpc.errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class ManagedModel(abc.ABC):
         self._last_error = ""
         self._last_failure_at = float("-inf")
         self._attempt: asyncio.Future[LoadResult] | None = None
+        metrics.model_state(self.role, "unloaded")
 
     @abc.abstractmethod
     def _load(self) -> LoadResult:
@@ -84,12 +86,14 @@ class ManagedModel(abc.ABC):
 
     async def _attempt_load(self) -> LoadResult:
         self._loading = True
+        metrics.model_state(self.role, "loading")
         started = time.perf_counter()
         try:
             result = await asyncio.to_thread(self._load)
         except Exception as exc:
             self._last_error = f"{type(exc).__name__}: {exc}"
             self._last_failure_at = time.monotonic()
+            metrics.model_load_failed(self.role)
             log.error("loading %s model %r failed: %s", self.role, self.requested_model_id,
                       self._last_error)
             raise ModelUnavailable(
@@ -102,6 +106,7 @@ class ManagedModel(abc.ABC):
         self._load_time_s = time.perf_counter() - started
         self._last_error = ""
         self._result = result
+        metrics.model_loaded(self.role, self._load_time_s)
         log.info("loaded %s model %s on %s (%s) in %.1fs%s", self.role, result.model_id,
                  result.device, result.dtype, self._load_time_s,
                  " (fallback)" if result.fallback else "")

@@ -12,7 +12,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from scene_rpc import tracing
 from scene_rpc.errors import status_for
+from scene_rpc.metrics import MetricsInterceptor, serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +106,9 @@ def build_server(
     .full_name``), each reported SERVING by the health service once the server starts.
     """
     server = grpc.aio.server(
-        interceptors=[ErrorMappingInterceptor(), *extra_interceptors],
+        # Outermost first: the trace span and the metrics see the status the error mapping sets.
+        interceptors=[*tracing.server_interceptors(), MetricsInterceptor(),
+                      ErrorMappingInterceptor(), *extra_interceptors],
         options=[
             *message_size_options(max_message_bytes),
             ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_S * 1000),
@@ -143,9 +147,11 @@ async def stop(server: grpc.aio.Server, health_servicer, grace_s: float) -> None
 
 async def run_until_signalled(
     server: grpc.aio.Server, health_servicer, address: str, *, grace_s: float,
-    on_started: Callable[[int], None] | None = None,
+    on_started: Callable[[int], None] | None = None, metrics_port: int = 0,
 ) -> None:
-    """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+    """Serve until SIGTERM or SIGINT, then shut down gracefully; with ``metrics_port`` (0 = off),
+    Prometheus metrics on their own HTTP port (see ``scene_rpc.metrics``)."""
+    serve_metrics(metrics_port)
     port = await start(server, health_servicer, address)
     if on_started is not None:
         on_started(port)

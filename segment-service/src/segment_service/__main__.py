@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from scene_rpc.logs import configure_logging
+from scene_rpc.tracing import configure_tracing
 from segment_service.settings import Settings
 
 
@@ -12,6 +13,7 @@ def main() -> None:
     settings = Settings()
     # Before torch and transformers are imported, so their start-up messages are formatted too.
     configure_logging("segment", settings.log_level)
+    configure_tracing("segment", settings.trace_exporter)
 
     from scene_rpc.torch_runtime import configure_threads
     from segment_service.server import serve

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from scene_rpc.metrics import PassMeter
 from segment_service.amg import (
     AmgParams,
     Crop,
@@ -75,9 +76,11 @@ class _ProgressCounter:
         self.total = max(1, total_units)
         self.done = 0
         self.emit = emit
+        self.meter = PassMeter()
 
     def step(self, stage: str, done: int, total: int) -> None:
         self.done += 1
+        self.meter.step(stage, done)
         self.emit(Progress(stage, done, total, min(1.0, self.done / self.total)))
 
 

@@ -70,6 +70,7 @@ async def serve(settings: Settings) -> None:
         await rpc_server.run_until_signalled(
             app.server, app.health, app.address, grace_s=settings.grace_s,
             on_started=lambda port: log.info("segment service listening on port %d", port),
+            metrics_port=settings.metrics_port,
         )
     finally:
         if preloading is not None:

@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # After a failed load, requests within this many seconds fail fast instead of reloading.
     load_retry_s: float = Field(30.0, ge=0)
+    # Prometheus metrics on their own HTTP port (/metrics); 0 = off.
+    metrics_port: int = Field(0, ge=0, le=65535)
+    # Tracing: empty = off, "console" = spans as JSON lines on stdout, else an OTLP/HTTP URL.
+    trace_exporter: str = ""
 
     @model_validator(mode="after")
     def _responses_fit_in_a_message(self) -> Settings:
