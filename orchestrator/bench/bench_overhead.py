@@ -14,7 +14,13 @@ semantic-only segmentation (the default MaskFormer Swin-L ADE family) on this ma
 in the same run with full-size random-weight models (no weights can be downloaded here; random
 weights cost the same time). ``--model-time-s`` skips that measurement.
 
-    python orchestrator/bench/bench_overhead.py [--runs 3] [--model-time-s 20]
+The metrics' share of the overhead (target: at most 1 %) is measured two ways: the work they add
+to one generation (the HTTP middleware's observations, the job's outcome and stage histograms),
+timed in-process over many repetitions and divided by the standard case's overhead; and, as a
+cross-check with the noise of whole requests, the standard case's overhead with
+``METRICS_ENABLED=false`` and ``true`` in alternating stacks. ``--skip-metrics`` skips both.
+
+    python orchestrator/bench/bench_overhead.py [--runs 3] [--model-time-s 20] [--skip-metrics]
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CASES = [("standard", 1024, 1024), ("panorama", 2048, 1024)]
 TARGET_RATIO = 0.05
+METRICS_TARGET_RATIO = 0.01
 # Input side of the baseline models, as their processors resize (DA V2: 518 short side, multiple
 # of 14; MaskFormer ADE: 640 short side, multiple of 32).
 DEPTH_SHORT_SIDE = 518
@@ -67,7 +74,8 @@ def wait_http(url: str, process: subprocess.Popen, timeout_s: float = 60) -> Non
     raise RuntimeError(f"{url} did not answer")
 
 
-def run_stack(data_dir: Path, image_side: int) -> tuple[str, list[subprocess.Popen]]:
+def run_stack(data_dir: Path, image_side: int, extra_env: dict[str, str] | None = None,
+              ) -> tuple[str, list[subprocess.Popen]]:
     """Three fake services (a process each) and the orchestrator; returns its URL."""
     processes = []
     ports = {name: free_port() for name in ("depth", "segment", "imagegen", "orchestrator")}
@@ -83,6 +91,7 @@ def run_stack(data_dir: Path, image_side: int) -> tuple[str, list[subprocess.Pop
         "SEGMENT_SERVICE_ADDR": f"127.0.0.1:{ports['segment']}",
         "IMAGEGEN_SERVICE_ADDR": f"127.0.0.1:{ports['imagegen']}",
         "DATA_DIR": str(data_dir), "LOG_LEVEL": "WARNING", "MAX_POINTS": "0",
+        **(extra_env or {}),
     })
     processes.append(orchestrator)
     url = f"http://127.0.0.1:{ports['orchestrator']}"
@@ -132,6 +141,57 @@ def breakdown(record: dict, wall_ms: float, body_bytes: int) -> dict[str, float]
         "points": record["point_count"],
         "body MB": body_bytes / 1e6,
     }
+
+
+def stack_overhead(mode: str, height: int, runs: int, extra_env: dict[str, str] | None = None,
+                   ) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as data_dir:
+        url, processes = run_stack(Path(data_dir), height, extra_env)
+        try:
+            return measure_overhead(url, mode, runs)
+        finally:
+            for process in processes:
+                process.send_signal(signal.SIGTERM)
+            for process in processes:
+                process.wait(30)
+
+
+def metrics_ms_per_generation(requests_per_generation: int = 3, repeats: int = 20000,
+                              ) -> tuple[float, float]:
+    """(ms the metrics add to one generation, ms of one scrape), measured in-process on the
+    orchestrator's own Metrics: the middleware's observation for each request of a generation
+    (the submission, a status poll, a download), the job's outcome and its stage histograms."""
+    from types import SimpleNamespace
+
+    from orchestrator.metrics import STAGES, Metrics
+
+    metrics = Metrics()
+    job = SimpleNamespace(status="completed", mode="standard", inputs=SimpleNamespace(),
+                          error=None, error_status=None,
+                          timing_ms={stage: 12.5 for stage in STAGES})
+    started = time.perf_counter()
+    for _ in range(repeats):
+        for _ in range(requests_per_generation):
+            metrics.http_seconds.labels("POST", "/generate", "200").observe(0.2)
+        metrics.served_bytes.labels("pcld_float").inc(1_000_000)
+        metrics.job_finished(job)
+    per_generation_ms = (time.perf_counter() - started) * 1000 / repeats
+    started = time.perf_counter()
+    for _ in range(100):
+        metrics.exposition()
+    return per_generation_ms, (time.perf_counter() - started) * 1000 / 100
+
+
+def measure_metrics_cost(runs: int) -> dict[str, float]:
+    """The standard case with metrics off and on, alternating stacks (two of each)."""
+    mode, _, height = CASES[0]
+    overheads: dict[str, list[float]] = {"false": [], "true": []}
+    for _ in range(2):
+        for enabled in ("false", "true"):
+            result = stack_overhead(mode, height, runs, {"METRICS_ENABLED": enabled})
+            overheads[enabled].append(result["overhead"])
+    return {"off_ms": statistics.median(overheads["false"]),
+            "on_ms": statistics.median(overheads["true"])}
 
 
 def baseline_model_times(sizes: list[tuple[int, int]]) -> list[tuple[float, float]]:
@@ -189,20 +249,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="generations per case (median)")
     parser.add_argument("--model-time-s", type=float, default=None,
                         help="model time to compare with, instead of measuring it")
+    parser.add_argument("--skip-metrics", action="store_true",
+                        help="skip the metrics-on/off comparison")
     args = parser.parse_args()
 
     print(f"orchestration overhead, {args.runs} runs per case (median), instant fake models\n")
     results = {}
     for mode, _, height in CASES:
-        with tempfile.TemporaryDirectory() as data_dir:
-            url, processes = run_stack(Path(data_dir), height)
-            try:
-                results[mode] = measure_overhead(url, mode, args.runs)
-            finally:
-                for process in processes:
-                    process.send_signal(signal.SIGTERM)
-                for process in processes:
-                    process.wait(30)
+        results[mode] = stack_overhead(mode, height, args.runs)
+    metrics_cost = None if args.skip_metrics else measure_metrics_cost(args.runs)
 
     if args.model_time_s is not None:
         baseline = {mode: (args.model_time_s, 0.0) for mode, _, _ in CASES}
@@ -234,6 +289,21 @@ def main() -> None:
         print(f"{mode} {width}x{height}: overhead {results[mode]['overhead']:.0f} ms vs model "
               f"time {model_s:.2f} s ({source}) = {ratio:.1%} -> {verdict} the "
               f"{TARGET_RATIO:.0%} target")
+    if metrics_cost is not None:
+        per_generation_ms, scrape_ms = metrics_ms_per_generation()
+        overhead_ms = results[CASES[0][0]]["overhead"]
+        share = per_generation_ms / overhead_ms
+        difference = metrics_cost["on_ms"] - metrics_cost["off_ms"]
+        verdict = "meets" if share <= METRICS_TARGET_RATIO else "MISSES"
+        print(f"\nmetrics: {per_generation_ms * 1000:.1f} us of work per generation "
+              f"(in-process) = {share:.3%} of the {overhead_ms:.0f} ms standard overhead -> "
+              f"{verdict} the {METRICS_TARGET_RATIO:.0%} target; one scrape {scrape_ms:.2f} ms "
+              f"(in a worker thread)")
+        print(f"  cross-check over whole requests (noisy): overhead {metrics_cost['off_ms']:.0f} "
+              f"ms with metrics off, {metrics_cost['on_ms']:.0f} ms on "
+              f"({difference:+.0f} ms, {difference / metrics_cost['off_ms']:+.1%})")
+        report["metrics"] = {"per_generation_ms": per_generation_ms, "scrape_ms": scrape_ms,
+                             "share_of_overhead": share, **metrics_cost}
     print("\n" + json.dumps(report))
 
 
