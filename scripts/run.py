@@ -149,10 +149,14 @@ def plan_services(options: StackOptions, environ: Mapping[str, str] | None = Non
     depth_ports = options.depth_ports or [ports["depth"]] + [
         options.replica_port + i for i in range(options.depth_replicas - 1)]
     depth_host = hosts["depth"]
+    # Replicas cannot share a metrics port: the n-th gets DEPTH_METRICS_PORT + n.
+    depth_metrics_port = int(env().get("DEPTH_METRICS_PORT") or 0)
     for i, port in enumerate(depth_ports):
         name = "depth" if len(depth_ports) == 1 else f"depth-{i + 1}"
-        specs.append(ServiceSpec(name, [py, "-m", "depth_service"],
-                                 env(DEPTH_HOST=depth_host, DEPTH_PORT=port), port, depth_host,
+        depth_env = env(DEPTH_HOST=depth_host, DEPTH_PORT=port)
+        if depth_metrics_port:
+            depth_env["DEPTH_METRICS_PORT"] = str(depth_metrics_port + i)
+        specs.append(ServiceSpec(name, [py, "-m", "depth_service"], depth_env, port, depth_host,
                                  kind="grpc"))
     specs.append(ServiceSpec("segment", [py, "-m", "segment_service"],
                              env(SEG_HOST=hosts["segment"], SEG_PORT=ports["segment"]),

@@ -109,3 +109,12 @@ def test_port_base_lays_out_every_port():
     assert options.ports == {"orchestrator": 9000, "depth": 9001, "segment": 7777,
                              "imagegen": 9003, "openai": 9004}
     assert options.replica_port == 9010
+
+
+def test_depth_replicas_get_a_metrics_port_each():
+    specs = run_script.plan_services(run_script.StackOptions(depth_replicas=3),
+                                     environ={"DEPTH_METRICS_PORT": "9091"})
+    ports = [s.env["DEPTH_METRICS_PORT"] for s in specs if s.name.startswith("depth")]
+    assert ports == ["9091", "9092", "9093"]
+    off = run_script.plan_services(run_script.StackOptions(depth_replicas=2), environ={})
+    assert all("DEPTH_METRICS_PORT" not in s.env for s in off)
