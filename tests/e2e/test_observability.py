@@ -105,3 +105,6 @@ def test_one_trace_holds_spans_from_all_four_processes(stack, generation):
     # And the generation's log lines carry the trace id, in the services too.
     for name in ("orchestrator", "depth", "imagegen"):
         assert f"trace={trace_id}" in stack.log(name), name
+    # Spans record no message contents: the key the imagegen request carries is in none.
+    for name in ("orchestrator", *SERVICES):
+        assert KEY not in stack.log(name), name
