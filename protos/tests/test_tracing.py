@@ -39,3 +39,39 @@ logging.getLogger("t").info("outside")
     inside, outside = [line for line in done.stderr.splitlines() if " t:" in line]
     assert inside.endswith(f"t: trace={trace_id} inside")
     assert outside.endswith("t: outside")
+
+
+def test_an_otlp_endpoint_receives_the_spans():
+    """The exporter posts protobuf spans to <endpoint>/v1/traces (a local stand-in collector)."""
+    import http.server
+    import threading
+
+    received: list[tuple[str, bytes]] = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    script = f"""
+from opentelemetry import trace
+from scene_rpc.tracing import configure_tracing
+assert configure_tracing("otlp-test", "http://127.0.0.1:{server.server_address[1]}")
+with trace.get_tracer("t").start_as_current_span("exported-span"):
+    pass
+trace.get_tracer_provider().shutdown()  # flushes the batch
+"""
+    try:
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       timeout=60, check=True)
+    finally:
+        server.shutdown()
+    assert [path for path, _ in received] == ["/v1/traces"]
+    assert b"exported-span" in received[0][1] and b"otlp-test" in received[0][1]
