@@ -54,8 +54,8 @@ def test_points_on_the_axes_and_at_the_origin() -> None:
     records = decode(to_splat(cloud, angular_step=0.01))
     quaternions = (records["rotation"].astype(np.float64) - 128) / 128
     for position, wxyz in zip(positions[:3], quaternions[:3], strict=True):
-        np.testing.assert_allclose(rotation_matrix(wxyz)[:, 2], -position / np.linalg.norm(position),
-                                   atol=0.02)
+        toward_viewer = -position / np.linalg.norm(position)
+        np.testing.assert_allclose(rotation_matrix(wxyz)[:, 2], toward_viewer, atol=0.02)
     assert np.isfinite(records["scale"]).all() and (records["scale"][3] == 0).all()
 
 
