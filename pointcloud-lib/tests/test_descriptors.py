@@ -140,3 +140,8 @@ def test_extra_header_may_not_redefine_format_keys() -> None:
     cloud = cloud_from(np.zeros(3, np.uint8), seed=4)
     with pytest.raises(ValueError, match="format keys: count"):
         encode(cloud, mode="planar", cloud_id="x", extra_header={"count": 1})
+
+
+def test_segment_values_beyond_the_categories_are_refused() -> None:
+    with pytest.raises(ValueError, match="segment value 6 is out of range"):
+        describe(cloud_from(np.array([0, 6, 1], np.uint8), seed=5))

@@ -98,7 +98,7 @@ _GEOMETRY = 4
 # de-interleave cheap (a float64 cast doubles the time of the whole function); colour sums stay
 # exact (a block's 16384 x 255 is far below 2**24) and coordinate sums are float32 over at most
 # one block, then float64 across blocks and runs.
-_BLOCK_POINTS = 1 << 14
+_BLOCK_POINTS = 1 << 15
 
 
 def _point_stats(
@@ -106,7 +106,7 @@ def _point_stats(
 ) -> dict[str, np.ndarray]:
     count = segments.shape[0]
     stats = {
-        "count": np.bincount(segments, minlength=categories)[:categories],
+        "count": np.zeros(categories, np.int64),
         "sum": np.zeros((categories, _ROWS)),
         "min": np.full((categories, _GEOMETRY), np.inf),
         "max": np.full((categories, _GEOMETRY), -np.inf),
@@ -121,31 +121,46 @@ def _point_stats(
     # Every block boundary starts a run too, so that no run straddles two blocks.
     starts = np.union1d(starts, np.arange(0, count, _BLOCK_POINTS))
     bounds = np.searchsorted(starts, np.arange(0, count + _BLOCK_POINTS, _BLOCK_POINTS))
-    sums = np.empty((_ROWS, starts.size))
-    lows = np.empty((_GEOMETRY, starts.size))
-    highs = np.empty((_GEOMETRY, starts.size))
+    # Per run: float32 like the block (an output of another type makes reduceat cast through a
+    # buffer, several times slower).
+    sums = np.empty((_ROWS, starts.size), np.float32)
+    lows = np.empty((_GEOMETRY, starts.size), np.float32)
+    highs = np.empty((_GEOMETRY, starts.size), np.float32)
     scratch = np.empty((_ROWS, _BLOCK_POINTS), np.float32)
     for block, first in enumerate(range(0, count, _BLOCK_POINTS)):
         last = min(first + _BLOCK_POINTS, count)
         rows = scratch[:, : last - first]
         np.copyto(rows[:3], positions[first:last].T)
-        np.copyto(rows[4:], colors[first:last].T)
         distance = rows[3]
         np.multiply(rows[0], rows[0], out=distance)
-        distance += rows[1] * rows[1]
-        distance += rows[2] * rows[2]
+        square = rows[4]  # red's row, before red is copied in
+        distance += np.multiply(rows[1], rows[1], out=square)
+        distance += np.multiply(rows[2], rows[2], out=square)
         np.sqrt(distance, out=distance)
+        np.copyto(rows[4:], colors[first:last].T)
         runs = slice(bounds[block], bounds[block + 1])
         local = starts[runs] - first
-        sums[:, runs] = np.add.reduceat(rows, local, axis=1)
+        np.add.reduceat(rows, local, axis=1, out=sums[:, runs])
         np.minimum.reduceat(rows[:_GEOMETRY], local, axis=1, out=lows[:, runs])
         np.maximum.reduceat(rows[:_GEOMETRY], local, axis=1, out=highs[:, runs])
     run_category = segments[starts].astype(np.intp)
-    for row in range(_ROWS):
-        stats["sum"][:, row] = np.bincount(run_category, sums[row], minlength=categories)
-    for row in range(_GEOMETRY):
-        np.minimum.at(stats["min"][:, row], run_category, lows[row])
-        np.maximum.at(stats["max"][:, row], run_category, highs[row])
+    if run_category.max() >= categories:
+        raise ValueError(
+            f"segment value {run_category.max()} is out of range for {categories} categories"
+        )
+    # Fold the runs per category: the runs ordered by category, one reduceat per quantity.
+    order = np.argsort(run_category, kind="stable")
+    ordered = run_category[order]
+    first_runs = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    present = ordered[first_runs]
+    lengths = np.diff(starts, append=count)[order]
+    # Point counts from the run lengths: no pass over the points of their own.
+    stats["count"][present] = np.add.reduceat(lengths, first_runs)
+    stats["sum"][present] = np.add.reduceat(
+        sums[:, order].astype(np.float64), first_runs, axis=1
+    ).T
+    stats["min"][present] = np.minimum.reduceat(lows[:, order], first_runs, axis=1).T
+    stats["max"][present] = np.maximum.reduceat(highs[:, order], first_runs, axis=1).T
     return stats
 
 
