@@ -66,3 +66,29 @@ def test_opacity_and_empty_cloud(empty_cloud, make_cloud) -> None:
     assert (decode(to_splat(cloud, 0.01, opacity=alpha))["rgba"][:, 3] == alpha).all()
     with pytest.raises(ValueError, match="angular_step"):
         to_splat(cloud, 0.0)
+
+
+def test_gaussian_ply_holds_the_same_gaussians(make_cloud, empty_cloud) -> None:
+    import io
+
+    from plyfile import PlyData
+
+    from pointcloud.splat import SH_C0, encode_rotation, to_gaussian_ply
+
+    cloud = make_cloud(400, seed=6)
+    data = to_gaussian_ply(cloud, angular_step=0.004)
+    vertex = PlyData.read(io.BytesIO(data))["vertex"]
+    assert vertex.count == cloud.count
+    splat = decode(to_splat(cloud, angular_step=0.004))
+    positions = np.stack([vertex["x"], vertex["y"], vertex["z"]], axis=1)
+    np.testing.assert_array_equal(positions, cloud.positions)
+    colors = np.stack([vertex[f"f_dc_{i}"] for i in range(3)], axis=1) * SH_C0 + 0.5
+    np.testing.assert_allclose(colors * 255, cloud.colors, atol=1e-3)
+    alpha = 1 / (1 + np.exp(-vertex["opacity"]))
+    assert (np.rint(alpha * 255) == 255).all()
+    scales = np.exp(np.stack([vertex[f"scale_{i}"] for i in range(3)], axis=1))
+    np.testing.assert_allclose(scales, splat["scale"], rtol=1e-5)
+    rotations = np.stack([vertex[f"rot_{i}"] for i in range(4)], axis=1)
+    np.testing.assert_allclose(np.linalg.norm(rotations, axis=1), 1, rtol=1e-6)
+    np.testing.assert_array_equal(encode_rotation(rotations), splat["rotation"])
+    assert PlyData.read(io.BytesIO(to_gaussian_ply(empty_cloud, 0.01)))["vertex"].count == 0

@@ -24,7 +24,7 @@ from PIL import Image
 from orchestrator.glb import to_glb
 from pointcloud import decode, encode, project_planar
 from pointcloud.descriptors import describe
-from pointcloud.splat import to_splat
+from pointcloud.splat import to_gaussian_ply, to_splat
 from tests.browser.browser import BrowserSession, launch_chromium
 from tests.node import JS_DIR, js_packages_or_skip
 
@@ -66,6 +66,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object
     (folder / "scene.glb").write_bytes(to_glb(cloud))
     focal = WIDTH / 2 / np.tan(np.radians(FOV_DEG / 2))
     (folder / "scene.splat").write_bytes(to_splat(cloud, angular_step=1 / focal))
+    (folder / "gaussians.ply").write_bytes(to_gaussian_ply(cloud, angular_step=1 / focal))
     handler = functools.partial(_QuietHandler, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -121,13 +122,16 @@ def test_gltfloader_reads_the_glb(browser: BrowserSession, site) -> None:
     assert (pixels.max(axis=-1) > 30).mean() > 0.2, "three.js drew nothing of the GLB"
 
 
-def test_splat_renderer_draws_the_splats(browser: BrowserSession, site) -> None:
+@pytest.mark.parametrize("query", ["file=scene.splat&format=Splat",
+                                   "file=gaussians.ply&format=Ply"])
+def test_splat_renderer_draws_the_splats(browser: BrowserSession, site, query: str) -> None:
     url, cloud = site
-    with opened(browser, f"{url}/splat.html") as page:
+    with opened(browser, f"{url}/splat.html?{query}") as page:
         result = page.evaluate("window.result")
         assert "error" not in result, result["error"]
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        png = page.screenshot(path=str(ARTIFACTS / "engine-splat-gaussian-splats-3d.png"))
+        name = query.split("&")[0].removeprefix("file=").replace(".", "-")
+        png = page.screenshot(path=str(ARTIFACTS / f"engine-{name}-gaussian-splats-3d.png"))
     assert result["splats"] == len(cloud)
     pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.int16)
     covered = pixels.max(axis=-1) > 30

@@ -12,11 +12,12 @@ from typing import Any
 
 from orchestrator.glb import to_glb
 from pointcloud import DEFAULT_FOV_DEG, decode
-from pointcloud.splat import to_splat
+from pointcloud.splat import to_gaussian_ply, to_splat
 
 GLB = "scene.glb"
 SPLAT = "scene.splat"
 SPLAT_MEDIA_TYPE = "application/octet-stream"
+GAUSSIAN_PLY = "gaussians.ply"
 
 
 def build_glb(source: Path, record: dict[str, Any]) -> bytes:
@@ -33,6 +34,12 @@ def build_splat(source: Path, record: dict[str, Any]) -> bytes:
     # No per-point opacity yet: it is to fall near depth edges once the cloud carries an edge
     # mask (not stored today), so every Gaussian is opaque.
     return to_splat(cloud, angular_step(cloud.header, record, cloud.count))
+
+
+def build_gaussian_ply(source: Path, record: dict[str, Any]) -> bytes:
+    """The Gaussians of :func:`build_splat` as a 3D Gaussian Splatting PLY."""
+    cloud = decode(source.read_bytes())
+    return to_gaussian_ply(cloud, angular_step(cloud.header, record, cloud.count))
 
 
 def angular_step(header: dict[str, Any], record: dict[str, Any], count: int) -> float:

@@ -34,9 +34,9 @@ METADATA = "metadata.json"
 # Files a completed generation has, in the order they are committed.
 STORED_ASSETS = ("image.png", "depth.png", "segments.png", "pointcloud.bin")
 # Files produced on request from the stored ones.
-DERIVED_ASSETS = ("pointcloud.ply", "scene.glb", "scene.splat")
+DERIVED_ASSETS = ("pointcloud.ply", "scene.glb", "scene.splat", "gaussians.ply")
 # Derived files built once and kept beside the stored ones (see GenerationStore.derived_asset).
-CACHED_ASSETS = ("scene.glb", "scene.splat")
+CACHED_ASSETS = ("scene.glb", "scene.splat", "gaussians.ply")
 # Locks that serialise the first build of a cached asset: striped, so that their number stays
 # bounded; two assets sharing a stripe only wait for each other's first build.
 _BUILD_LOCK_STRIPES = 64

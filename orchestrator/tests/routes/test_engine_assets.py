@@ -76,6 +76,20 @@ async def test_splat_is_32_bytes_a_point(api):
     np.testing.assert_allclose(records["scale"][:, 0], expected, rtol=1e-4)
 
 
+async def test_gaussian_ply_holds_the_splats(api):
+    from plyfile import PlyData
+
+    generation_id = await completed(api)
+    base = f"/generations/{generation_id}"
+    response = await api.client.get(f"{base}/gaussians.ply")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/x-ply"
+    splat = decode_splat((await api.client.get(f"{base}/scene.splat")).content)
+    vertex = PlyData.read(io.BytesIO(response.content))["vertex"]
+    assert vertex.count == len(splat)
+    np.testing.assert_allclose(np.exp(vertex["scale_0"]), splat["scale"][:, 0], rtol=1e-5)
+
+
 async def test_concurrent_first_requests_build_once(api, monkeypatch):
     generation_id = await completed(api)
     builds = []
@@ -114,7 +128,7 @@ async def test_failed_cancelled_and_unknown_generations_are_404(api):
     api.fakes.depth.behaviour.stall = False
     for generation_id, word in ((failed, "failed"), (cancelled, "cancelled"),
                                 (UNKNOWN, "no generation")):
-        for asset in ("scene.glb", "scene.splat"):
+        for asset in ("scene.glb", "scene.splat", "gaussians.ply"):
             response = await api.client.get(f"/generations/{generation_id}/{asset}")
             assert response.status_code == 404, (generation_id, asset)
             assert word in response.json()["detail"]

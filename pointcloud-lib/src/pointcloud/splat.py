@@ -47,27 +47,78 @@ def to_splat(
     ``angular_step`` is the angle (radians) one sampled pixel spans at the viewer. ``opacity``
     (uint8 per point) overrides the default of fully opaque, e.g. lower near depth edges.
     """
+    scale, alpha, rotation = _gaussians(cloud, angular_step, opacity)
+    records = np.zeros(cloud.count, RECORD)
+    if cloud.count == 0:
+        return records.tobytes()
+    records["position"] = cloud.positions
+    records["scale"] = scale
+    records["rgba"][:, :3] = cloud.colors
+    records["rgba"][:, 3] = alpha
+    records["rotation"] = encode_rotation(rotation)
+    return records.tobytes()
+
+
+SH_C0 = 0.28209479177387814
+"""The degree-0 spherical harmonic: 3DGS stores a colour c (0..1) as f_dc = (c - 0.5) / SH_C0."""
+
+# Opacity stored as a logit: fully opaque would be infinite; this rounds back to 255.
+_MAX_ALPHA = 1 - 1e-4
+# Scales stored as logarithms: a point at the viewer would have log(0).
+_MIN_SCALE = 1e-7
+
+GAUSSIAN_PLY_PROPERTIES = (
+    "x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
+    "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3",
+)
+
+
+def to_gaussian_ply(
+    cloud: PointCloud, angular_step: float, opacity: np.ndarray | None = None
+) -> bytes:
+    """The same Gaussians as :func:`to_splat` as a 3D Gaussian Splatting PLY (the INRIA
+    layout, degree-0 colour only): binary little endian, float32 ``x y z``, ``nx ny nz`` (0),
+    ``f_dc_0..2`` (colour as the degree-0 SH coefficient), ``opacity`` (logit), ``scale_0..2``
+    (natural log), ``rot_0..3`` (quaternion w, x, y, z). 68 bytes a point."""
+    scale, alpha, rotation = _gaussians(cloud, angular_step, opacity)
+    header = "\n".join([
+        "ply",
+        "format binary_little_endian 1.0",
+        "comment 3D Gaussian splats from pointcloud-lib: one viewer-facing disc per point",
+        f"element vertex {cloud.count}",
+        *(f"property float {name}" for name in GAUSSIAN_PLY_PROPERTIES),
+        "end_header",
+        "",
+    ]).encode("ascii")
+    table = np.zeros((cloud.count, len(GAUSSIAN_PLY_PROPERTIES)), "<f4")
+    if cloud.count:
+        table[:, 0:3] = cloud.positions
+        table[:, 6:9] = (cloud.colors / np.float32(255) - np.float32(0.5)) / np.float32(SH_C0)
+        clipped = np.clip(alpha / np.float32(255), 1 - _MAX_ALPHA, _MAX_ALPHA)
+        table[:, 9] = np.log(clipped / (1 - clipped))
+        table[:, 10:13] = np.log(np.maximum(scale, np.float32(_MIN_SCALE)))
+        table[:, 13:17] = rotation
+    return header + table.tobytes()
+
+
+def _gaussians(
+    cloud: PointCloud, angular_step: float, opacity: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per point: float32 (N, 3) scales, uint8 (N,) opacity, float32 (N, 4) rotations."""
     if not (np.isfinite(angular_step) and angular_step > 0):
         raise ValueError(f"angular_step must be a positive angle, got {angular_step!r}")
     count = cloud.count
-    records = np.zeros(count, RECORD)
-    if count == 0:
-        return records.tobytes()
+    alpha = np.full(count, 255, np.uint8) if opacity is None else np.asarray(opacity, np.uint8)
+    if alpha.shape != (count,):
+        raise ValueError(f"opacity must hold one uint8 per point, got shape {alpha.shape}")
     positions = cloud.positions
     distance = distances(positions)
     sigma = distance * np.float32(angular_step * FOOTPRINT_SIGMAS)
-    records["position"] = positions
-    scale = records["scale"]
+    scale = np.empty((count, 3), np.float32)
     scale[:, 0] = sigma
     scale[:, 1] = sigma
     scale[:, 2] = sigma * np.float32(FLATNESS)
-    records["rgba"][:, :3] = cloud.colors
-    if opacity is None:
-        records["rgba"][:, 3] = 255
-    else:
-        records["rgba"][:, 3] = opacity
-    records["rotation"] = encode_rotation(facing_viewer(positions, distance))
-    return records.tobytes()
+    return scale, alpha, facing_viewer(positions, distance)
 
 
 def facing_viewer(positions: np.ndarray, distance: np.ndarray) -> np.ndarray:

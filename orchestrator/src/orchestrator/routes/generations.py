@@ -19,10 +19,12 @@ router = APIRouter(prefix="/generations", tags=["generations"])
 MEDIA_TYPES = {"image.png": "image/png", "depth.png": "image/png", "segments.png": "image/png",
                "pointcloud.bin": "application/octet-stream", "pointcloud.ply": "application/x-ply",
                engine_assets.GLB: glb.MEDIA_TYPE,
-               engine_assets.SPLAT: engine_assets.SPLAT_MEDIA_TYPE}
+               engine_assets.SPLAT: engine_assets.SPLAT_MEDIA_TYPE,
+               engine_assets.GAUSSIAN_PLY: "application/x-ply"}
 # Derived files built once and cached: asset -> builder(stored cloud path, record).
 CACHED_BUILDERS = {engine_assets.GLB: engine_assets.build_glb,
-                   engine_assets.SPLAT: engine_assets.build_splat}
+                   engine_assets.SPLAT: engine_assets.build_splat,
+                   engine_assets.GAUSSIAN_PLY: engine_assets.build_gaussian_ply}
 
 
 def public(record: dict[str, Any]) -> dict[str, Any]:
@@ -75,7 +77,8 @@ async def get_asset(
     the stored cloud on request), `scene.glb` (glTF 2.0 binary: one POINTS primitive with
     POSITION, COLOR_0 and a `_SEGMENT` category attribute; categories, palette, camera and audio
     descriptors in the scene's extras) and `scene.splat` (Gaussian splats, 32 bytes each:
-    position, scale, RGBA, rotation), both built on the first request and cached."""
+    position, scale, RGBA, rotation) and `gaussians.ply` (the same Gaussians as a 3D Gaussian
+    Splatting PLY), each built on the first request and cached."""
     if asset not in ASSETS:
         raise ApiError(404, f"no asset {asset!r}; a generation has {', '.join(ASSETS)}")
     if asset in CACHED_BUILDERS:
