@@ -164,7 +164,8 @@ def test_prompt_to_rendered_cloud_then_colouring_and_gallery(
     assert covered_fraction(reopened) > 0.2
     assert page.locator(f'#gallery li[data-id="{second_id}"]').count() == 1
     for link, asset in (("#download-ply", "pointcloud.ply"), ("#download-bin", "pointcloud.bin"),
-                        ("#download-glb", "scene.glb"), ("#download-splat", "scene.splat")):
+                        ("#download-glb", "scene.glb"), ("#download-splat", "scene.splat"),
+                        ("#download-gsply", "gaussians.ply")):
         assert page.get_attribute(link, "href").endswith(f"/generations/{first_id}/{asset}")
     page.screenshot(path=str(artifacts / "5-page.png"))
 

@@ -44,6 +44,7 @@ const ui = {
   downloadBin: $('download-bin'),
   downloadGlb: $('download-glb'),
   downloadSplat: $('download-splat'),
+  downloadGaussianPly: $('download-gsply'),
 };
 
 const state = {
@@ -281,7 +282,8 @@ function describeInLegend(entry, d) {
 }
 
 const DOWNLOADS = [['downloadPly', 'pointcloud.ply'], ['downloadBin', 'pointcloud.bin'],
-  ['downloadGlb', 'scene.glb'], ['downloadSplat', 'scene.splat']];
+  ['downloadGlb', 'scene.glb'], ['downloadSplat', 'scene.splat'],
+  ['downloadGaussianPly', 'gaussians.ply']];
 
 function setDownloads(id) {
   for (const [link, asset] of DOWNLOADS.map(([key, name]) => [ui[key], name])) {
