@@ -163,3 +163,15 @@ async def test_generate_answers_glb_on_request(api):
         generation_id = response.headers["x-generation-id"]
         stored = decode((api.folder(generation_id) / "pointcloud.bin").read_bytes())
         np.testing.assert_array_equal(glb_positions(response.content), stored.positions)
+
+
+async def test_openapi_describes_the_engine_files(api):
+    schema = (await api.client.get("/openapi.json")).json()
+    asset = schema["paths"]["/generations/{id}/{asset}"]["get"]
+    assert "model/gltf-binary" in asset["responses"]["200"]["content"]
+    assert all(name in asset["description"] for name in ("scene.glb", "scene.splat",
+                                                          "gaussians.ply"))
+    generate = schema["paths"]["/generate"]["post"]
+    assert "model/gltf-binary" in generate["responses"]["200"]["content"]
+    formats = next(p for p in generate["parameters"] if p["name"] == "format")
+    assert "glb" in json.dumps(formats["schema"])
