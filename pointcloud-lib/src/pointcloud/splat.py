@@ -124,20 +124,24 @@ def _gaussians(
 def facing_viewer(positions: np.ndarray, distance: np.ndarray) -> np.ndarray:
     """float32 (N, 4) unit quaternions (w, x, y, z) turning the local +Z axis onto the
     direction from each point back to the viewer (the origin)."""
-    safe = np.where(distance > 0, distance, 1).astype(np.float32)
-    normal = -positions / safe[:, None]
-    normal[distance <= 0] = (0, 0, 1)
-    # The shortest rotation from z to n: (1 + z.n, z x n), normalised.
-    quaternion = np.empty((positions.shape[0], 4), np.float32)
-    quaternion[:, 0] = 1 + normal[:, 2]
-    quaternion[:, 1] = -normal[:, 1]
-    quaternion[:, 2] = normal[:, 0]
-    quaternion[:, 3] = 0
+    # Contiguous per-component arrays: (N, 3) and (N, 4) arithmetic runs numpy's slow inner
+    # loops of length 3 or 4.
+    inverse = np.divide(np.float32(-1), distance, out=np.zeros_like(distance), where=distance > 0)
+    nx, ny, nz = (positions[:, axis] * inverse for axis in range(3))
+    nz[distance <= 0] = 1  # a point at the viewer: any orientation; facing +Z
+    # The shortest rotation from z to n: (1 + z.n, z x n) = (1 + nz, -ny, nx, 0), normalised.
+    w = nz
+    w += 1
+    x = np.negative(ny, out=ny)
+    y = nx
     # n = -z (a point straight behind the viewer, on +Z): the formula degenerates; any half
     # turn about an axis in the XY plane does, this one about X.
-    opposite = quaternion[:, 0] < 1e-6
-    quaternion[opposite] = (0, 1, 0, 0)
-    quaternion /= np.linalg.norm(quaternion, axis=1, keepdims=True)
+    opposite = w < 1e-6
+    w[opposite], x[opposite], y[opposite] = 0, 1, 0
+    norm = np.sqrt(w * w + x * x + y * y)
+    quaternion = np.zeros((positions.shape[0], 4), np.float32)
+    for column, component in enumerate((w, x, y)):
+        np.divide(component, norm, out=quaternion[:, column])
     return quaternion
 
 
