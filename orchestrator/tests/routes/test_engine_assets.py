@@ -43,6 +43,10 @@ async def test_descriptors_in_the_record_and_the_stored_header(api):
     labelled = {label["label"] for c in descriptors["categories"] for label in c["labels"]}
     assert labelled == {label["label"] for label in record["labels"]}
     assert record["point_stride"] == api.settings.point_stride
+    # The quantised variant carries the same descriptors.
+    quantized = await api.client.get(f"/generations/{generation_id}/pointcloud.bin",
+                                     params={"format": "quantized"})
+    assert decode(quantized.content).header["descriptors"] == record["descriptors"]
     assert "descriptors" in api.runtime.jobs.get(generation_id).timing_ms
 
 
