@@ -36,6 +36,7 @@ from pointcloud import (
     pack_planar,
 )
 from pointcloud.descriptors import describe
+from pointcloud.extend import extend_header, extension_keys
 from scene.depth.v1 import depth_pb2
 from scene.imagegen.v1 import imagegen_pb2
 from scene.segment.v1 import segment_pb2
@@ -288,16 +289,12 @@ def with_descriptors(buffer: memoryview, labels) -> tuple[bytes, dict[str, Any]]
     """The packed cloud with its audio descriptors in the header, and the descriptors.
 
     They describe the projected positions, which exist only once the cloud is packed; so the
-    cloud is re-encoded with the extra key (one copy of the blocks)."""
+    header is rewritten and the blocks follow it verbatim (one copy; any PCLD variant)."""
     cloud = decode(buffer)  # zero-copy views
-    header = cloud.header
     descriptors = describe(cloud, [
         {"label": label.label, "ade20k_id": label.ade20k_id, "category": label.category,
          "pixel_fraction": label.pixel_fraction} for label in labels])
-    body = encode(cloud, mode=header["mode"], cloud_id=header["id"],
-                  metadata=header.get("metadata"), quantized=_is_quantized(header),
-                  extra_header={**_extra_keys(header), "descriptors": descriptors})
-    return body, descriptors
+    return extend_header(buffer, {"descriptors": descriptors}), descriptors
 
 
 def requantize(buffer: bytes | memoryview) -> bytes:
@@ -307,21 +304,7 @@ def requantize(buffer: bytes | memoryview) -> bytes:
     header = cloud.header
     return encode(cloud, mode=header["mode"], cloud_id=header["id"],
                   metadata=header.get("metadata"), quantized=True,
-                  extra_header=_extra_keys(header))
-
-
-# The keys PCLD itself defines; any other top-level key is an extension (FORMAT.md).
-_FORMAT_KEYS = frozenset(("count", "mode", "id", "bounds", "categories", "palette",
-                          "attributes", "metadata"))
-
-
-def _extra_keys(header: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in header.items() if key not in _FORMAT_KEYS}
-
-
-def _is_quantized(header: dict[str, Any]) -> bool:
-    return any(a.get("name") == "position" and a.get("type") == "uint16"
-               for a in header["attributes"])
+                  extra_header=extension_keys(header))
 
 
 def _first_error(group: BaseExceptionGroup) -> BaseException:
