@@ -67,6 +67,8 @@ test: install protos-check $(TINY_MODELS)
 	$(VENV)/bin/ruff check .
 	# The browser test drives Debian's chromium; installed here (apt) when missing.
 	scripts/ensure_browser.sh
+	# npm packages the tests run (glTF validator, three.js, a splat renderer): tests/js.
+	scripts/ensure_js_test_deps.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install $(TINY_MODELS)

@@ -112,3 +112,31 @@ def test_delete(store):
     assert list(store.tmp.iterdir()) == []
     assert not store.delete(ID)
     assert not store.delete("../generations")
+
+
+def test_a_derived_asset_is_built_once_and_a_failed_build_leaves_nothing(store):
+    store.commit(stage(store), {"id": ID, "status": "completed", "created_at": "1"})
+    folder = store.root / ID
+    before = sorted(p.name for p in folder.iterdir())
+
+    def failing(source, record):
+        raise RuntimeError("the build failed")
+
+    with pytest.raises(RuntimeError):
+        store.derived_asset(ID, "scene.glb", failing)
+    assert sorted(p.name for p in folder.iterdir()) == before
+
+    calls = []
+
+    def build(source, record):
+        calls.append((source.name, record["status"]))
+        return source.read_bytes() * 2
+
+    path = store.derived_asset(ID, "scene.glb", build)
+    assert path == folder / "scene.glb" and path.read_bytes() == b"pp"
+    assert store.derived_asset(ID, "scene.glb", build) == path
+    assert calls == [("pointcloud.bin", "completed")]
+    # Only known derived names, and only for completed generations.
+    assert store.derived_asset(ID, "metadata.json", build) is None
+    store.write_record({"id": ID, "status": "failed", "created_at": "1"})
+    assert store.derived_asset(ID, "scene.splat", build) is None

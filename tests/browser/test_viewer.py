@@ -132,9 +132,15 @@ def test_prompt_to_rendered_cloud_then_colouring_and_gallery(
     # Colour by audio category: the view changes, and shows the server's palette.
     palette = page.evaluate("sceneViewer.header.palette")
     assert palette and len(palette) == 6, "the point cloud header carries no category palette"
-    legend = page.locator("#legend li").all_text_contents()
+    legend = page.locator("#legend li .legend-name").all_text_contents()
     categories = page.evaluate("sceneViewer.header.categories")
     assert legend == [name.lower().replace("_", " ") for name in categories]
+    # The audio descriptors: each category's share of the points and its mean distance.
+    descriptors = page.evaluate("sceneViewer.header.descriptors.categories")
+    for text, described in zip(page.locator("#legend li .legend-stats").all_text_contents(),
+                               descriptors, strict=True):
+        assert (text == "—") if not described["count"] else (
+            f"{described['distance']['mean']:.1f} m" in text and "%" in text), text
     page.check("input[name=colour][value=category]")
     page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
     by_category = viewer_pixels(page, artifacts / "2-prompt-categories.png")
@@ -157,7 +163,9 @@ def test_prompt_to_rendered_cloud_then_colouring_and_gallery(
     reopened = viewer_pixels(page, artifacts / "4-reopened-from-gallery.png")
     assert covered_fraction(reopened) > 0.2
     assert page.locator(f'#gallery li[data-id="{second_id}"]').count() == 1
-    for link, asset in (("#download-ply", "pointcloud.ply"), ("#download-bin", "pointcloud.bin")):
+    for link, asset in (("#download-ply", "pointcloud.ply"), ("#download-bin", "pointcloud.bin"),
+                        ("#download-glb", "scene.glb"), ("#download-splat", "scene.splat"),
+                        ("#download-gsply", "gaussians.ply")):
         assert page.get_attribute(link, "href").endswith(f"/generations/{first_id}/{asset}")
     page.screenshot(path=str(artifacts / "5-page.png"))
 

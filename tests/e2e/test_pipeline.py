@@ -74,6 +74,14 @@ def check_stored(client: httpx.Client, stack, response: httpx.Response, mode: st
     ply = client.get(f"/generations/{generation_id}/pointcloud.ply")
     assert ply.status_code == 200 and ply.content.startswith(b"ply\n")
     assert f"element vertex {cloud.count}\n".encode() in ply.content[:1000]
+    # Engine-ready files and the audio descriptors, from the real services' labels.
+    glb = client.get(f"/generations/{generation_id}/scene.glb")
+    assert glb.status_code == 200 and glb.content[:4] == b"glTF"
+    splat = client.get(f"/generations/{generation_id}/scene.splat")
+    assert len(splat.content) == 32 * cloud.count
+    descriptors = metadata["descriptors"]
+    assert descriptors == cloud.header["descriptors"]
+    assert sum(c["count"] for c in descriptors["categories"]) == cloud.count
     if mode == "panorama":
         assert width == 2 * height
     return metadata

@@ -35,6 +35,8 @@ from pointcloud import (
     pack_equirect,
     pack_planar,
 )
+from pointcloud.descriptors import describe
+from pointcloud.extend import extend_header, extension_keys
 from scene.depth.v1 import depth_pb2
 from scene.imagegen.v1 import imagegen_pb2
 from scene.segment.v1 import segment_pb2
@@ -252,6 +254,9 @@ class Pipeline:
                                     focal_length_px=outputs.focal_length_px,
                                     fov_deg=outputs.fov_deg, **options)
         job.record_timing("pointcloud", time.perf_counter() - started)
+        started = time.perf_counter()
+        cloud_bin, descriptors = with_descriptors(cloud_bin, outputs.segment.labels)
+        job.record_timing("descriptors", time.perf_counter() - started)
         header = decode(cloud_bin).header  # zero-copy; the header says what was built
         body = None
         if quantized_body:
@@ -262,6 +267,9 @@ class Pipeline:
             body = cloud_bin
         info = {"point_count": header["count"], "bounds": header["bounds"],
                 "projection": header["mode"]}
+        # What scene.splat needs to size its Gaussians (the pixel footprint).
+        info["point_stride"] = settings.point_stride
+        info["descriptors"] = descriptors
         if job.mode == "standard" and outputs.focal_length_px is None:
             info["fov_deg"] = outputs.fov_deg or DEFAULT_FOV_DEG
         return cloud_bin, body, info
@@ -277,12 +285,26 @@ class Pipeline:
         return pngs
 
 
+def with_descriptors(buffer: memoryview, labels) -> tuple[bytes, dict[str, Any]]:
+    """The packed cloud with its audio descriptors in the header, and the descriptors.
+
+    They describe the projected positions, which exist only once the cloud is packed; so the
+    header is rewritten and the blocks follow it verbatim (one copy; any PCLD variant)."""
+    cloud = decode(buffer)  # zero-copy views
+    descriptors = describe(cloud, [
+        {"label": label.label, "ade20k_id": label.ade20k_id, "category": label.category,
+         "pixel_fraction": label.pixel_fraction} for label in labels])
+    return extend_header(buffer, {"descriptors": descriptors}), descriptors
+
+
 def requantize(buffer: bytes | memoryview) -> bytes:
-    """A PCLD buffer re-packed with quantised positions (the same cloud, 10 bytes a point)."""
+    """A PCLD buffer re-packed with quantised positions (the same cloud, 10 bytes a point);
+    header keys beyond the format's (camera, descriptors, ...) carry over."""
     cloud = decode(buffer)
     header = cloud.header
     return encode(cloud, mode=header["mode"], cloud_id=header["id"],
-                  metadata=header.get("metadata"), quantized=True)
+                  metadata=header.get("metadata"), quantized=True,
+                  extra_header=extension_keys(header))
 
 
 def _first_error(group: BaseExceptionGroup) -> BaseException:

@@ -22,6 +22,9 @@ import os
 import re
 import shutil
 import tempfile
+import threading
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,12 @@ METADATA = "metadata.json"
 # Files a completed generation has, in the order they are committed.
 STORED_ASSETS = ("image.png", "depth.png", "segments.png", "pointcloud.bin")
 # Files produced on request from the stored ones.
-DERIVED_ASSETS = ("pointcloud.ply",)
+DERIVED_ASSETS = ("pointcloud.ply", "scene.glb", "scene.splat", "gaussians.ply")
+# Derived files built once and kept beside the stored ones (see GenerationStore.derived_asset).
+CACHED_ASSETS = ("scene.glb", "scene.splat", "gaussians.ply")
+# Locks that serialise the first build of a cached asset: striped, so that their number stays
+# bounded; two assets sharing a stripe only wait for each other's first build.
+_BUILD_LOCK_STRIPES = 64
 ASSETS = STORED_ASSETS + DERIVED_ASSETS
 ACTIVE = ("queued", "running")
 INTERRUPTED = "interrupted"
@@ -53,6 +61,7 @@ class GenerationStore:
         self.root = self.data_dir / "generations"
         self.tmp = self.data_dir / "tmp"
         self._lock_file = None
+        self._build_locks = [threading.Lock() for _ in range(_BUILD_LOCK_STRIPES)]
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -186,6 +195,38 @@ class GenerationStore:
             return None
         path = self.root / generation_id / name
         return path if path.is_file() else None
+
+
+    def derived_asset(self, generation_id: str, name: str,
+                      build: Callable[[Path, dict[str, Any]], bytes]) -> Path | None:
+        """The cached file ``name`` of a completed generation, built on first use as
+        ``build(stored pointcloud.bin path, record)``; None if the generation has no files.
+
+        Blocking (run it in a worker thread). Concurrent first requests build it once: the
+        build runs under a lock and the file appears by an atomic rename, so no reader ever
+        sees a half-written file; later requests find it and take no lock.
+        """
+        if name not in CACHED_ASSETS:
+            return None
+        source = self.asset_path(generation_id, "pointcloud.bin")
+        if source is None:
+            return None
+        target = source.parent / name
+        if target.is_file():
+            return target
+        stripe = zlib.crc32(f"{generation_id}/{name}".encode()) % _BUILD_LOCK_STRIPES
+        with self._build_locks[stripe]:
+            if target.is_file():
+                return target
+            record = self.read_record(generation_id)
+            if record is None:
+                return None
+            data = build(source, record)
+            try:
+                _atomic_write(target, data)
+            except FileNotFoundError:  # deleted meanwhile
+                return None
+        return target
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -12,6 +12,7 @@ import itertools
 import json
 import math
 import struct
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,7 @@ def encode(
     cloud_id: str,
     metadata: dict[str, Any] | None = None,
     quantized: bool = False,
+    extra_header: Mapping[str, Any] | None = None,
 ) -> bytes:
     """Serialise ``cloud`` as PCLD v1 bytes.
 
@@ -57,7 +59,8 @@ def encode(
     the camera sits; ``cloud_id`` identifies the cloud; ``metadata`` (any JSON-serialisable
     dict; numpy scalars and arrays are converted) lands under the header's ``metadata`` key.
     ``quantized`` stores positions as uint16 steps between the bounds: 10 bytes a point instead
-    of 16, with the error bound given in FORMAT.md.
+    of 16, with the error bound given in FORMAT.md. ``extra_header`` holds extra top-level
+    header keys (``camera``, ``descriptors``, ...); a key the format itself defines is refused.
     """
     if not isinstance(cloud, PointCloud):
         raise ValueError(f"cloud must be a PointCloud, got {type(cloud).__name__}")
@@ -80,7 +83,7 @@ def encode(
     else:
         position_block = np.ascontiguousarray(cloud.positions, dtype="<f4")
         quantization = None
-    header = _header(count, mode, cloud_id, lo, hi, metadata, quantization)
+    header = _header(count, mode, cloud_id, lo, hi, metadata, quantization, extra_header)
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header))
     # One copy of each block straight into the result: bytes.join reads numpy arrays through
     # the buffer protocol, so no intermediate bytearray or tobytes() is needed.
@@ -110,13 +113,16 @@ class BufferWriter:
         cloud_id: str,
         metadata: dict[str, Any] | None = None,
         quantized: bool = False,
+        extra_header: Mapping[str, Any] | None = None,
     ) -> None:
         _check_labels(mode, cloud_id, metadata)
-        self._fields = (count, mode, cloud_id, metadata)
+        self._fields = (count, mode, cloud_id, metadata, extra_header)
         self.quantized = quantized
         widest = np.full(3, _WIDEST_FLOAT, dtype=np.float64)
         quantization = {"min": widest.tolist(), "step": widest.tolist()} if quantized else None
-        header = _header(count, mode, cloud_id, widest, widest, metadata, quantization)
+        header = _header(
+            count, mode, cloud_id, widest, widest, metadata, quantization, extra_header
+        )
         self._header_size = len(header)
         body = PREFIX_SIZE + self._header_size
         position_size = (6 if quantized else 12) * count
@@ -134,9 +140,9 @@ class BufferWriter:
             raise ValueError("positions must all be finite (found NaN or infinity)")
         if (step is not None) != self.quantized:
             raise ValueError("finish() takes the quantisation step exactly when quantized")
-        count, mode, cloud_id, metadata = self._fields
+        count, mode, cloud_id, metadata, extra_header = self._fields
         quantization = None if step is None else {"min": lo.tolist(), "step": step.tolist()}
-        header = _header(count, mode, cloud_id, lo, hi, metadata, quantization)
+        header = _header(count, mode, cloud_id, lo, hi, metadata, quantization, extra_header)
         if len(header) > self._header_size:  # only if the caller grew metadata meanwhile
             raise ValueError("metadata changed while the cloud was being packed")
         header += b" " * (self._header_size - len(header))
@@ -227,6 +233,7 @@ def _header(
     hi: np.ndarray,
     metadata: dict[str, Any] | None,
     quantization: dict[str, list[float]] | None,
+    extra_header: Mapping[str, Any] | None = None,
 ) -> bytes:
     """The JSON header, UTF-8, padded with spaces to a multiple of 4 bytes."""
     position: dict[str, Any] = {"name": "position", "type": "float32", "components": 3}
@@ -251,6 +258,15 @@ def _header(
         "attributes": attributes,
         "metadata": metadata or {},
     }
+    if extra_header:
+        if not isinstance(extra_header, Mapping):
+            raise ValueError(
+                f"extra_header must be a mapping or None, got {type(extra_header).__name__}"
+            )
+        clashes = sorted(str(key) for key in extra_header if key in header)
+        if clashes:
+            raise ValueError(f"extra_header may not redefine format keys: {', '.join(clashes)}")
+        header.update(extra_header)
     try:
         text = json.dumps(
             header,

@@ -7,6 +7,7 @@ one output allocation, written once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -23,13 +24,14 @@ def pack_planar(
     cloud_id: str,
     metadata: dict[str, Any] | None = None,
     quantized: bool = False,
+    extra_header: Mapping[str, Any] | None = None,
     **projection: Any,
 ) -> memoryview:
     """:func:`pointcloud.project_planar` (same keyword arguments) encoded as PCLD, mode
     "planar". Returns a read-only, contiguous byte memoryview (what Starlette's ``Response``,
     ``Path.write_bytes`` and :func:`pointcloud.decode` take; ``bytes(view)`` copies)."""
     plan = plan_planar(depth, rgb, categories, **projection)
-    return _pack(plan, cloud_id, metadata, quantized)
+    return _pack(plan, cloud_id, metadata, quantized, extra_header)
 
 
 def pack_equirect(
@@ -40,19 +42,29 @@ def pack_equirect(
     cloud_id: str,
     metadata: dict[str, Any] | None = None,
     quantized: bool = False,
+    extra_header: Mapping[str, Any] | None = None,
     **projection: Any,
 ) -> memoryview:
     """:func:`pointcloud.project_equirect` (same keyword arguments) encoded as PCLD, mode
     "equirect"; returns as :func:`pack_planar` does."""
     plan = plan_equirect(depth, rgb, categories, **projection)
-    return _pack(plan, cloud_id, metadata, quantized)
+    return _pack(plan, cloud_id, metadata, quantized, extra_header)
 
 
 def _pack(
-    plan: Projection, cloud_id: str, metadata: dict[str, Any] | None, quantized: bool
+    plan: Projection,
+    cloud_id: str,
+    metadata: dict[str, Any] | None,
+    quantized: bool,
+    extra_header: Mapping[str, Any] | None,
 ) -> memoryview:
     writer = BufferWriter(
-        plan.count, mode=plan.mode, cloud_id=cloud_id, metadata=metadata, quantized=quantized
+        plan.count,
+        mode=plan.mode,
+        cloud_id=cloud_id,
+        metadata=metadata,
+        quantized=quantized,
+        extra_header=extra_header,
     )
     if not quantized:
         lo, hi = plan.write(writer.positions, writer.colors, writer.segments)

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.types import Receive
 
+from orchestrator import glb
+from orchestrator.engine_assets import glb_from_pcld
 from orchestrator.errors import ApiError
 from orchestrator.jobs import Job
+from orchestrator.pipeline import blocking
 from orchestrator.runtime import RuntimeDep
 from orchestrator.submission import OPENAPI_BODY, decode_upload, read_submission
 
@@ -24,7 +28,7 @@ PCLD_MEDIA_TYPE = "application/octet-stream"
 # Accept values that ask for the quantised variant of the binary format.
 QUANTIZED_ACCEPT = "application/x-pcld-quantized"
 TIMING_ORDER = ("queue", "imagegen", "decode", "depth", "segment", "models", "pointcloud",
-                "requantize", "png", "storage", "total")
+                "descriptors", "requantize", "png", "storage", "total", "glb")
 
 
 def server_timing(timing_ms: dict[str, float]) -> str:
@@ -45,8 +49,9 @@ async def until_disconnected(receive: Receive) -> None:
     openapi_extra=OPENAPI_BODY,
     response_class=Response,
     responses={
-        200: {"description": "The point cloud in the pointcloud-lib v1 binary format.",
-              "content": {PCLD_MEDIA_TYPE: {}}},
+        200: {"description": "The point cloud in the pointcloud-lib v1 binary format (or, with "
+                             "`format=glb`, as glTF 2.0 binary).",
+              "content": {PCLD_MEDIA_TYPE: {}, glb.MEDIA_TYPE: {}}},
         400: {"description": "An unusable upload, or a prompt OpenAI refused."},
         401: {"description": "No OpenAI key for a prompt, or OpenAI rejected it."},
         409: {"description": "The generation was cancelled (POST /jobs/{id}/cancel)."},
@@ -60,8 +65,13 @@ async def until_disconnected(receive: Receive) -> None:
 async def generate(
     request: Request,
     runtime: RuntimeDep,
-    format: Annotated[Literal["float", "quantized"] | None, Query(
-        description="`quantized` for the smaller quantised variant of the format.")] = None,
+    format: Annotated[Literal[
+        "float",
+        "quantized",
+        "glb",
+    ] | None, Query(
+        description="`quantized` for the smaller quantised variant of the format; `glb` for "
+                    "glTF 2.0 binary (also `Accept: model/gltf-binary`).")] = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     """Runs the whole pipeline: imagegen (prompts only), depth and segmentation, the point cloud
@@ -74,6 +84,7 @@ async def generate(
     submission.inputs.return_body = True
     submission.inputs.quantized = format == "quantized" or (
         format is None and accept is not None and QUANTIZED_ACCEPT in accept)
+    as_glb = format == "glb" or (format is None and accept is not None and glb.MEDIA_TYPE in accept)
     view, _ = runtime.jobs.submit(submission.inputs, fingerprint=submission.fingerprint)
     job = runtime.jobs.get(view["id"])
     await _wait(runtime, job, request.receive)
@@ -81,6 +92,12 @@ async def generate(
                "Location": f"/generations/{job.id}"}
     if job.status == "completed":
         body = runtime.jobs.release_body(job)
+        if as_glb:
+            started = time.perf_counter()
+            body = await blocking(glb_from_pcld, body)
+            timing = {**job.timing_ms, "glb": round((time.perf_counter() - started) * 1000, 3)}
+            headers["Server-Timing"] = server_timing(timing)
+            return Response(body, media_type=glb.MEDIA_TYPE, headers=headers)
         return Response(body, media_type=PCLD_MEDIA_TYPE, headers=headers)
     if job.status == "failed":
         error_headers = {"X-Generation-Id": job.id}

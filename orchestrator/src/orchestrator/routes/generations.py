@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, Response
 
+from orchestrator import engine_assets, glb
 from orchestrator.errors import ApiError
 from orchestrator.pipeline import blocking, requantize
 from orchestrator.runtime import GenerationIdDep, RuntimeDep
@@ -16,7 +17,14 @@ from pointcloud import decode, to_ply
 router = APIRouter(prefix="/generations", tags=["generations"])
 
 MEDIA_TYPES = {"image.png": "image/png", "depth.png": "image/png", "segments.png": "image/png",
-               "pointcloud.bin": "application/octet-stream", "pointcloud.ply": "application/x-ply"}
+               "pointcloud.bin": "application/octet-stream", "pointcloud.ply": "application/x-ply",
+               engine_assets.GLB: glb.MEDIA_TYPE,
+               engine_assets.SPLAT: engine_assets.SPLAT_MEDIA_TYPE,
+               engine_assets.GAUSSIAN_PLY: "application/x-ply"}
+# Derived files built once and cached: asset -> builder(stored cloud path, record).
+CACHED_BUILDERS = {engine_assets.GLB: engine_assets.build_glb,
+                   engine_assets.SPLAT: engine_assets.build_splat,
+                   engine_assets.GAUSSIAN_PLY: engine_assets.build_gaussian_ply}
 
 
 def public(record: dict[str, Any]) -> dict[str, Any]:
@@ -66,11 +74,19 @@ async def get_asset(
 ) -> Response:
     """`image.png`, `depth.png` (16-bit normalised depth, 65535 = near), `segments.png` (palette
     image: index = category), `pointcloud.bin` (pointcloud-lib v1), `pointcloud.ply` (made from
-    the stored cloud on request)."""
+    the stored cloud on request), `scene.glb` (glTF 2.0 binary: one POINTS primitive with
+    POSITION, COLOR_0 and a `_SEGMENT` category attribute; categories, palette, camera and audio
+    descriptors in the scene's extras) and `scene.splat` (Gaussian splats, 32 bytes each:
+    position, scale, RGBA, rotation) and `gaussians.ply` (the same Gaussians as a 3D Gaussian
+    Splatting PLY), each built on the first request and cached."""
     if asset not in ASSETS:
         raise ApiError(404, f"no asset {asset!r}; a generation has {', '.join(ASSETS)}")
-    stored = "pointcloud.bin" if asset == "pointcloud.ply" else asset
-    path = runtime.store.asset_path(generation_id, stored)
+    if asset in CACHED_BUILDERS:
+        path = await blocking(runtime.store.derived_asset, generation_id, asset,
+                              CACHED_BUILDERS[asset])
+    else:
+        stored = "pointcloud.bin" if asset == "pointcloud.ply" else asset
+        path = runtime.store.asset_path(generation_id, stored)
     if path is None:
         record = runtime.store.read_record(generation_id)
         if record is None:

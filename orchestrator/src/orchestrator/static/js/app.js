@@ -42,6 +42,9 @@ const ui = {
   stats: $('stats'),
   downloadPly: $('download-ply'),
   downloadBin: $('download-bin'),
+  downloadGlb: $('download-glb'),
+  downloadSplat: $('download-splat'),
+  downloadGaussianPly: $('download-gsply'),
 };
 
 const state = {
@@ -247,17 +250,43 @@ function showLegend(header) {
     swatch.className = 'swatch';
     swatch.style.background = `rgb(${header.palette[i].join(',')})`;
     const label = document.createElement('span');
+    label.className = 'legend-name';
     // BASS_SUBJECT reads better as "bass subject"; the exact name stays in the tooltip.
     label.textContent = name.toLowerCase().replaceAll('_', ' ');
     entry.title = name;
     entry.append(swatch, label);
+    const described = header.descriptors?.categories?.[i];
+    if (described) describeInLegend(entry, described);
     return entry;
   }));
   ui.legend.hidden = false;
 }
 
+/** A category's audio descriptors (pointcloud-lib/FORMAT.md): its share of the points and its
+ * mean distance in the legend; extent, distance range and top labels in the tooltip. */
+function describeInLegend(entry, d) {
+  const stats = document.createElement('span');
+  stats.className = 'legend-stats';
+  const share = `${(100 * d.share).toFixed(d.share < 0.1 ? 1 : 0)}%`;
+  stats.textContent = d.count ? `${share} · ${d.distance.mean.toFixed(1)} m` : '—';
+  entry.append(stats);
+  if (!d.count) return;
+  const labels = d.labels.map((l) => `${l.label} ${(100 * l.share).toFixed(0)}%`).join(', ');
+  entry.title = [
+    `${d.name}: ${d.count.toLocaleString()} points (${share})`,
+    `distance ${d.distance.min.toFixed(2)}–${d.distance.max.toFixed(2)} m, `
+      + `mean ${d.distance.mean.toFixed(2)} m`,
+    `centre (${d.centroid.map((v) => v.toFixed(2)).join(', ')}) m`,
+    labels && `labels: ${labels}`,
+  ].filter(Boolean).join('\n');
+}
+
+const DOWNLOADS = [['downloadPly', 'pointcloud.ply'], ['downloadBin', 'pointcloud.bin'],
+  ['downloadGlb', 'scene.glb'], ['downloadSplat', 'scene.splat'],
+  ['downloadGaussianPly', 'gaussians.ply']];
+
 function setDownloads(id) {
-  for (const [link, asset] of [[ui.downloadPly, 'pointcloud.ply'], [ui.downloadBin, 'pointcloud.bin']]) {
+  for (const [link, asset] of DOWNLOADS.map(([key, name]) => [ui[key], name])) {
     if (id) {
       link.href = api.assetUrl(id, asset);
       link.download = `${id}-${asset}`;

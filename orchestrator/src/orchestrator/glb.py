@@ -1,0 +1,119 @@
+"""A stored cloud as glTF 2.0 binary (GLB): what web engines' stock loaders read.
+
+One mesh with one POINTS primitive:
+
+- ``POSITION``: float32 VEC3, tightly packed (12 bytes a point), with the min/max glTF requires
+  (the PCLD header's exact bounds).
+- ``COLOR_0``: uint8 VEC3, normalised, in a view with a 4-byte stride: glTF requires every
+  vertex attribute element to start on a 4-byte boundary, and a VEC4 would make loaders treat
+  the fourth byte as alpha.
+- ``_SEGMENT``: uint8 SCALAR, the category index (an application-specific attribute: glTF
+  reserves names without a leading underscore), also with a 4-byte stride.
+
+20 bytes a point in all. The scene's ``extras`` hold the categories, the palette, the camera
+(when the PCLD header has one) and the audio descriptors; three.js puts them in
+``gltf.scene.userData``. Positions keep the PCLD convention, which is glTF's own: metres,
+right-handed, +Y up, the viewer at the origin looking down -Z.
+
+pygltflib builds and serialises the document; the binary chunk is built here with numpy
+(pygltflib's accessor helpers go through Python lists, far too slow for millions of points),
+and so is the 28-byte GLB container around the two: pygltflib's serialiser deletes null and
+empty values recursively, inside ``extras`` too (a category without points would lose its
+``"centroid": null``), and its ``save_to_bytes`` copies the binary chunk twice more.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pygltflib
+
+from pointcloud import CATEGORY_NAMES, CATEGORY_PALETTE, PointCloud
+
+MEDIA_TYPE = "model/gltf-binary"
+SEGMENT_ATTRIBUTE = "_SEGMENT"
+_POINTS = 0  # glTF primitive mode
+
+
+def to_glb(cloud: PointCloud, extras: dict[str, Any] | None = None) -> bytes:
+    """The cloud as GLB bytes. ``extras`` adds to the scene's extras; by default they hold what
+    the cloud's PCLD header says (categories, palette, camera, descriptors, id, mode).
+
+    A cloud with no points gives a valid GLB with an empty scene (glTF has no empty accessor).
+    """
+    header = cloud.header
+    scene_extras: dict[str, Any] = {
+        "categories": list(header.get("categories", CATEGORY_NAMES)),
+        "palette": header.get("palette", CATEGORY_PALETTE.tolist()),
+        "id": header.get("id"),
+        "mode": header.get("mode"),
+        "point_count": cloud.count,
+    }
+    for key in ("camera", "descriptors"):
+        if key in header:
+            scene_extras[key] = header[key]
+    scene_extras.update(extras or {})
+    gltf = pygltflib.GLTF2(
+        asset=pygltflib.Asset(version="2.0", generator="scene-server orchestrator"),
+        scene=0,
+        scenes=[pygltflib.Scene()],
+    )
+    if cloud.count == 0:
+        return _container(gltf, scene_extras, None)
+
+    count = cloud.count
+    lo, hi = cloud.bounds()
+    position_size, padded_size = 12 * count, 4 * count
+    blob = np.zeros(position_size + 2 * padded_size, np.uint8)
+    blob[:position_size] = np.ascontiguousarray(cloud.positions, dtype="<f4").view(np.uint8).ravel()
+    colors = blob[position_size : position_size + padded_size].reshape(count, 4)
+    colors[:, :3] = cloud.colors
+    segments = blob[position_size + padded_size :].reshape(count, 4)
+    segments[:, 0] = cloud.segments
+
+    gltf.buffers = [pygltflib.Buffer(byteLength=blob.size)]
+    gltf.bufferViews = [
+        pygltflib.BufferView(buffer=0, byteOffset=0, byteLength=position_size,
+                             target=pygltflib.ARRAY_BUFFER),
+        pygltflib.BufferView(buffer=0, byteOffset=position_size, byteLength=padded_size,
+                             byteStride=4, target=pygltflib.ARRAY_BUFFER),
+        pygltflib.BufferView(buffer=0, byteOffset=position_size + padded_size,
+                             byteLength=padded_size, byteStride=4, target=pygltflib.ARRAY_BUFFER),
+    ]
+    gltf.accessors = [
+        pygltflib.Accessor(bufferView=0, componentType=pygltflib.FLOAT, count=count,
+                           type=pygltflib.VEC3, min=[float(v) for v in lo],
+                           max=[float(v) for v in hi]),
+        pygltflib.Accessor(bufferView=1, componentType=pygltflib.UNSIGNED_BYTE, count=count,
+                           type=pygltflib.VEC3, normalized=True),
+        pygltflib.Accessor(bufferView=2, componentType=pygltflib.UNSIGNED_BYTE, count=count,
+                           type=pygltflib.SCALAR),
+    ]
+    attributes = pygltflib.Attributes(POSITION=0, COLOR_0=1)
+    setattr(attributes, SEGMENT_ATTRIBUTE, 2)
+    gltf.meshes = [pygltflib.Mesh(name="pointcloud", primitives=[
+        pygltflib.Primitive(attributes=attributes, mode=_POINTS)])]
+    gltf.nodes = [pygltflib.Node(name="pointcloud", mesh=0)]
+    gltf.scenes[0].nodes = [0]
+    return _container(gltf, scene_extras, blob)
+
+
+def _container(gltf: pygltflib.GLTF2, scene_extras: dict[str, Any],
+               blob: np.ndarray | None) -> bytes:
+    """The GLB: 12-byte header, the JSON chunk (space-padded), the BIN chunk if any (a
+    document without points has no buffer: a zero-length buffer is invalid glTF)."""
+    document = json.loads(gltf.gltf_to_json(separators=(",", ":"), indent=None))
+    document["scenes"][0]["extras"] = scene_extras
+    json_chunk = json.dumps(document, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    json_chunk += b" " * (-len(json_chunk) % 4)
+    chunks = [_u32(len(json_chunk)), b"JSON", json_chunk]
+    if blob is not None:
+        chunks += [_u32(blob.size), b"BIN\0", memoryview(blob)]  # 20 bytes a point: aligned
+    length = 12 + sum(len(c) if not isinstance(c, memoryview) else c.nbytes for c in chunks)
+    return b"".join((b"glTF", _u32(2), _u32(length), *chunks))
+
+
+def _u32(value: int) -> bytes:
+    return int(value).to_bytes(4, "little")

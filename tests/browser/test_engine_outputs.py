@@ -1,0 +1,147 @@
+"""The engine-ready files in Chromium: scene.glb through the viewer's vendored three.js
+GLTFLoader, and scene.splat through a web Gaussian splat renderer from npm
+(@mkkellogg/gaussian-splats-3d), with a screenshot and pixel statistics.
+
+No stack here: the files are made by the same functions the routes call, from a synthetic scene,
+and served with the pages from a temporary folder. Screenshots go to test-artifacts/browser/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import io
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from orchestrator.glb import to_glb
+from pointcloud import decode, encode, project_planar
+from pointcloud.descriptors import describe
+from pointcloud.splat import to_gaussian_ply, to_splat
+from tests.browser.browser import BrowserSession, launch_chromium
+from tests.node import JS_DIR, js_packages_or_skip
+
+pytestmark = [pytest.mark.browser]
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+VENDOR = ROOT / "orchestrator" / "src" / "orchestrator" / "static" / "vendor"
+PAGES = Path(__file__).parent / "pages"
+WIDTH, HEIGHT, FOV_DEG = 160, 120, 60.0
+
+
+def synthetic_cloud():
+    """A wall 4 m away, red on the left half and blue on the right, a green box 2.5 m away in the
+    middle; categories by colour."""
+    depth = np.full((HEIGHT, WIDTH), 4.0, np.float32)
+    rgb = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    rgb[:, : WIDTH // 2] = (220, 40, 40)
+    rgb[:, WIDTH // 2 :] = (40, 60, 220)
+    categories = np.full((HEIGHT, WIDTH), 5, np.uint8)
+    box = (slice(40, 80), slice(60, 100))
+    depth[box], rgb[box], categories[box] = 2.5, (40, 200, 60), 4
+    cloud = project_planar(depth, rgb, categories, depth_is_metric=True, fov_deg=FOV_DEG)
+    extra = {"descriptors": describe(cloud)}
+    return decode(encode(cloud, mode="planar", cloud_id="synthetic", extra_header=extra))
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object]]:
+    """A loopback server of the test pages, the viewer's vendored three.js, tests/js's
+    node_modules and the scene's files."""
+    js_packages_or_skip("three", "@mkkellogg/gaussian-splats-3d")
+    folder = tmp_path_factory.mktemp("engine-site")
+    for page in PAGES.iterdir():
+        shutil.copy(page, folder / page.name)
+    (folder / "vendor").symlink_to(VENDOR)
+    (folder / "node_modules").symlink_to(JS_DIR / "node_modules")
+    cloud = synthetic_cloud()
+    (folder / "scene.glb").write_bytes(to_glb(cloud))
+    focal = WIDTH / 2 / np.tan(np.radians(FOV_DEG / 2))
+    (folder / "scene.splat").write_bytes(to_splat(cloud, angular_step=1 / focal))
+    (folder / "gaussians.ply").write_bytes(to_gaussian_ply(cloud, angular_step=1 / focal))
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", cloud
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[BrowserSession]:
+    with launch_chromium() as session:
+        yield session
+
+
+@contextlib.contextmanager
+def opened(browser: BrowserSession, url: str) -> Iterator[object]:
+    context = browser.browser.new_context(viewport={"width": 640, "height": 480})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
+    try:
+        page.goto(url)
+        page.wait_for_selector("body[data-done=true]", state="attached", timeout=60_000)
+        yield page
+        assert not errors, f"console errors in the page: {errors}"
+    finally:
+        context.close()
+
+
+def test_gltfloader_reads_the_glb(browser: BrowserSession, site) -> None:
+    url, cloud = site
+    with opened(browser, f"{url}/glb.html") as page:
+        result = page.evaluate("window.result")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        pixels = np.asarray(Image.open(io.BytesIO(page.locator("canvas").screenshot(
+            path=str(ARTIFACTS / "engine-glb-gltfloader.png")))).convert("RGB"))
+    assert result["points"] == 1
+    assert result["attributes"] == ["_segment", "color", "position"]
+    np.testing.assert_array_equal(np.array(result["positions"], np.float32), cloud.positions)
+    np.testing.assert_array_equal(np.array(result["colors"]), cloud.colors)
+    np.testing.assert_array_equal(np.array(result["segments"]), cloud.segments)
+    assert result["userData"]["descriptors"] == cloud.header["descriptors"]
+    assert (pixels.max(axis=-1) > 30).mean() > 0.2, "three.js drew nothing of the GLB"
+
+
+@pytest.mark.parametrize("query", ["file=scene.splat&format=Splat",
+                                   "file=gaussians.ply&format=Ply"])
+def test_splat_renderer_draws_the_splats(browser: BrowserSession, site, query: str) -> None:
+    url, cloud = site
+    with opened(browser, f"{url}/splat.html?{query}") as page:
+        result = page.evaluate("window.result")
+        assert "error" not in result, result["error"]
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        name = query.split("&")[0].removeprefix("file=").replace(".", "-")
+        png = page.screenshot(path=str(ARTIFACTS / f"engine-{name}-gaussian-splats-3d.png"))
+    assert result["splats"] == len(cloud)
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.int16)
+    covered = pixels.max(axis=-1) > 30
+    assert covered.mean() > 0.5, f"the splats cover {covered.mean():.0%} of the view"
+    # The picture is the scene, not a smear: red wall on the left, blue on the right, the
+    # green box in the middle (the camera looks down -Z from the viewer's place).
+    height, width = covered.shape
+    left = pixels[height // 8 : -height // 8, : width // 8].reshape(-1, 3).mean(axis=0)
+    right = pixels[height // 8 : -height // 8, -width // 8 :].reshape(-1, 3).mean(axis=0)
+    middle = pixels[height // 2 - 10 : height // 2 + 10, width // 2 - 10 : width // 2 + 10]
+    middle = middle.reshape(-1, 3).mean(axis=0)
+    assert left[0] > 2 * left[2] and right[2] > 2 * right[0], (left, right)
+    assert middle[1] > 1.5 * max(middle[0], middle[2]), middle
