@@ -4,6 +4,7 @@
     python scripts/run.py                  # documented default models, orchestrator on :8000
     python scripts/run.py --smoke          # offline: tiny models + a fake OpenAI server
     python scripts/run.py --depth-replicas 2 --port-base 9000
+    python scripts/run.py --profile fast   # CPU-sized models (or PROFILE=fast in the environment)
 
 Each service runs as ``python -m <package>`` in its own process group, configured only through
 its environment (everything in ours passes through; the supervisor sets ports, bind hosts and the
@@ -89,6 +90,10 @@ class StackOptions:
     # Extra environment for every child, applied last (tests use it to shorten deadlines).
     extra_env: dict[str, str] = field(default_factory=dict)
     python: str = sys.executable
+    # The model profile (scene_rpc.profiles) every model service gets as PROFILE; None = the
+    # caller's PROFILE, else the services' default. In smoke mode its model ids map to the tiny
+    # models of the same architectures.
+    profile: str | None = None
 
 
 def ports_from_base(base: int) -> tuple[dict[str, int], int]:
@@ -108,6 +113,48 @@ def smoke_model_env(tiny_models_dir: Path) -> dict[str, str]:
         # Everything is local: a model id that is not fails at once instead of downloading.
         "HF_HUB_OFFLINE": "1",
     }
+
+
+# The tiny model of each architecture, by the start of a model id (the smoke run's stand-ins).
+TINY_TWINS = {
+    "apple/DepthPro": "depth-pro",
+    "depth-anything/": "depth-anything",
+    "facebook/sam2": "sam2",
+    "facebook/maskformer": "maskformer",
+    "nvidia/segformer": "segformer",
+}
+
+
+def tiny_twin(tiny_models_dir: Path, model_id: str) -> str:
+    """The tiny random-weight model of ``model_id``'s architecture ("" stays "": no model)."""
+    if not model_id:
+        return ""
+    for prefix, name in TINY_TWINS.items():
+        if model_id.startswith(prefix):
+            return str(tiny_models_dir / name)
+    raise ValueError(f"no tiny model stands in for {model_id}")
+
+
+def profile_smoke_env(tiny_models_dir: Path, profile_name: str) -> dict[str, str]:
+    """Tiny models of the profile's architectures: every profile runs the same smoke tests."""
+    from scene_rpc.profiles import get_profile
+
+    profile = get_profile(profile_name)
+    return {
+        "PROFILE": profile.name,
+        "DEPTH_MODEL": tiny_twin(tiny_models_dir, profile.depth_model),
+        "DEPTH_FALLBACK_MODEL": tiny_twin(tiny_models_dir, profile.depth_fallback_model),
+        "SAM_MODEL": tiny_twin(tiny_models_dir, profile.sam_model),
+        "SEG_MODEL": tiny_twin(tiny_models_dir, profile.semantic_model),
+        "HF_HUB_OFFLINE": "1",
+    }
+
+
+def active_profile(environ: Mapping[str, str], explicit: str | None = None) -> str:
+    """The profile the services will run (ValueError naming the valid ones if unknown)."""
+    from scene_rpc.profiles import DEFAULT_PROFILE, get_profile
+
+    return get_profile(explicit or environ.get("PROFILE") or DEFAULT_PROFILE).name
 
 
 # Smoke-run defaults that the caller's environment may override: random weights segment nothing
@@ -130,8 +177,12 @@ def plan_services(options: StackOptions, environ: Mapping[str, str] | None = Non
     ports, py = options.ports, options.python
     hosts = {name: options.hosts.get(name, options.host) for name in DEFAULT_PORTS}
     reach = {name: f"{connect_host(host)}:{ports[name]}" for name, host in hosts.items()}
+    if options.profile is not None:
+        base_env["PROFILE"] = active_profile(base_env, options.profile)
     if options.smoke:
-        base_env = {**SMOKE_DEFAULTS, **base_env, **smoke_model_env(options.tiny_models_dir)}
+        models = (smoke_model_env(options.tiny_models_dir) if options.profile is None
+                  else profile_smoke_env(options.tiny_models_dir, options.profile))
+        base_env = {**SMOKE_DEFAULTS, **base_env, **models}
         base_env["OPENAI_BASE_URL"] = f"http://{reach['openai']}/v1"
 
     def env(**values: object) -> dict[str, str]:
@@ -363,8 +414,33 @@ def print_banner(specs: list[ServiceSpec]) -> None:
     lines += [f"  {s.name:<9} {s.address}" for s in specs[:-1]]
     # The orchestrator runs in the repository root, where its default DATA_DIR is ./data.
     data_dir = REPO_ROOT / orchestrator.env.get("DATA_DIR", "data")
-    lines += [f"  data      {data_dir.resolve()}/generations/", "Ctrl-C stops every service.", ""]
+    lines += [f"  data      {data_dir.resolve()}/generations/", *profile_lines(orchestrator.env),
+              "Ctrl-C stops every service.", ""]
     print("\n".join(lines), flush=True)
+
+
+def profile_lines(environ: Mapping[str, str]) -> list[str]:
+    """The active profile, its models and the measured time per scene on this kind of device."""
+    from scene_rpc.profiles import get_profile
+
+    profile = get_profile(active_profile(environ))
+    lines = [f"  profile   {profile.name}: {profile.summary} (PROFILE=quality|balanced|fast)"]
+    overridden = [k for k in ("DEPTH_MODEL", "SAM_MODEL", "SEG_MODEL") if environ.get(k)]
+    if overridden:
+        lines.append(f"            overridden by {', '.join(overridden)}")
+    device = "gpu" if any(environ.get(k, "auto").startswith("cuda")
+                          for k in ("DEPTH_DEVICE", "SEG_DEVICE")) or _has_cuda() else "cpu2"
+    seconds = profile.expected_scene_s.get(device)
+    where = "a GPU" if device == "gpu" else f"a {os.cpu_count()}-core CPU (measured on 2 cores)"
+    lines.append(f"  expected  ~{seconds:.0f} s per 1 MP scene (quality=standard) on {where}"
+                 if seconds is not None else
+                 f"  expected  unmeasured on {where} for this profile")
+    return lines
+
+
+def _has_cuda() -> bool:
+    # torch is not imported by the supervisor; a visible NVIDIA device is enough of a hint.
+    return Path("/dev/nvidia0").exists()
 
 
 async def supervise(specs: list[ServiceSpec], *, startup_timeout_s: float, grace_s: float,
@@ -427,6 +503,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "fake OpenAI server as a fifth process; data in a temporary "
                              "directory unless --data-dir is given")
     parser.add_argument("--data-dir", type=Path, help="the orchestrator's DATA_DIR")
+    parser.add_argument("--profile", choices=["quality", "balanced", "fast"],
+                        help="model profile of every model service (default: $PROFILE, else "
+                             "quality); with --smoke, tiny models of its architectures")
     parser.add_argument("--host", default="127.0.0.1",
                         help="bind address of every service (default: loopback only)")
     parser.add_argument("--port-base", type=int,
@@ -459,7 +538,7 @@ def options_from_args(args: argparse.Namespace) -> StackOptions:
     data_dir = args.data_dir.resolve() if args.data_dir is not None else None
     return StackOptions(smoke=args.smoke, host=args.host, data_dir=data_dir,
                         depth_replicas=args.depth_replicas, ports=ports,
-                        replica_port=replica_port)
+                        replica_port=replica_port, profile=args.profile or None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,77 @@
+"""The model profiles: one switch (``PROFILE``) that picks every model service's models.
+
+This table is the one place the profiles are defined. The depth and segment services' settings
+read ``PROFILE`` (the one environment variable more than one service reads, on purpose: it must
+mean the same to all of them) and take a model from here unless their own model setting is set
+explicitly. ``scripts/run.py`` prints the expected time per scene from ``expected_scene_s``.
+
+- ``quality``: the spec's models (the default).
+- ``balanced``: mid-size models of the same families.
+- ``fast``: the smallest members, chosen for a CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEFAULT_PROFILE = "quality"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    depth_model: str
+    # Loaded when depth_model cannot be; "" = none.
+    depth_fallback_model: str
+    sam_model: str
+    semantic_model: str
+    # Measured upload -> cloud seconds for a 1 MP photo at quality=standard, by device kind
+    # ("cpu2": this project's 2-core CPU machine), from scripts/bench_scene.py; absent =
+    # unmeasured.
+    expected_scene_s: dict[str, float] = field(default_factory=dict)
+    summary: str = ""
+
+
+PROFILES: dict[str, Profile] = {
+    "quality": Profile(
+        name="quality",
+        depth_model="apple/DepthPro-hf",
+        depth_fallback_model="depth-anything/Depth-Anything-V2-Large-hf",
+        sam_model="facebook/sam2.1-hiera-large",
+        semantic_model="facebook/maskformer-swin-large-ade",
+        summary="the spec's models: metric DepthPro, SAM2.1-L, MaskFormer Swin-L",
+    ),
+    "balanced": Profile(
+        name="balanced",
+        depth_model="depth-anything/Depth-Anything-V2-Base-hf",
+        depth_fallback_model="",
+        sam_model="facebook/sam2.1-hiera-small",
+        semantic_model="nvidia/segformer-b2-finetuned-ade-512-512",
+        summary="mid-size models: Depth Anything V2 Base, SAM2.1-S, SegFormer-B2",
+    ),
+    "fast": Profile(
+        name="fast",
+        depth_model="depth-anything/Depth-Anything-V2-Small-hf",
+        depth_fallback_model="",
+        sam_model="facebook/sam2.1-hiera-tiny",
+        semantic_model="nvidia/segformer-b0-finetuned-ade-512-512",
+        summary="CPU models: Depth Anything V2 Small, SAM2.1-T, SegFormer-B0",
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    """The profile called ``name`` (case-insensitive); ValueError naming the valid ones."""
+    key = name.strip().lower()
+    if key not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}: valid profiles are "
+                         f"{', '.join(PROFILES)}")
+    return PROFILES[key]
+
+
+def model_ids(name: str) -> list[str]:
+    """Every model id the profile may load (fallback included), without repeats."""
+    profile = get_profile(name)
+    ids = [profile.depth_model, profile.depth_fallback_model, profile.sam_model,
+           profile.semantic_model]
+    return list(dict.fromkeys(i for i in ids if i))
