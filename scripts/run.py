@@ -190,6 +190,7 @@ def plan_services(options: StackOptions, environ: Mapping[str, str] | None = Non
         merged.update(options.extra_env)
         return merged
 
+    threads = model_threads(base_env, len(options.depth_ports or [0] * options.depth_replicas))
     specs: list[ServiceSpec] = []
     if options.smoke:
         specs.append(ServiceSpec(
@@ -203,10 +204,11 @@ def plan_services(options: StackOptions, environ: Mapping[str, str] | None = Non
     for i, port in enumerate(depth_ports):
         name = "depth" if len(depth_ports) == 1 else f"depth-{i + 1}"
         specs.append(ServiceSpec(name, [py, "-m", "depth_service"],
-                                 env(DEPTH_HOST=depth_host, DEPTH_PORT=port), port, depth_host,
-                                 kind="grpc"))
+                                 env(DEPTH_HOST=depth_host, DEPTH_PORT=port,
+                                     **threads["depth"]), port, depth_host, kind="grpc"))
     specs.append(ServiceSpec("segment", [py, "-m", "segment_service"],
-                             env(SEG_HOST=hosts["segment"], SEG_PORT=ports["segment"]),
+                             env(SEG_HOST=hosts["segment"], SEG_PORT=ports["segment"],
+                                 **threads["segment"]),
                              ports["segment"], hosts["segment"], kind="grpc"))
     specs.append(ServiceSpec("imagegen", [py, "-m", "imagegen_service"],
                              env(IMAGEGEN_HOST=hosts["imagegen"], IMAGEGEN_PORT=ports["imagegen"]),
@@ -225,6 +227,28 @@ def plan_services(options: StackOptions, environ: Mapping[str, str] | None = Non
     specs.append(ServiceSpec("orchestrator", [py, "-m", "orchestrator"], env(**orchestrator_env),
                              ports["orchestrator"], hosts["orchestrator"], kind="http"))
     return specs
+
+
+def model_threads(environ: Mapping[str, str], depth_processes: int,
+                  cores: int | None = None) -> dict[str, dict[str, int]]:
+    """DEPTH_THREADS / SEG_THREADS for model services that share this machine's cores.
+
+    Depth and segmentation run concurrently on every request. Each service's own default (one
+    torch thread per core) gives 2 x cores busy threads, and OpenMP threads that outnumber the
+    cores spin and wait on each other; measured with scripts/bench_scene.py --threads-study (see
+    the README), splitting the cores between the processes is faster. A value the caller set is
+    kept.
+    """
+    cores = cores or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                      else os.cpu_count() or 1)
+    share = max(1, cores // (depth_processes + 1))
+    result: dict[str, dict[str, int]] = {"depth": {}, "segment": {}}
+    if not environ.get("DEPTH_THREADS"):
+        result["depth"]["DEPTH_THREADS"] = share
+    if not environ.get("SEG_THREADS"):
+        # Segmentation (SAM2's many decoder passes) takes what the depth processes leave.
+        result["segment"]["SEG_THREADS"] = max(1, cores - share * depth_processes)
+    return result
 
 
 def ensure_tiny_models(tiny_models_dir: Path, python: str = sys.executable) -> None:
