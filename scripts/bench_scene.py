@@ -443,9 +443,10 @@ def threads_study(args, work: Path) -> dict:
         stack.start()
         try:
             call_depth, call_segment, depth_pb2, segment_pb2 = grpc_calls(stack, rgb)
-            d = dict(tiling=depth_pb2.TILING_MODE_AUTO)
-            s = dict(mode=segment_pb2.SEGMENT_MODE_HYBRID,
-                     prompt_strategy=segment_pb2.PROMPT_STRATEGY_SEMANTIC)
+            # One backbone pass each (the part that contends for the cores; SAM2's prompt
+            # decoding would only lengthen the segment side).
+            d = dict(tiling=depth_pb2.TILING_MODE_OFF)
+            s = dict(mode=segment_pb2.SEGMENT_MODE_SEMANTIC)
             call_depth(**d), call_segment(**s)  # warm-up: models loaded
             depth_alone = min(call_depth(**d)[0] for _ in range(args.repeats))
             segment_alone = min(call_segment(**s)[0] for _ in range(args.repeats))
