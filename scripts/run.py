@@ -455,10 +455,13 @@ def profile_lines(environ: Mapping[str, str]) -> list[str]:
     device = "gpu" if any(environ.get(k, "auto").startswith("cuda")
                           for k in ("DEPTH_DEVICE", "SEG_DEVICE")) or _has_cuda() else "cpu2"
     seconds = profile.expected_scene_s.get(device)
-    where = "a GPU" if device == "gpu" else f"a {os.cpu_count()}-core CPU (measured on 2 cores)"
-    lines.append(f"  expected  ~{seconds:.0f} s per 1 MP scene (quality=standard) on {where}"
-                 if seconds is not None else
-                 f"  expected  unmeasured on {where} for this profile")
+    kind = "a GPU" if device == "gpu" else "a 2-core CPU"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    lines.append(
+        f"  expected  ~{seconds:.0f} s per 1 MP photo at quality=standard, as measured on {kind} "
+        f"(this machine: {cores} cores); quality=draft is several times faster"
+        if seconds is not None else
+        f"  expected  not measured on {kind} for this profile (scripts/bench_scene.py measures it)")
     return lines
 
 

@@ -146,7 +146,7 @@ def test_make_run_profile_flag_and_the_banner(monkeypatch):
     assert {s.env["PROFILE"] for s in specs} == {"fast"}
     banner = "\n".join(run_script.profile_lines({"PROFILE": "balanced"}))
     assert "profile   balanced" in banner
-    assert "per 1 MP scene" in banner or "unmeasured" in banner
+    assert "per 1 MP photo" in banner or "not measured" in banner
 
 
 def test_an_unknown_profile_is_refused_naming_the_valid_ones():
