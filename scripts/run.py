@@ -457,9 +457,11 @@ def profile_lines(environ: Mapping[str, str]) -> list[str]:
     seconds = profile.expected_scene_s.get(device)
     kind = "a GPU" if device == "gpu" else "a 2-core CPU"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    draft = profile.draft_scene_s.get(device)
     lines.append(
-        f"  expected  ~{seconds:.0f} s per 1 MP photo at quality=standard, as measured on {kind} "
-        f"(this machine: {cores} cores); quality=draft is several times faster"
+        f"  expected  ~{seconds:.0f} s per 1 MP photo at quality=standard"
+        + (f", ~{draft:.0f} s at quality=draft" if draft is not None else "")
+        + f", as measured on {kind} ({profile.measured}; this machine: {cores} cores)"
         if seconds is not None else
         f"  expected  not measured on {kind} for this profile (scripts/bench_scene.py measures it)")
     return lines
