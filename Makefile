@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 .PHONY: help install protos protos-check tiny-models test lint bench run demo lock clean
 
 help:
-	@echo "make run      start the four services (orchestrator on :8000)"
+	@echo "make run      start the four services (orchestrator on :8000); PROFILE=fast for CPU models"
 	@echo "make test     install what is missing, build tiny models, run every test"
 	@echo "make bench    run the benchmarks (prints ratios against in-run baselines)"
 	@echo "make install  create .venv and install every package editable, pinned"
@@ -74,8 +74,9 @@ test: install protos-check $(TINY_MODELS)
 bench: install $(TINY_MODELS)
 	scripts/bench.sh
 
+# PROFILE=quality|balanced|fast picks every model service's models (README: "Profiles").
 run: install
-	$(PY) scripts/run.py $(RUN_ARGS)
+	$(PY) scripts/run.py $(if $(PROFILE),--profile $(PROFILE)) $(RUN_ARGS)
 
 demo: install
 	$(PY) scripts/demo.py $(DEMO_ARGS)

@@ -32,4 +32,12 @@ for bench in "${benches[@]}"; do
     echo "BENCH FAILED: $bench"; failed=1
   fi
 done
+# The time to a scene through the real services, per profile and quality (full-size random-weight
+# models, built once into .cache/full-size). BENCH_SCENE_ARGS=--profiles=all adds the quality
+# profile (DepthPro takes minutes a pass on a CPU); --quick for the 5-minute check.
+echo "=================== scripts/bench_scene.py ${BENCH_SCENE_ARGS:-}"
+if ! PYTHONUNBUFFERED=1 $py scripts/bench_scene.py --json bench-results/scripts-bench_scene.json \
+    ${BENCH_SCENE_ARGS:-} 2>&1 | tee bench-results/scripts-bench_scene.txt; then
+  echo "BENCH FAILED: scripts/bench_scene.py"; failed=1
+fi
 exit $failed

@@ -4,6 +4,7 @@
     python scripts/run.py                  # documented default models, orchestrator on :8000
     python scripts/run.py --smoke          # offline: tiny models + a fake OpenAI server
     python scripts/run.py --depth-replicas 2 --port-base 9000
+    python scripts/run.py --profile fast   # CPU-sized models (or PROFILE=fast in the environment)
 
 Each service runs as ``python -m <package>`` in its own process group, configured only through
 its environment (everything in ours passes through; the supervisor sets ports, bind hosts and the
@@ -89,6 +90,10 @@ class StackOptions:
     # Extra environment for every child, applied last (tests use it to shorten deadlines).
     extra_env: dict[str, str] = field(default_factory=dict)
     python: str = sys.executable
+    # The model profile (scene_rpc.profiles) every model service gets as PROFILE; None = the
+    # caller's PROFILE, else the services' default. In smoke mode its model ids map to the tiny
+    # models of the same architectures.
+    profile: str | None = None
 
 
 def ports_from_base(base: int) -> tuple[dict[str, int], int]:
@@ -108,6 +113,48 @@ def smoke_model_env(tiny_models_dir: Path) -> dict[str, str]:
         # Everything is local: a model id that is not fails at once instead of downloading.
         "HF_HUB_OFFLINE": "1",
     }
+
+
+# The tiny model of each architecture, by the start of a model id (the smoke run's stand-ins).
+TINY_TWINS = {
+    "apple/DepthPro": "depth-pro",
+    "depth-anything/": "depth-anything",
+    "facebook/sam2": "sam2",
+    "facebook/maskformer": "maskformer",
+    "nvidia/segformer": "segformer",
+}
+
+
+def tiny_twin(tiny_models_dir: Path, model_id: str) -> str:
+    """The tiny random-weight model of ``model_id``'s architecture ("" stays "": no model)."""
+    if not model_id:
+        return ""
+    for prefix, name in TINY_TWINS.items():
+        if model_id.startswith(prefix):
+            return str(tiny_models_dir / name)
+    raise ValueError(f"no tiny model stands in for {model_id}")
+
+
+def profile_smoke_env(tiny_models_dir: Path, profile_name: str) -> dict[str, str]:
+    """Tiny models of the profile's architectures: every profile runs the same smoke tests."""
+    from scene_rpc.profiles import get_profile
+
+    profile = get_profile(profile_name)
+    return {
+        "PROFILE": profile.name,
+        "DEPTH_MODEL": tiny_twin(tiny_models_dir, profile.depth_model),
+        "DEPTH_FALLBACK_MODEL": tiny_twin(tiny_models_dir, profile.depth_fallback_model),
+        "SAM_MODEL": tiny_twin(tiny_models_dir, profile.sam_model),
+        "SEG_MODEL": tiny_twin(tiny_models_dir, profile.semantic_model),
+        "HF_HUB_OFFLINE": "1",
+    }
+
+
+def active_profile(environ: Mapping[str, str], explicit: str | None = None) -> str:
+    """The profile the services will run (ValueError naming the valid ones if unknown)."""
+    from scene_rpc.profiles import DEFAULT_PROFILE, get_profile
+
+    return get_profile(explicit or environ.get("PROFILE") or DEFAULT_PROFILE).name
 
 
 # Smoke-run defaults that the caller's environment may override: random weights segment nothing
@@ -130,8 +177,12 @@ def plan_services(options: StackOptions, environ: Mapping[str, str] | None = Non
     ports, py = options.ports, options.python
     hosts = {name: options.hosts.get(name, options.host) for name in DEFAULT_PORTS}
     reach = {name: f"{connect_host(host)}:{ports[name]}" for name, host in hosts.items()}
+    if options.profile is not None:
+        base_env["PROFILE"] = active_profile(base_env, options.profile)
     if options.smoke:
-        base_env = {**SMOKE_DEFAULTS, **base_env, **smoke_model_env(options.tiny_models_dir)}
+        models = (smoke_model_env(options.tiny_models_dir) if options.profile is None
+                  else profile_smoke_env(options.tiny_models_dir, options.profile))
+        base_env = {**SMOKE_DEFAULTS, **base_env, **models}
         base_env["OPENAI_BASE_URL"] = f"http://{reach['openai']}/v1"
 
     def env(**values: object) -> dict[str, str]:
@@ -139,6 +190,7 @@ def plan_services(options: StackOptions, environ: Mapping[str, str] | None = Non
         merged.update(options.extra_env)
         return merged
 
+    threads = model_threads(base_env, len(options.depth_ports or [0] * options.depth_replicas))
     specs: list[ServiceSpec] = []
     if options.smoke:
         specs.append(ServiceSpec(
@@ -153,13 +205,14 @@ def plan_services(options: StackOptions, environ: Mapping[str, str] | None = Non
     depth_metrics_port = int(env().get("DEPTH_METRICS_PORT") or 0)
     for i, port in enumerate(depth_ports):
         name = "depth" if len(depth_ports) == 1 else f"depth-{i + 1}"
-        depth_env = env(DEPTH_HOST=depth_host, DEPTH_PORT=port)
+        depth_env = env(DEPTH_HOST=depth_host, DEPTH_PORT=port, **threads["depth"])
         if depth_metrics_port:
             depth_env["DEPTH_METRICS_PORT"] = str(depth_metrics_port + i)
         specs.append(ServiceSpec(name, [py, "-m", "depth_service"], depth_env, port, depth_host,
                                  kind="grpc"))
     specs.append(ServiceSpec("segment", [py, "-m", "segment_service"],
-                             env(SEG_HOST=hosts["segment"], SEG_PORT=ports["segment"]),
+                             env(SEG_HOST=hosts["segment"], SEG_PORT=ports["segment"],
+                                 **threads["segment"]),
                              ports["segment"], hosts["segment"], kind="grpc"))
     specs.append(ServiceSpec("imagegen", [py, "-m", "imagegen_service"],
                              env(IMAGEGEN_HOST=hosts["imagegen"], IMAGEGEN_PORT=ports["imagegen"]),
@@ -178,6 +231,28 @@ def plan_services(options: StackOptions, environ: Mapping[str, str] | None = Non
     specs.append(ServiceSpec("orchestrator", [py, "-m", "orchestrator"], env(**orchestrator_env),
                              ports["orchestrator"], hosts["orchestrator"], kind="http"))
     return specs
+
+
+def model_threads(environ: Mapping[str, str], depth_processes: int,
+                  cores: int | None = None) -> dict[str, dict[str, int]]:
+    """DEPTH_THREADS / SEG_THREADS for model services that share this machine's cores.
+
+    Depth and segmentation run concurrently on every request. Each service's own default (one
+    torch thread per core) gives 2 x cores busy threads, and OpenMP threads that outnumber the
+    cores spin and wait on each other; measured with scripts/bench_scene.py --threads-study (see
+    the README), splitting the cores between the processes is faster. A value the caller set is
+    kept.
+    """
+    cores = cores or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                      else os.cpu_count() or 1)
+    share = max(1, cores // (depth_processes + 1))
+    result: dict[str, dict[str, int]] = {"depth": {}, "segment": {}}
+    if not environ.get("DEPTH_THREADS"):
+        result["depth"]["DEPTH_THREADS"] = share
+    if not environ.get("SEG_THREADS"):
+        # Segmentation (SAM2's many decoder passes) takes what the depth processes leave.
+        result["segment"]["SEG_THREADS"] = max(1, cores - share * depth_processes)
+    return result
 
 
 def ensure_tiny_models(tiny_models_dir: Path, python: str = sys.executable) -> None:
@@ -367,8 +442,38 @@ def print_banner(specs: list[ServiceSpec]) -> None:
     lines += [f"  {s.name:<9} {s.address}" for s in specs[:-1]]
     # The orchestrator runs in the repository root, where its default DATA_DIR is ./data.
     data_dir = REPO_ROOT / orchestrator.env.get("DATA_DIR", "data")
-    lines += [f"  data      {data_dir.resolve()}/generations/", "Ctrl-C stops every service.", ""]
+    lines += [f"  data      {data_dir.resolve()}/generations/", *profile_lines(orchestrator.env),
+              "Ctrl-C stops every service.", ""]
     print("\n".join(lines), flush=True)
+
+
+def profile_lines(environ: Mapping[str, str]) -> list[str]:
+    """The active profile, its models and the measured time per scene on this kind of device."""
+    from scene_rpc.profiles import get_profile
+
+    profile = get_profile(active_profile(environ))
+    lines = [f"  profile   {profile.name}: {profile.summary} (PROFILE=quality|balanced|fast)"]
+    overridden = [k for k in ("DEPTH_MODEL", "SAM_MODEL", "SEG_MODEL") if environ.get(k)]
+    if overridden:
+        lines.append(f"            overridden by {', '.join(overridden)}")
+    device = "gpu" if any(environ.get(k, "auto").startswith("cuda")
+                          for k in ("DEPTH_DEVICE", "SEG_DEVICE")) or _has_cuda() else "cpu2"
+    seconds = profile.expected_scene_s.get(device)
+    kind = "a GPU" if device == "gpu" else "a 2-core CPU"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    draft = profile.draft_scene_s.get(device)
+    lines.append(
+        f"  expected  ~{seconds:.0f} s per 1 MP photo at quality=standard"
+        + (f", ~{draft:.0f} s at quality=draft" if draft is not None else "")
+        + f", as measured on {kind} ({profile.measured}; this machine: {cores} cores)"
+        if seconds is not None else
+        f"  expected  not measured on {kind} for this profile (scripts/bench_scene.py measures it)")
+    return lines
+
+
+def _has_cuda() -> bool:
+    # torch is not imported by the supervisor; a visible NVIDIA device is enough of a hint.
+    return Path("/dev/nvidia0").exists()
 
 
 async def supervise(specs: list[ServiceSpec], *, startup_timeout_s: float, grace_s: float,
@@ -431,6 +536,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "fake OpenAI server as a fifth process; data in a temporary "
                              "directory unless --data-dir is given")
     parser.add_argument("--data-dir", type=Path, help="the orchestrator's DATA_DIR")
+    parser.add_argument("--profile", choices=["quality", "balanced", "fast"],
+                        help="model profile of every model service (default: $PROFILE, else "
+                             "quality); with --smoke, tiny models of its architectures")
     parser.add_argument("--host", default="127.0.0.1",
                         help="bind address of every service (default: loopback only)")
     parser.add_argument("--port-base", type=int,
@@ -463,7 +571,7 @@ def options_from_args(args: argparse.Namespace) -> StackOptions:
     data_dir = args.data_dir.resolve() if args.data_dir is not None else None
     return StackOptions(smoke=args.smoke, host=args.host, data_dir=data_dir,
                         depth_replicas=args.depth_replicas, ports=ports,
-                        replica_port=replica_port)
+                        replica_port=replica_port, profile=args.profile or None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -243,12 +243,13 @@ class Stack:
 
 def stack_specs(tmp_dir: Path, *, depth_replicas: int = 1, extra_env: dict[str, str] | None = None,
                 tiny_models_dir: Path | None = None, hosts: dict[str, str] | None = None,
-                argv_prefix: dict[str, list[str]] | None = None,
+                argv_prefix: dict[str, list[str]] | None = None, profile: str | None = None,
                 ) -> tuple[list[ServiceSpec], Path]:
     """The processes of a smoke stack on free ports, with its data directory under ``tmp_dir``.
 
     ``hosts`` binds services to other addresses than loopback; ``argv_prefix`` runs a process
-    under a wrapper (e.g. ``ip netns exec NAME``), by process name.
+    under a wrapper (e.g. ``ip netns exec NAME``), by process name; ``profile`` runs a model
+    profile, on the tiny models of its architectures.
     """
     ports = free_ports(4 + depth_replicas)
     names = ["orchestrator", "depth", "segment", "imagegen", "openai"]
@@ -261,6 +262,7 @@ def stack_specs(tmp_dir: Path, *, depth_replicas: int = 1, extra_env: dict[str, 
         hosts=dict(hosts or {}),
         tiny_models_dir=tiny_models_dir or run_script.TINY_MODELS_DIR,
         extra_env=dict(extra_env or {}),
+        profile=profile,
     )
     specs = run_script.plan_services(options)
     for spec in specs:
@@ -273,10 +275,10 @@ def running_stack(tmp_dir: Path, *, depth_replicas: int = 1,
                   extra_env: dict[str, str] | None = None, tiny_models_dir: Path | None = None,
                   hosts: dict[str, str] | None = None,
                   argv_prefix: dict[str, list[str]] | None = None,
-                  timeout_s: float = 180.0) -> Iterator[Stack]:
+                  timeout_s: float = 180.0, profile: str | None = None) -> Iterator[Stack]:
     specs, data_dir = stack_specs(tmp_dir, depth_replicas=depth_replicas, extra_env=extra_env,
                                   tiny_models_dir=tiny_models_dir, hosts=hosts,
-                                  argv_prefix=argv_prefix)
+                                  argv_prefix=argv_prefix, profile=profile)
     stack = Stack(specs, tmp_dir / "logs", data_dir)
     try:
         stack.start(timeout_s=timeout_s)

@@ -11,14 +11,14 @@ from scipy.stats import spearmanr
 from depth_service.model import DepthModel
 from depth_service.pipeline import EstimateOptions
 from depth_service.settings import TileMode
+from scene_rpc.profiles import PROFILES
 from tests.plugin import skip_unless_cached
 
+# Every profile's depth model and fallback (scene_rpc.profiles), each skipped unless cached.
 REAL_MODELS = [
-    pytest.param("apple/DepthPro-hf", marks=skip_unless_cached("apple/DepthPro-hf")),
-    pytest.param("depth-anything/Depth-Anything-V2-Large-hf",
-                 marks=skip_unless_cached("depth-anything/Depth-Anything-V2-Large-hf")),
-    pytest.param("depth-anything/Depth-Anything-V2-Small-hf",
-                 marks=skip_unless_cached("depth-anything/Depth-Anything-V2-Small-hf")),
+    pytest.param(model_id, marks=skip_unless_cached(model_id))
+    for model_id in dict.fromkeys(
+        m for p in PROFILES.values() for m in (p.depth_model, p.depth_fallback_model) if m)
 ]
 
 

@@ -7,7 +7,7 @@ from depth_service.settings import Settings, TileMode
 
 
 def test_defaults_follow_the_spec(monkeypatch):
-    for name in ("DEPTH_MODEL", "DEPTH_FALLBACK_MODEL", "DEPTH_PORT", "DEPTH_TILE_MODE"):
+    for name in ("DEPTH_MODEL", "DEPTH_FALLBACK_MODEL", "DEPTH_PORT", "DEPTH_TILE_MODE", "PROFILE"):
         monkeypatch.delenv(name, raising=False)
     settings = Settings()
     assert settings.model == "apple/DepthPro-hf"
@@ -36,3 +36,34 @@ def test_invalid_values_are_refused(field, value):
 def test_the_pixel_limit_must_fit_responses_in_a_message():
     with pytest.raises(pydantic.ValidationError, match="DEPTH_MAX_MESSAGE_BYTES"):
         Settings(max_pixels=20_000_000, max_message_bytes=64 * 1024 * 1024)
+
+
+@pytest.mark.parametrize("profile", ["quality", "balanced", "fast"])
+def test_the_profile_picks_the_models_unless_they_are_set(monkeypatch, profile):
+    from scene_rpc.profiles import PROFILES
+
+    for name in ("DEPTH_MODEL", "DEPTH_FALLBACK_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PROFILE", profile.upper())
+    settings = Settings()
+    assert settings.profile == profile
+    assert settings.model == PROFILES[profile].depth_model
+    assert settings.fallback_model == PROFILES[profile].depth_fallback_model
+    # An explicit model wins, even when it is the quality default; an empty fallback too.
+    monkeypatch.setenv("DEPTH_MODEL", "apple/DepthPro-hf")
+    monkeypatch.setenv("DEPTH_FALLBACK_MODEL", "")
+    assert (Settings().model, Settings().fallback_model) == ("apple/DepthPro-hf", "")
+
+
+def test_an_unknown_profile_stops_the_service_naming_the_valid_ones(monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("PROFILE", "turbo")
+    with pytest.raises(pydantic.ValidationError, match="quality, balanced, fast"):
+        Settings()
+    done = subprocess.run([sys.executable, "-m", "depth_service"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1
+    assert "unknown profile 'turbo': valid profiles are quality, balanced, fast" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -6,22 +6,28 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from scene_rpc.profiles import PROFILES
 from segment_service.categories import Category
 from segment_service.models import SamModel, SemanticModel
 from segment_service.segmenter import Segmenter
 from segment_service.settings import Mode, Settings
 from tests.plugin import skip_unless_cached
 
-SAM = "facebook/sam2.1-hiera-large"
-SEMANTIC = "facebook/maskformer-swin-large-ade"
+# Every profile's pair of models (scene_rpc.profiles), each skipped unless cached.
+PROFILE_MODELS = [
+    pytest.param((p.sam_model, p.semantic_model), id=name,
+                 marks=skip_unless_cached(p.sam_model, p.semantic_model))
+    for name, p in PROFILES.items()
+]
 
-pytestmark = [pytest.mark.real_models, pytest.mark.slow, skip_unless_cached(SAM, SEMANTIC)]
+pytestmark = [pytest.mark.real_models, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def settings() -> Settings:
+@pytest.fixture(scope="module", params=PROFILE_MODELS)
+def settings(request) -> Settings:
+    sam, semantic = request.param
     # SAM2's released automatic-mask settings; a coarser grid keeps the CPU run short.
-    return Settings(sam_model=SAM, semantic_model=SEMANTIC, points_per_side=16,
+    return Settings(sam_model=sam, semantic_model=semantic, points_per_side=16,
                     crop_points_per_side=8)
 
 

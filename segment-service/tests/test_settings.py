@@ -8,7 +8,7 @@ import pytest
 from segment_service.settings import Mode, Settings
 
 _ENV = ("SAM_MODEL", "SEG_SAM_MODEL", "SEG_MODEL", "SEG_MODE", "SEG_PORT", "SEG_POINTS_PER_SIDE",
-        "SEG_MAX_PIXELS", "SEG_MAX_MESSAGE_BYTES")
+        "SEG_MAX_PIXELS", "SEG_MAX_MESSAGE_BYTES", "PROFILE")
 
 
 @pytest.fixture(autouse=True)
@@ -51,3 +51,30 @@ def test_the_largest_response_must_fit_in_a_message(monkeypatch):
     monkeypatch.setenv("SEG_MAX_PIXELS", str(200_000_000))
     with pytest.raises(pydantic.ValidationError, match="SEG_MAX_MESSAGE_BYTES"):
         Settings()
+
+
+@pytest.mark.parametrize("profile", ["quality", "balanced", "fast"])
+def test_the_profile_picks_the_models_unless_they_are_set(monkeypatch, profile):
+    from scene_rpc.profiles import PROFILES
+
+    monkeypatch.setenv("PROFILE", profile)
+    settings = Settings()
+    assert (settings.sam_model, settings.semantic_model) == (
+        PROFILES[profile].sam_model, PROFILES[profile].semantic_model)
+    monkeypatch.setenv("SAM_MODEL", "facebook/sam2.1-hiera-large")
+    monkeypatch.setenv("SEG_MODEL", "/models/mine")
+    assert (Settings().sam_model, Settings().semantic_model) == (
+        "facebook/sam2.1-hiera-large", "/models/mine")
+
+
+def test_an_unknown_profile_stops_the_service_naming_the_valid_ones(monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("PROFILE", "turbo")
+    with pytest.raises(pydantic.ValidationError, match="quality, balanced, fast"):
+        Settings()
+    done = subprocess.run([sys.executable, "-m", "segment_service"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1
+    assert "unknown profile 'turbo': valid profiles are quality, balanced, fast" in done.stderr

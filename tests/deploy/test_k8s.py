@@ -45,7 +45,7 @@ def container_env(objects: dict, service: str) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("variant", ["", "cpu"])
+@pytest.mark.parametrize("variant", ["", "cpu", "fast", "balanced"])
 def test_the_renderer_agrees_with_kubectl_kustomize(variant):
     reference = render_with_kubectl(K8S / variant)
     if reference is None:
@@ -159,3 +159,19 @@ def test_every_configured_variable_is_a_setting_of_the_service(gpu, service):
         assert variable in names, f"{service}: {variable} is read by nothing"
         # And the value is one the service accepts.
         settings_env.parse_as(service, variable, value)
+
+
+@pytest.mark.parametrize("profile", ["fast", "balanced"])
+def test_profile_overlays_set_one_profile_for_both_model_services_on_the_cpu(profile, cpu):
+    objects = index(render(K8S / profile))
+    for service in MODEL_SERVICES:
+        env = container_env(objects, service)
+        assert env["PROFILE"] == profile
+        assert not {"DEPTH_MODEL", "SAM_MODEL", "SEG_MODEL"} & set(env), "would override it"
+        assert container(objects, service) == container(cpu, service)
+    assert container_env(objects, "orchestrator") == container_env(cpu, "orchestrator")
+
+
+def test_the_base_runs_the_quality_profile(gpu):
+    for service in MODEL_SERVICES:
+        assert container_env(gpu, service)["PROFILE"] == "quality"

@@ -15,9 +15,10 @@ from tests.stack import run_script
 
 SERVICE_OF = {"depth": "depth", "segment": "segment", "imagegen": "imagegen",
               "orchestrator": "orchestrator"}
-# Read by more than one service, on purpose (none so far: one environment reaches all four
-# processes under `make run`, so a shared name would silently set two things).
-SHARED_ON_PURPOSE: dict[str, set[str]] = {}
+# Read by more than one service, on purpose. One environment reaches all four processes under
+# `make run`, so a shared name sets two things at once: only PROFILE is, deliberately (the one
+# switch that picks every model service's models from scene_rpc.profiles).
+SHARED_ON_PURPOSE: dict[str, set[str]] = {"PROFILE": {"depth", "segment"}}
 
 
 def plan(**options) -> dict[str, run_script.ServiceSpec]:
@@ -118,3 +119,60 @@ def test_depth_replicas_get_a_metrics_port_each():
     assert ports == ["9091", "9092", "9093"]
     off = run_script.plan_services(run_script.StackOptions(depth_replicas=2), environ={})
     assert all("DEPTH_METRICS_PORT" not in s.env for s in off)
+
+
+def test_profile_reaches_every_model_service_and_smoke_maps_it_to_tiny_twins(tmp_path):
+    specs = plan(smoke=True, tiny_models_dir=tmp_path, profile="fast")
+    depth, segment = specs["depth"].env, specs["segment"].env
+    assert depth["PROFILE"] == segment["PROFILE"] == "fast"
+    assert depth["DEPTH_MODEL"] == str(tmp_path / "depth-anything")
+    assert depth["DEPTH_FALLBACK_MODEL"] == ""
+    assert segment["SAM_MODEL"] == str(tmp_path / "sam2")
+    assert segment["SEG_MODEL"] == str(tmp_path / "segformer")
+    quality = plan(smoke=True, tiny_models_dir=tmp_path, profile="quality")
+    assert quality["depth"].env["DEPTH_MODEL"] == str(tmp_path / "depth-pro")
+    assert quality["segment"].env["SEG_MODEL"] == str(tmp_path / "maskformer")
+
+
+def test_every_profile_model_has_a_tiny_twin_that_the_builder_makes(tmp_path):
+    import sys
+
+    from scene_rpc.profiles import PROFILES, model_ids
+
+    sys.path.insert(0, str(run_script.REPO_ROOT / "scripts"))
+    from tiny_models import depth, segment
+
+    built = {*depth.BUILDERS, *segment.BUILDERS}
+    for name in PROFILES:
+        for model_id in model_ids(name):
+            assert Path(run_script.tiny_twin(tmp_path, model_id)).name in built
+
+
+def test_make_run_profile_flag_and_the_banner(monkeypatch):
+    args = run_script.parse_args(["--profile", "fast"])
+    options = run_script.options_from_args(args)
+    specs = run_script.plan_services(options, environ={})
+    assert {s.env["PROFILE"] for s in specs} == {"fast"}
+    banner = "\n".join(run_script.profile_lines({"PROFILE": "balanced"}))
+    assert "profile   balanced" in banner
+    assert "per 1 MP photo" in banner or "not measured" in banner
+
+
+def test_an_unknown_profile_is_refused_naming_the_valid_ones():
+    import pytest
+
+    with pytest.raises(ValueError, match="quality, balanced, fast"):
+        run_script.active_profile({"PROFILE": "turbo"})
+
+
+def test_model_services_split_the_cores_unless_threads_are_set():
+    assert run_script.model_threads({}, depth_processes=1, cores=2) == {
+        "depth": {"DEPTH_THREADS": 1}, "segment": {"SEG_THREADS": 1}}
+    assert run_script.model_threads({}, depth_processes=2, cores=8) == {
+        "depth": {"DEPTH_THREADS": 2}, "segment": {"SEG_THREADS": 4}}
+    assert run_script.model_threads({"DEPTH_THREADS": "3", "SEG_THREADS": "5"}, 1, 2) == {
+        "depth": {}, "segment": {}}
+    specs = plan()
+    assert "DEPTH_THREADS" in specs["depth"].env and "SEG_THREADS" in specs["segment"].env
+    assert "DEPTH_THREADS" not in specs["segment"].env
+    assert "SEG_THREADS" not in specs["orchestrator"].env

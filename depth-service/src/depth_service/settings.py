@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from scene_rpc.profiles import DEFAULT_PROFILE, get_profile
 from scene_rpc.server import DEFAULT_MAX_MESSAGE_BYTES
 
 # A response carries up to two float32 maps (normalized + metric) of the input's size.
@@ -27,6 +28,10 @@ class TileMode(StrEnum):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DEPTH_", extra="ignore", frozen=True)
 
+    # The stack-wide model profile (scene_rpc.profiles): quality, balanced or fast. It picks
+    # `model` and `fallback_model` unless those are set explicitly. The one variable every model
+    # service reads, so it has no DEPTH_ prefix.
+    profile: str = Field(DEFAULT_PROFILE, validation_alias=AliasChoices("PROFILE", "profile"))
     host: str = "[::]"
     port: int = Field(50051, ge=0, le=65535)
     # Hub id or local directory of any transformers depth model of a supported architecture.
@@ -59,6 +64,21 @@ class Settings(BaseSettings):
     metrics_port: int = Field(0, ge=0, le=65535)
     # Tracing: empty = off, "console" = spans as JSON lines on stdout, else an OTLP/HTTP URL.
     trace_exporter: str = ""
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, value: str) -> str:
+        return get_profile(value).name
+
+    @model_validator(mode="after")
+    def _models_from_profile(self) -> Settings:
+        # An explicitly set model (even to the quality default) wins over the profile's.
+        profile = get_profile(self.profile)
+        for name, value in (("model", profile.depth_model),
+                            ("fallback_model", profile.depth_fallback_model)):
+            if name not in self.model_fields_set:
+                self.__dict__[name] = value  # frozen: set once, during validation
+        return self
 
     @model_validator(mode="after")
     def _responses_fit_in_a_message(self) -> Settings:

@@ -61,6 +61,8 @@ class JobInputs:
     # /generate answers with the cloud itself, possibly in the quantised variant.
     return_body: bool = False
     quantized: bool = False
+    # Per-request quality (orchestrator.quality): draft | standard | high.
+    quality: str = "standard"
 
 
 @dataclass
@@ -89,6 +91,7 @@ class Job:
         self.mode = inputs.mode
         self.prompt = inputs.prompt
         self.vibe = inputs.vibe
+        self.quality = inputs.quality
         self.status = "queued"
         self.stage: str | None = None
         self.progress = 0.0
@@ -130,7 +133,8 @@ class Job:
             "error_status": self.error_status, "created_at": self.created_at,
             "updated_at": self.updated_at, "started_at": self.started_at,
             "finished_at": self.finished_at, "prompt": self.prompt, "vibe": self.vibe,
-            "mode": self.mode, "source": self.source, **links(self.id),
+            "mode": self.mode, "source": self.source, "quality": self.quality,
+            **links(self.id),
         }
 
     def record(self, **overrides: Any) -> dict[str, Any]:
@@ -140,7 +144,8 @@ class Job:
             "id": self.id, "status": self.status, "error": self.error,
             "error_status": self.error_status, "stage": self.stage,
             "progress": round(self.progress, 4), "prompt": self.prompt, "vibe": self.vibe,
-            "mode": self.mode, "source": self.source, "created_at": self.created_at,
+            "mode": self.mode, "source": self.source, "quality": self.quality,
+            "created_at": self.created_at,
             "updated_at": self.updated_at, "started_at": self.started_at,
             "finished_at": self.finished_at, "timing_ms": dict(self.timing_ms), **self.result,
             "trace_id": self.trace_id,
@@ -218,7 +223,7 @@ def view_from_record(record: dict[str, Any]) -> dict[str, Any]:
     restart)."""
     keys = ("id", "status", "stage", "progress", "timing_ms", "error", "error_status",
             "created_at", "updated_at", "started_at", "finished_at", "prompt", "vibe", "mode",
-            "source")
+            "source", "quality")
     view = {key: record.get(key) for key in keys}
     view.update(queue_position=None, stages={}, **links(record["id"]))
     return view

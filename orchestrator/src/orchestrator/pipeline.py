@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from orchestrator import imaging
+from orchestrator import imaging, quality
 from orchestrator.errors import ApiError
 from orchestrator.jobs import Job, Prepared
 from orchestrator.services import ModelServices
@@ -163,6 +163,9 @@ class Pipeline:
                                                        request_id=job.id)
         segment_request = segment_pb2.SegmentRequest(image=image, panorama=panorama,
                                                      request_id=job.id)
+        knobs = quality.apply(job.quality, panorama=panorama, depth=depth_request,
+                              segment=segment_request)
+        result["quality_knobs"] = knobs.describe()
 
         async def call(stage: str, method, request):
             started = time.perf_counter()
@@ -245,7 +248,9 @@ class Pipeline:
         metadata = {"generation_id": job.id, "source": job.source, "scene_mode": job.mode}
         options = dict(cloud_id=job.id, metadata=metadata, depth_is_metric=metric,
                        near_m=settings.near_m, far_m=settings.far_m,
-                       stride=settings.point_stride, max_points=settings.max_points or None)
+                       stride=max(settings.point_stride,
+                                  quality.QUALITY_KNOBS[job.quality].point_stride),
+                       max_points=settings.max_points or None)
         started = time.perf_counter()
         if job.mode == "panorama":
             cloud_bin = pack_equirect(depth, rgb, outputs.categories, **options)

@@ -213,7 +213,9 @@ class ModelServices:
 
     async def segment_image(self, request: segment_pb2.SegmentRequest,
                             on_progress: ProgressCallback) -> segment_pb2.SegmentResponse:
-        request.mode = _SEGMENT_MODES[self.settings.segment_mode]
+        if request.mode == segment_pb2.SEGMENT_MODE_UNSPECIFIED:
+            # The request's quality may ask for a mode; otherwise SEGMENT_MODE's.
+            request.mode = _SEGMENT_MODES[self.settings.segment_mode]
         return await self._stream(self.segment, self._segment_stub.StreamSegment, request,
                                   on_progress)
 

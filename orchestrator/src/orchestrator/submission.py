@@ -19,6 +19,7 @@ from starlette.datastructures import UploadFile
 from orchestrator.errors import ApiError
 from orchestrator.jobs import JobInputs
 from orchestrator.pipeline import blocking, check_panorama
+from orchestrator.quality import DEFAULT_QUALITY, QUALITIES, Quality
 from orchestrator.settings import Settings
 from scene_rpc.errors import ImageTooLarge, InvalidInput
 from scene_rpc.images import decode_image_bytes
@@ -35,6 +36,9 @@ class PromptRequest(BaseModel):
     vibe: str = Field("", description="A short mood or style phrase woven into the prompt.")
     mode: Mode = Field("standard", description="standard: a landscape image; panorama: a 2:1 "
                                                "equirectangular panorama (a sphere of points).")
+    quality: Quality = Field(DEFAULT_QUALITY, description="draft: a quick look (semantic labels "
+                             "only, one small depth pass, every 2nd pixel); standard; high: "
+                             "SAM2's dense prompt grid, no input cap.")
     openai_api_key: SecretStr | None = Field(
         None, description="The caller's OpenAI key; may instead come as `Authorization: Bearer "
                           "...` or `X-OpenAI-Key`. Used for this generation only, never stored.")
@@ -63,6 +67,7 @@ class UploadFields(BaseModel):
 
     vibe: str = ""
     mode: Mode = "standard"
+    quality: Quality = DEFAULT_QUALITY
     # A caption to remember the upload by; not sent anywhere.
     prompt: str | None = None
 
@@ -93,6 +98,8 @@ OPENAPI_BODY = {
                     "mode": {"type": "string", "enum": ["standard", "panorama"],
                              "default": "standard"},
                     "prompt": {"type": "string", "description": "An optional caption."},
+                    "quality": {"type": "string", "enum": list(QUALITIES),
+                                "default": DEFAULT_QUALITY},
                 },
             }},
         },
@@ -144,8 +151,9 @@ async def _read_json(request: Request, settings: Settings) -> Submission:
                             "`openai_api_key`; or upload a photo instead",
                        headers={"WWW-Authenticate": "Bearer"})
     inputs = JobInputs(source="prompt", mode=body.mode, prompt=body.prompt, vibe=body.vibe,
-                       openai_api_key=key)
-    return Submission(inputs, _fingerprint("prompt", body.prompt, body.vibe, body.mode, None))
+                       openai_api_key=key, quality=body.quality)
+    return Submission(inputs, _fingerprint("prompt", body.prompt, body.vibe, body.mode, None,
+                                           body.quality))
 
 
 def openai_key_from_headers(request: Request) -> str | None:
@@ -183,9 +191,10 @@ async def _read_multipart(request: Request, settings: Settings) -> Submission:
     if not data:
         raise ApiError(400, "the uploaded image is empty (0 bytes)")
     inputs = JobInputs(source="upload", mode=values.mode, prompt=values.prompt or None,
-                       vibe=values.vibe)
+                       vibe=values.vibe, quality=values.quality)
     digest = hashlib.sha256(data).hexdigest()
-    fingerprint = _fingerprint("upload", values.prompt, values.vibe, values.mode, digest)
+    fingerprint = _fingerprint("upload", values.prompt, values.vibe, values.mode, digest,
+                               values.quality)
     return Submission(inputs, fingerprint, image_bytes=data)
 
 
@@ -205,7 +214,10 @@ async def decode_upload(submission: Submission, settings: Settings) -> None:
 
 
 def _fingerprint(source: str, prompt: str | None, vibe: str, mode: str,
-                 image_sha256: str | None) -> str:
+                 image_sha256: str | None, quality: str = DEFAULT_QUALITY) -> str:
     content: dict[str, Any] = {"source": source, "prompt": prompt, "vibe": vibe, "mode": mode,
                                "image_sha256": image_sha256}
+    if quality != DEFAULT_QUALITY:
+        # Only when not the default: fingerprints stored before quality existed still match.
+        content["quality"] = quality
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()

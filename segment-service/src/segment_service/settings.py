@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from scene_rpc.profiles import DEFAULT_PROFILE, get_profile
 from scene_rpc.server import DEFAULT_MAX_MESSAGE_BYTES
 
 # A response carries one uint8 category per pixel, plus labels and timings.
@@ -32,6 +33,10 @@ class Settings(BaseSettings):
         env_prefix="SEG_", extra="ignore", frozen=True, validate_by_name=True
     )
 
+    # The stack-wide model profile (scene_rpc.profiles): quality, balanced or fast. It picks
+    # `sam_model` and `semantic_model` unless those are set explicitly. The one variable every
+    # model service reads, so it has no SEG_ prefix.
+    profile: str = Field(DEFAULT_PROFILE, validation_alias=AliasChoices("PROFILE"))
     host: str = "[::]"
     port: int = Field(50052, ge=0, le=65535)
     # Hub id or local directory of a transformers Sam2Model checkpoint.
@@ -87,6 +92,21 @@ class Settings(BaseSettings):
     metrics_port: int = Field(0, ge=0, le=65535)
     # Tracing: empty = off, "console" = spans as JSON lines on stdout, else an OTLP/HTTP URL.
     trace_exporter: str = ""
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, value: str) -> str:
+        return get_profile(value).name
+
+    @model_validator(mode="after")
+    def _models_from_profile(self) -> Settings:
+        # An explicitly set model (even to the quality default) wins over the profile's.
+        profile = get_profile(self.profile)
+        for name, value in (("sam_model", profile.sam_model),
+                            ("semantic_model", profile.semantic_model)):
+            if name not in self.model_fields_set:
+                self.__dict__[name] = value  # frozen: set once, during validation
+        return self
 
     @model_validator(mode="after")
     def _responses_fit_in_a_message(self) -> Settings:

@@ -1,0 +1,87 @@
+"""The model profiles: one switch (``PROFILE``) that picks every model service's models.
+
+This table is the one place the profiles are defined. The depth and segment services' settings
+read ``PROFILE`` (the one environment variable more than one service reads, on purpose: it must
+mean the same to all of them) and take a model from here unless their own model setting is set
+explicitly. ``scripts/run.py`` prints the expected time per scene from ``expected_scene_s``.
+
+- ``quality``: the spec's models (the default).
+- ``balanced``: mid-size models of the same families.
+- ``fast``: the smallest members, chosen for a CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEFAULT_PROFILE = "quality"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    depth_model: str
+    # Loaded when depth_model cannot be; "" = none.
+    depth_fallback_model: str
+    sam_model: str
+    semantic_model: str
+    # Measured upload -> cloud seconds for a 1 MP photo at quality=standard and =draft, by device
+    # kind ("cpu2": this project's 2-core CPU machine, "gpu"), from scripts/bench_scene.py
+    # (`make run` prints them); absent = not measured. `measured` says when and how.
+    expected_scene_s: dict[str, float] = field(default_factory=dict)
+    draft_scene_s: dict[str, float] = field(default_factory=dict)
+    measured: str = ""
+    summary: str = ""
+
+
+PROFILES: dict[str, Profile] = {
+    "quality": Profile(
+        name="quality",
+        depth_model="apple/DepthPro-hf",
+        depth_fallback_model="depth-anything/Depth-Anything-V2-Large-hf",
+        sam_model="facebook/sam2.1-hiera-large",
+        semantic_model="facebook/maskformer-swin-large-ade",
+        summary="the spec's models: metric DepthPro, SAM2.1-L, MaskFormer Swin-L",
+    ),
+    "balanced": Profile(
+        name="balanced",
+        depth_model="depth-anything/Depth-Anything-V2-Base-hf",
+        depth_fallback_model="",
+        sam_model="facebook/sam2.1-hiera-small",
+        # Measured here: MaskFormer Swin-T is faster than SegFormer-B2 on this CPU at a higher
+        # published ADE20K mIoU, so it is the middle semantic model.
+        semantic_model="facebook/maskformer-swin-tiny-ade",
+        summary="mid-size models: Depth Anything V2 Base, SAM2.1-S, MaskFormer Swin-T",
+    ),
+    "fast": Profile(
+        name="fast",
+        depth_model="depth-anything/Depth-Anything-V2-Small-hf",
+        depth_fallback_model="",
+        sam_model="facebook/sam2.1-hiera-tiny",
+        semantic_model="nvidia/segformer-b0-finetuned-ade-512-512",
+        summary="CPU models: Depth Anything V2 Small, SAM2.1-T, SegFormer-B0",
+        # A pessimistic first measurement: the machine was shared (load average 19 on 2 cores)
+        # and the segment service did not yet honour the per-request prompt knobs (a uniform
+        # 16 x 16 grid plus crops: 742 of the 923 s). To be replaced by a quiet-machine run.
+        expected_scene_s={"cpu2": 925.0},
+        draft_scene_s={"cpu2": 22.0},
+        measured="2026-11-29, shared 2-core machine at load 19, before the segment-speed work",
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    """The profile called ``name`` (case-insensitive); ValueError naming the valid ones."""
+    key = name.strip().lower()
+    if key not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}: valid profiles are "
+                         f"{', '.join(PROFILES)}")
+    return PROFILES[key]
+
+
+def model_ids(name: str) -> list[str]:
+    """Every model id the profile may load (fallback included), without repeats."""
+    profile = get_profile(name)
+    ids = [profile.depth_model, profile.depth_fallback_model, profile.sam_model,
+           profile.semantic_model]
+    return list(dict.fromkeys(i for i in ids if i))
