@@ -22,13 +22,17 @@ from scipy import ndimage
 # survive, and labelling plus distance transforms stay at a few milliseconds.
 WORK_SIDE_PX = 256
 # Regions smaller than this fraction of one grid cell get no prompt: semantic-map speckle (the
-# uniform grid itself rarely hits a region that small).
+# uniform grid itself rarely hits a region that small) ...
 MIN_REGION_CELLS = 0.25
+# ... unless they cover this fraction of the crop (a 32 x 32 px object at 1 MP): coarse grids
+# still get a prompt on each small object.
+MIN_REGION_FRACTION = 0.001
 # Boundary prompts per region, as a fraction of its interior prompts (regions of 4+ cells).
 BOUNDARY_SHARE = 0.5
-# Boundary prompts sit this far inside the region, in work pixels: on the region, off the edge
-# where the semantic model's boundary is uncertain.
-BOUNDARY_BAND_PX = (1.5, 3.0)
+# Boundary prompts sit this far inside the region from a boundary with another class, as a
+# fraction of the crop's longer side (10-20 px at 1024): on the region, off the edge where the
+# semantic model's boundary is uncertain.
+BOUNDARY_BAND = (0.01, 0.02)
 
 
 def build_point_grid(points_per_side: int) -> torch.Tensor:
@@ -91,6 +95,7 @@ def semantic_prompts(class_map: np.ndarray, points_per_side: int) -> torch.Tenso
     stride = max(1, math.ceil(max(height, width) / WORK_SIDE_PX))
     work = class_map[stride // 2::stride, stride // 2::stride]
     work_cells = work.size / points_per_side**2  # work pixels per grid cell
+    min_size = min(MIN_REGION_CELLS * work_cells, MIN_REGION_FRACTION * work.size)
 
     regions: list[tuple[np.ndarray, tuple[slice, slice]]] = []
     sizes: list[int] = []
@@ -99,11 +104,19 @@ def semantic_prompts(class_map: np.ndarray, points_per_side: int) -> torch.Tenso
         for index, box in enumerate(ndimage.find_objects(labels), start=1):
             region = labels[box] == index
             size = int(np.count_nonzero(region))
-            if size >= MIN_REGION_CELLS * work_cells:
+            if size >= min_size:
                 regions.append((region, box))
                 sizes.append(size)
     if not regions:
         return torch.zeros((0, 2), dtype=torch.float32)
+    # Distance to the nearest pixel of another class; the image border is no class boundary.
+    edges = np.zeros(work.shape, dtype=bool)
+    edges[:, 1:] |= work[:, 1:] != work[:, :-1]
+    edges[:, :-1] |= work[:, 1:] != work[:, :-1]
+    edges[1:] |= work[1:] != work[:-1]
+    edges[:-1] |= work[1:] != work[:-1]
+    to_edge = ndimage.distance_transform_edt(~edges) if edges.any() else None
+    low, high = (f * max(work.shape) for f in BOUNDARY_BAND)
     interior, boundary = _allocation(np.asarray(sizes) / work_cells, points_per_side**2)
 
     points: list[tuple[float, float]] = []
@@ -113,9 +126,11 @@ def semantic_prompts(class_map: np.ndarray, points_per_side: int) -> torch.Tenso
         # A frame of background around the box: the image border counts as a region edge too.
         depth = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
         inner = _spread_points(depth, int(n_inner), [], min_score=0.5)
-        low, high = BOUNDARY_BAND_PX
-        band = np.where((depth >= low) & (depth <= high), 1e6, 0.0)
-        edge = _spread_points(band, int(n_edge), inner, min_score=1.0)
+        edge: list[tuple[int, int]] = []
+        if to_edge is not None and n_edge:
+            near = to_edge[box]
+            band = np.where(region & (near >= low) & (near <= high), 1e6, 0.0)
+            edge = _spread_points(band, int(n_edge), inner, min_score=1.0)
         for y, x in inner + edge:
             # Work pixel -> the centre of the crop pixel it was sampled from, normalised.
             row = (box[0].start + y) * stride + stride // 2
