@@ -63,6 +63,14 @@ class Knobs:
     max_input_side_px: int = 0
 
     def __post_init__(self) -> None:
+        for name, kind in (("prompt_strategy", PromptStrategy), ("crop_mode", CropMode)):
+            value = getattr(self, name)
+            if value is not None:
+                try:  # plain strings ("grid", "off") become the enum
+                    object.__setattr__(self, name, kind(value))
+                except ValueError:
+                    raise InvalidInput(f"unknown {name} {value!r}: one of "
+                                       f"{', '.join(k.value for k in kind)}") from None
         for name in ("points_per_side", "crop_points_per_side"):
             value = getattr(self, name)
             if not 0 <= value <= MAX_POINTS_PER_SIDE:
