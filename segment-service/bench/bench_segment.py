@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """Segment-service benchmark: time per image per stage for 1024x1024 and 2048x1024 in every
-SEG_MODE, fusion overhead against model time, and a points_per_batch sweep.
+SEG_MODE, fusion overhead against model time, a points_per_batch sweep, and SAM2 prompt
+strategies (uniform grid against semantic-map prompts) on the shared photos.
 
     python segment-service/bench/bench_segment.py [--quick] [--no-full-size]
+    python segment-service/bench/bench_segment.py --strategies-only [--quick] [--sam tiny|large]
 
 Every figure is printed with the device, models and thread count it was measured with, and as a
 ratio against a baseline measured in the same run. Three kinds of model are used:
@@ -32,7 +34,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_MODELS = ROOT / ".cache" / "tiny-models"
-PHOTO = ROOT.parent / "shared" / "images" / "outdoor_colosseum_sky.jpg"
+SHARED_IMAGES = ROOT.parent / "shared" / "images"
+if not SHARED_IMAGES.is_dir():  # a worktree under /work/wt: the shared data sits at /work/shared
+    SHARED_IMAGES = ROOT.parents[1] / "shared" / "images"
+PHOTO = SHARED_IMAGES / "outdoor_colosseum_sky.jpg"
 SIZES = [(1024, 1024), (2048, 1024)]  # (width, height)
 STAGES = ["semantic", "sam_encoder", "mask_decoding", "fusion", "total"]
 
@@ -175,9 +180,30 @@ async def sweep_tiny(models: Path, quick: bool) -> None:
         segmenter.close()
 
 
-def build_full_size(out: Path) -> tuple[Path, Path]:
-    """sam2.1-hiera-tiny's architecture and MaskFormer with maskformer-swin-tiny-ade's layout,
-    random weights, saved and loaded through the service's from_pretrained path."""
+# sam2.1-hiera-large's image encoder (Sam2Config's defaults are hiera-tiny); the prompt encoder
+# and mask decoder are the same size in every SAM2.1 variant.
+HIERA_LARGE = dict(
+    hidden_size=144, num_attention_heads=2, blocks_per_stage=[2, 6, 36, 4],
+    embed_dim_per_stage=[144, 288, 576, 1152], num_attention_heads_per_stage=[2, 4, 8, 16],
+    window_size_per_stage=[8, 4, 16, 8], global_attention_blocks=[23, 33, 43],
+    window_positional_embedding_background_size=[7, 7],
+)
+
+
+def sam2_config(size: str):
+    from transformers import Sam2Config, Sam2HieraDetConfig, Sam2VisionConfig
+
+    if size == "tiny":
+        return Sam2Config()
+    vision = Sam2VisionConfig(backbone_config=Sam2HieraDetConfig(**HIERA_LARGE),
+                              backbone_channel_list=[1152, 576, 288, 144])
+    return Sam2Config(vision_config=vision.to_dict())
+
+
+def build_full_size(out: Path, sam_size: str = "tiny") -> tuple[Path, Path]:
+    """sam2.1-hiera-tiny's (or -large's) architecture and MaskFormer with
+    maskformer-swin-tiny-ade's layout, random weights, saved and loaded through the service's
+    from_pretrained path."""
     sys.path.insert(0, str(ROOT / "scripts"))
     from tiny_models.segment import ADE20K_ID2LABEL_NAMES
     from transformers import (
@@ -185,14 +211,14 @@ def build_full_size(out: Path) -> tuple[Path, Path]:
         MaskFormerConfig,
         MaskFormerForInstanceSegmentation,
         MaskFormerImageProcessorPil,
-        Sam2Config,
         Sam2Model,
         SwinConfig,
     )
 
     torch.manual_seed(0)
-    sam_dir, semantic_dir = out / "sam2.1-hiera-tiny-random", out / "maskformer-swin-tiny-random"
-    Sam2Model(Sam2Config()).save_pretrained(sam_dir)  # the defaults are sam2.1-hiera-tiny
+    sam_dir = out / f"sam2.1-hiera-{sam_size}-random"
+    semantic_dir = out / "maskformer-swin-tiny-random"
+    Sam2Model(sam2_config(sam_size)).save_pretrained(sam_dir)
     (sam_dir / "preprocessor_config.json").write_text(
         '{"size": {"height": 1024, "width": 1024}, "image_mean": [0.485, 0.456, 0.406], '
         '"image_std": [0.229, 0.224, 0.225], "rescale_factor": 0.00392156862745098}')
@@ -231,11 +257,148 @@ def sweep_full_size_decoder(segmenter, prompts: int, repeats: int) -> None:
             f"({baseline / per_prompt:>5.2f}x the speed of points_per_batch=1)")
 
 
+def photo_1mp(path: Path) -> np.ndarray:
+    """A shared photo resized to about one megapixel, aspect kept (the issue's 1 MP scene)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        scale = (1_000_000 / (image.width * image.height)) ** 0.5
+        size = (round(image.width * scale), round(image.height * scale))
+        return np.asarray(image.convert("RGB").resize(size, Image.BILINEAR))
+
+
+def proxy_class_map(rgb: np.ndarray, classes: int = 10, seed: int = 0) -> np.ndarray:
+    """A stand-in for a trained ADE20K model's class map, which random weights cannot give:
+    colour regions of the photo (blur, k-means on colour and position, a majority filter).
+
+    It follows the photo's real region structure and is more fragmented than a semantic model's
+    map (colour changes inside one object split it), so prompt counts from it are pessimistic.
+    """
+    from scipy import ndimage
+
+    small = rgb[::4, ::4].astype(np.float32)
+    small = ndimage.gaussian_filter(small, sigma=(3, 3, 0))
+    rows, cols = np.indices(small.shape[:2], dtype=np.float32)
+    features = np.concatenate([small.reshape(-1, 3) / 255,
+                               0.3 * rows.reshape(-1, 1) / small.shape[0],
+                               0.3 * cols.reshape(-1, 1) / small.shape[1]], axis=1)
+    rng = np.random.default_rng(seed)
+    centres = features[rng.choice(len(features), classes, replace=False)]
+    for _ in range(10):
+        labels = np.argmin(((features[:, None] - centres[None]) ** 2).sum(-1), axis=1)
+        for k in range(classes):
+            if np.any(labels == k):
+                centres[k] = features[labels == k].mean(0)
+    labels = labels.reshape(small.shape[:2])
+    labels = ndimage.generic_filter(labels, lambda w: np.bincount(w.astype(int)).argmax(), size=7)
+    rows = np.minimum(np.arange(rgb.shape[0]) // 4, labels.shape[0] - 1)
+    cols = np.minimum(np.arange(rgb.shape[1]) // 4, labels.shape[1] - 1)
+    return labels[rows[:, None], cols[None, :]].astype(np.int16)
+
+
+def prompt_counts_on_photos(sides: tuple[int, ...]) -> None:
+    """Prompts the semantic strategy places on proxy semantic maps of the shared photos."""
+    from segment_service.prompts import semantic_prompts
+
+    log("\nsemantic-strategy prompts on the shared photos at 1 MP (proxy class maps: colour "
+        "regions, more fragmented than a trained ADE20K model's; no model runs):")
+    for path in sorted(SHARED_IMAGES.glob("*.[jp][pn]g")):
+        rgb = photo_1mp(path)
+        class_map = proxy_class_map(rgb)
+        regions = sum(int(ndimage_label_count(class_map == c)) for c in np.unique(class_map))
+        line = f"  {path.stem:<24} {rgb.shape[1]}x{rgb.shape[0]}, {regions:>3} proxy regions:"
+        for n in sides:
+            started = time.perf_counter()
+            count = len(semantic_prompts(class_map, n))
+            ms = (time.perf_counter() - started) * 1000
+            line += f"  n={n}: {count:>4} vs grid {n * n:>4} ({n * n / max(1, count):4.1f}x fewer,"
+            line += f" placed in {ms:.0f} ms)"
+        log(line)
+
+
+def ndimage_label_count(mask: np.ndarray) -> int:
+    from scipy import ndimage
+
+    return ndimage.label(mask)[1]
+
+
+async def compare_strategies(sam_size: str, quick: bool) -> None:
+    """Grid against semantic prompts through the whole service loop with full-size random-weight
+    models on a 1 MP photo, plus the draft/standard/high knob sets recommended for CPU."""
+    from segment_service.segmenter import Knobs
+    from segment_service.settings import CropMode, Mode, PromptStrategy
+
+    grid, semantic = PromptStrategy.GRID, PromptStrategy.SEMANTIC
+    # (label, knobs, proxy map?) -- the proxy map stands in for a trained semantic model's.
+    hybrid, semantic_mode = Mode.HYBRID, Mode.SEMANTIC
+    one_pass = dict(crop_mode=CropMode.OFF, max_input_side_px=1024)
+    # (label, mode, knobs): the strategies at equal density, then candidate quality presets.
+    configs = [
+        ("grid n=16", hybrid, Knobs(points_per_side=16, prompt_strategy=grid)),
+        ("semantic n=16", hybrid, Knobs(points_per_side=16, prompt_strategy=semantic)),
+        ("semantic n=8, 1024, no tiles", hybrid,
+         Knobs(points_per_side=8, prompt_strategy=semantic, **one_pass)),
+        ("semantic mode, 768", semantic_mode, Knobs(max_input_side_px=768)),
+    ]
+    if not quick:
+        configs.insert(0, ("grid n=32 (SAM2's default)", hybrid,
+                           Knobs(points_per_side=32, prompt_strategy=grid)))
+        configs.insert(3, ("semantic n=32", hybrid,
+                           Knobs(points_per_side=32, prompt_strategy=semantic)))
+    rgb = photo_1mp(PHOTO)
+    with tempfile.TemporaryDirectory(prefix="seg-bench-") as tmp:
+        sam_dir, semantic_dir = build_full_size(Path(tmp), sam_size)
+        segmenter = make_segmenter(sam_model=str(sam_dir), semantic_model=str(semantic_dir))
+        # Random semantic weights give a meaningless map; the service's semantic strategy is
+        # timed on the proxy map instead, patched in where the service places its prompts.
+        from segment_service.amg import crop_pixels
+        from segment_service.prompts import semantic_prompts
+
+        proxy = proxy_class_map(rgb)
+
+        def prompts_from_proxy(class_map, crops, knobs=None):
+            strategy = (knobs or Knobs()).prompt_strategy or segmenter.settings.prompt_strategy
+            if strategy is grid:
+                return None
+            scale = class_map.shape[1] / proxy.shape[1]
+            if scale != 1:  # the image was capped: the proxy map at the models' size
+                rows = (np.arange(class_map.shape[0]) * proxy.shape[0]) // class_map.shape[0]
+                cols = (np.arange(class_map.shape[1]) * proxy.shape[1]) // class_map.shape[1]
+                class_map = proxy[rows[:, None], cols[None, :]]
+            else:
+                class_map = proxy
+            return [semantic_prompts(crop_pixels(class_map, c), c.points_per_side)
+                    for c in crops]
+
+        segmenter.prompts = prompts_from_proxy
+        await segmenter.segment(rgb[:64, :64])  # loads and warms up
+        log(f"\nprompt strategies, hybrid mode, full-size random-weight SAM2.1-hiera-{sam_size} + "
+            f"MaskFormer swin-tiny, {PHOTO.stem} at {rgb.shape[1]}x{rgb.shape[0]}, "
+            f"SEG_POINTS_PER_BATCH={segmenter.points_per_batch()}, one run each (semantic "
+            "prompts from the proxy class map; random weights keep no masks, so 'masks' is 0):")
+        log(f"  {'config':<32} | prompts | masks | {'semantic':>9} {'encoder':>9} "
+            f"{'decoding':>9} {'total':>9} | vs first")
+        baseline = None
+        for label, mode, knobs in configs:
+            result = await segmenter.segment(rgb, mode=mode, knobs=knobs)
+            t = result.timing_ms
+            baseline = baseline or t["total"]
+            log(f"  {label:<32} | {result.prompt_count:>7} | {result.mask_count:>5} | "
+                f"{t.get('semantic', 0):>7.0f}ms {t.get('sam_encoder', 0):>7.0f}ms "
+                f"{t.get('mask_decoding', 0):>7.0f}ms {t['total']:>7.0f}ms | "
+                f"{baseline / t['total']:5.2f}x faster")
+        segmenter.close()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and prompts")
     parser.add_argument("--no-full-size", action="store_true",
                         help="skip the full-size random-weight models")
+    parser.add_argument("--strategies-only", action="store_true",
+                        help="only the prompt strategies (grid vs semantic) on the shared photos")
+    parser.add_argument("--sam", choices=["tiny", "large"], default="tiny",
+                        help="SAM2.1 architecture of the strategy comparison")
     args = parser.parse_args()
     from scene_rpc.torch_runtime import configure_threads, select_device
 
@@ -243,6 +406,10 @@ async def main() -> None:
     device = str(select_device("auto")[0])
     header(device)
     repeats = 1 if args.quick else 3
+    if args.strategies_only:
+        prompt_counts_on_photos((8, 16, 32))
+        await compare_strategies(args.sam, args.quick)
+        return
 
     models = ensure_tiny_models()
     log(f"\ntiny models: {models} (sam2: 128 px input; maskformer: 96 px short side)")
@@ -297,6 +464,9 @@ async def main() -> None:
             log(line)
     log()
     await sweep_tiny(models, args.quick)
+    prompt_counts_on_photos((8, 16, 32))
+    if not args.no_full_size:
+        await compare_strategies(args.sam, args.quick)
 
 
 if __name__ == "__main__":

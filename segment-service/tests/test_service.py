@@ -230,3 +230,71 @@ async def test_segformer_serves_as_the_semantic_model(serve, photo_bytes, tiny_m
     response = await served.stub.Segment(_request(photo_bytes("animal_cat_chelsea")))
     _check_response(response, 300, 451)
     assert response.semantic_model_id.endswith("segformer")
+
+
+# Per-request quality knobs. A synthetic picture keeps these independent of the shared photos.
+
+
+def _blocks(height: int = 96, width: int = 128) -> np.ndarray:
+    rgb = np.zeros((height, width, 3), np.uint8)
+    rgb[: height // 2] = (120, 170, 230)
+    rgb[height // 2:] = (90, 120, 60)
+    rgb[height // 3: 2 * height // 3, width // 4: width // 2] = (200, 40, 40)
+    return rgb
+
+
+async def test_prompt_count_follows_the_strategy_and_density(serve):
+    served = await serve(points_per_side=8)
+    image = image_message(_blocks())
+    grid = await served.stub.Segment(segment_pb2.SegmentRequest(
+        image=image, prompt_strategy=segment_pb2.PROMPT_STRATEGY_GRID))
+    assert grid.prompt_count == 64
+    denser = await served.stub.Segment(segment_pb2.SegmentRequest(
+        image=image, prompt_strategy=segment_pb2.PROMPT_STRATEGY_GRID, points_per_side=10))
+    assert denser.prompt_count == 100
+    semantic = await served.stub.Segment(segment_pb2.SegmentRequest(
+        image=image, prompt_strategy=segment_pb2.PROMPT_STRATEGY_SEMANTIC))
+    assert 1 <= semantic.prompt_count <= 64
+    default = await served.stub.Segment(segment_pb2.SegmentRequest(image=image))
+    assert default.prompt_count == semantic.prompt_count  # SEG_PROMPT_STRATEGY=semantic
+    only_semantic = await served.stub.Segment(segment_pb2.SegmentRequest(
+        image=image, mode=segment_pb2.SEGMENT_MODE_SEMANTIC))
+    assert only_semantic.prompt_count == 0
+    for response in (grid, semantic):
+        _check_response(response, 96, 128)
+
+
+async def test_the_input_cap_downscales_and_answers_at_full_size(serve):
+    served = await serve(points_per_side=2, crop_size_px=64, crop_points_per_side=2,
+                         prompt_strategy="grid")
+    image = image_message(_blocks(96, 160))
+    tiled = await served.stub.Segment(segment_pb2.SegmentRequest(image=image))
+    assert tiled.prompt_count > 4  # the whole image plus tiles
+    capped = await served.stub.Segment(segment_pb2.SegmentRequest(image=image,
+                                                                  max_input_side_px=64))
+    assert capped.prompt_count == 4  # 64 px: one crop, no tiles
+    assert "resize" in capped.timing_ms
+    categories = _check_response(capped, 96, 160)
+    # Nearest upscaling: categories stay whole numbers of the six, no blends between them.
+    assert set(np.unique(categories)) <= set(range(6))
+    untiled = await served.stub.Segment(segment_pb2.SegmentRequest(
+        image=image, crop_mode=segment_pb2.CROP_MODE_OFF))
+    assert untiled.prompt_count == 4
+    _check_response(untiled, 96, 160)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [dict(points_per_side=-1), dict(points_per_side=129), dict(crop_points_per_side=1000),
+     dict(prompt_strategy=9), dict(crop_mode=5), dict(max_input_side_px=-5),
+     dict(max_input_side_px=10)],
+    ids=["negative-points", "too-many-points", "too-many-crop-points", "unknown-strategy",
+         "unknown-crop-mode", "negative-cap", "tiny-cap"],
+)
+async def test_bad_knobs_are_invalid_argument(serve, fields):
+    served = await serve()
+    request = segment_pb2.SegmentRequest(image=image_message(_blocks()), **fields)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await served.stub.Segment(request)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert await _serving(served) == health_pb2.HealthCheckResponse.SERVING

@@ -5,10 +5,12 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from segment_service.settings import Mode, Settings
+from segment_service.settings import CropMode, Mode, PromptStrategy, Settings
 
 _ENV = ("SAM_MODEL", "SEG_SAM_MODEL", "SEG_MODEL", "SEG_MODE", "SEG_PORT", "SEG_POINTS_PER_SIDE",
-        "SEG_MAX_PIXELS", "SEG_MAX_MESSAGE_BYTES", "PROFILE")
+        "SEG_MAX_PIXELS", "SEG_MAX_MESSAGE_BYTES", "PROFILE", "SEG_PROMPT_STRATEGY",
+        "SEG_CROP_MODE",
+        "SEG_MAX_INPUT_SIDE_PX")
 
 
 @pytest.fixture(autouse=True)
@@ -25,6 +27,9 @@ def test_defaults():
     assert settings.semantic_model == "facebook/maskformer-swin-large-ade"
     assert settings.mode is Mode.HYBRID
     assert settings.device == "auto"
+    assert settings.prompt_strategy is PromptStrategy.SEMANTIC
+    assert settings.crop_mode is CropMode.AUTO
+    assert settings.max_input_side_px == 0
 
 
 def test_environment(monkeypatch):
@@ -78,3 +83,22 @@ def test_an_unknown_profile_stops_the_service_naming_the_valid_ones(monkeypatch)
                           text=True, timeout=60)
     assert done.returncode == 1
     assert "unknown profile 'turbo': valid profiles are quality, balanced, fast" in done.stderr
+
+
+def test_quality_knob_defaults_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SEG_PROMPT_STRATEGY", "grid")
+    monkeypatch.setenv("SEG_CROP_MODE", "off")
+    monkeypatch.setenv("SEG_MAX_INPUT_SIDE_PX", "1024")
+    settings = Settings()
+    assert settings.prompt_strategy is PromptStrategy.GRID
+    assert settings.crop_mode is CropMode.OFF
+    assert settings.max_input_side_px == 1024
+
+
+@pytest.mark.parametrize(("name", "value"), [("SEG_PROMPT_STRATEGY", "random"),
+                                             ("SEG_CROP_MODE", "on"),
+                                             ("SEG_MAX_INPUT_SIDE_PX", "16")])
+def test_bad_quality_knob_defaults_are_refused(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(pydantic.ValidationError):
+        Settings()

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from segment_service.prompts import build_point_grid
+
 # Masks whose box comes this close (in pixels) to a tile edge that is not an image edge are cut
 # off by the tile; the neighbouring tile or the whole-image pass sees them whole (SAM's value).
 CROP_EDGE_TOLERANCE_PX = 20.0
@@ -150,14 +152,6 @@ class Mask:
         """(x0, y0, x1, y1), end exclusive."""
         h, w = self.pixels.shape
         return self.x0, self.y0, self.x0 + w, self.y0 + h
-
-
-def build_point_grid(points_per_side: int) -> torch.Tensor:
-    """[n*n, 2] (x, y) points at the centres of an n x n grid over [0, 1]^2 (SAM's grid)."""
-    offset = 1.0 / (2 * points_per_side)
-    side = torch.linspace(offset, 1 - offset, points_per_side)
-    ys, xs = torch.meshgrid(side, side, indexing="ij")
-    return torch.stack([xs, ys], dim=-1).reshape(-1, 2)
 
 
 def stability_scores(logits: torch.Tensor, threshold: float, offset: float) -> torch.Tensor:
@@ -392,10 +386,16 @@ class AmgResult:
     decoding_s: float = 0.0
     batches: int = 0
     candidates: int = 0  # masks that passed the filters and the per-batch NMS
+    prompts: int = 0  # point prompts decoded
 
 
-def count_batches(crops: Sequence[Crop], points_per_batch: int) -> int:
-    return sum(math.ceil(c.points_per_side**2 / points_per_batch) for c in crops)
+def count_batches(
+    crops: Sequence[Crop], points_per_batch: int, prompts: Sequence[torch.Tensor] | None = None
+) -> int:
+    """Decoder passes for ``crops``: their own prompts when given, else their grids."""
+    counts = ([p.shape[0] for p in prompts] if prompts is not None
+              else [c.points_per_side**2 for c in crops])
+    return sum(math.ceil(n / points_per_batch) for n in counts)
 
 
 def _check(cancel: threading.Event | None, done: int, total: int) -> None:
@@ -488,12 +488,19 @@ def generate_masks(
     params: AmgParams,
     *,
     panorama: bool = False,
+    prompts: Sequence[torch.Tensor] | None = None,
     on_progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
 ) -> AmgResult:
-    """Automatic masks for ``rgb`` over ``crops``; see the module docstring for the steps."""
+    """Automatic masks for ``rgb`` over ``crops``; see the module docstring for the steps.
+
+    ``prompts`` gives each crop its own (x, y) point prompts in [0, 1] of the crop (for example
+    from ``prompts.semantic_prompts``); without it every crop gets its uniform grid.
+    """
     height, width = rgb.shape[:2]
-    total_batches = count_batches(crops, params.points_per_batch)
+    if prompts is not None and len(prompts) != len(crops):
+        raise ValueError(f"{len(prompts)} prompt sets for {len(crops)} crops")
+    total_batches = count_batches(crops, params.points_per_batch, prompts)
     result = AmgResult(masks=[])
     found: list[Mask] = []
     found_boxes: list[torch.Tensor] = []
@@ -506,11 +513,14 @@ def generate_masks(
             on_progress("sam_encoder", crop_index + 1, len(crops))
 
         started = time.perf_counter()
-        grid = build_point_grid(crop.points_per_side)
+        points = (prompts[crop_index] if prompts is not None
+                  else build_point_grid(crop.points_per_side))
+        result.prompts += points.shape[0]
         batches: list[_Candidates] = []
-        for first in range(0, grid.shape[0], params.points_per_batch):
+        for first in range(0, points.shape[0], params.points_per_batch):
             _check(cancel, result.batches, total_batches)
-            logits, iou = predictor.decode(embeddings, grid[first:first + params.points_per_batch])
+            logits, iou = predictor.decode(embeddings,
+                                           points[first:first + params.points_per_batch])
             batches.append(_low_res_candidates(
                 logits, iou, crop, params,
                 image_width=width, image_height=height, panorama=panorama,
@@ -518,6 +528,9 @@ def generate_masks(
             result.batches += 1
             if on_progress is not None:
                 on_progress("mask_decoding", result.batches, total_batches)
+        if not batches:  # a crop without prompts (a semantic map with no usable region)
+            result.decoding_s += time.perf_counter() - started
+            continue
         candidates = _Candidates.cat(batches)
         result.candidates += len(candidates.iou)
         # NMS on the low-resolution boxes first: only the survivors are upscaled.

@@ -14,8 +14,8 @@ from scene_rpc.arrays import array_to_proto
 from scene_rpc.errors import InvalidInput
 from scene_rpc.images import decode_image
 from segment_service import __version__
-from segment_service.segmenter import Progress, Segmenter, SegmentResult
-from segment_service.settings import Mode
+from segment_service.segmenter import Knobs, Progress, Segmenter, SegmentResult
+from segment_service.settings import CropMode, Mode, PromptStrategy
 
 SERVICE_NAME = segment_pb2.DESCRIPTOR.services_by_name["SegmentService"].full_name
 
@@ -26,6 +26,31 @@ _MODE_FROM_PROTO = {
     segment_pb2.SEGMENT_MODE_SAM: Mode.SAM,
 }
 _MODE_TO_PROTO = {mode: code for code, mode in _MODE_FROM_PROTO.items() if mode is not None}
+_PROMPT_STRATEGY_FROM_PROTO = {
+    segment_pb2.PROMPT_STRATEGY_UNSPECIFIED: None,
+    segment_pb2.PROMPT_STRATEGY_GRID: PromptStrategy.GRID,
+    segment_pb2.PROMPT_STRATEGY_SEMANTIC: PromptStrategy.SEMANTIC,
+}
+_CROP_MODE_FROM_PROTO = {
+    segment_pb2.CROP_MODE_UNSPECIFIED: None,
+    segment_pb2.CROP_MODE_OFF: CropMode.OFF,
+    segment_pb2.CROP_MODE_AUTO: CropMode.AUTO,
+}
+
+
+def knobs_from_request(request: segment_pb2.SegmentRequest) -> Knobs:
+    """The request's quality knobs; unknown enums and out-of-range numbers: InvalidInput."""
+    if request.prompt_strategy not in _PROMPT_STRATEGY_FROM_PROTO:
+        raise InvalidInput(f"unknown prompt strategy {request.prompt_strategy}")
+    if request.crop_mode not in _CROP_MODE_FROM_PROTO:
+        raise InvalidInput(f"unknown crop mode {request.crop_mode}")
+    return Knobs(
+        points_per_side=request.points_per_side,
+        crop_points_per_side=request.crop_points_per_side,
+        prompt_strategy=_PROMPT_STRATEGY_FROM_PROTO[request.prompt_strategy],
+        crop_mode=_CROP_MODE_FROM_PROTO[request.crop_mode],
+        max_input_side_px=request.max_input_side_px,
+    )
 
 
 def to_response(result: SegmentResult, decode_ms: float) -> segment_pb2.SegmentResponse:
@@ -45,6 +70,7 @@ def to_response(result: SegmentResult, decode_ms: float) -> segment_pb2.SegmentR
             for label in result.labels
         ],
         mask_count=result.mask_count,
+        prompt_count=result.prompt_count,
         mode=_MODE_TO_PROTO[result.mode],
         sam_model_id=result.sam_model_id,
         semantic_model_id=result.semantic_model_id,
@@ -70,6 +96,7 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
     async def _decode(self, request: segment_pb2.SegmentRequest):
         if request.mode not in _MODE_FROM_PROTO:
             raise InvalidInput(f"unknown segment mode {request.mode}")
+        knobs_from_request(request)  # bad knobs are refused before the image is decoded
         started = time.perf_counter()
         # Decoding a large image takes long enough to stall health checks on the event loop.
         rgb = await asyncio.to_thread(
@@ -80,14 +107,16 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
     async def Segment(self, request, context):
         rgb, decode_ms = await self._decode(request)
         result = await self.segmenter.segment(
-            rgb, mode=_MODE_FROM_PROTO[request.mode], panorama=request.panorama
+            rgb, mode=_MODE_FROM_PROTO[request.mode], panorama=request.panorama,
+            knobs=knobs_from_request(request),
         )
         return to_response(result, decode_ms)
 
     async def StreamSegment(self, request, context):
         rgb, decode_ms = await self._decode(request)
         events = self.segmenter.stream(
-            rgb, mode=_MODE_FROM_PROTO[request.mode], panorama=request.panorama
+            rgb, mode=_MODE_FROM_PROTO[request.mode], panorama=request.panorama,
+            knobs=knobs_from_request(request),
         )
         try:
             async for event in events:

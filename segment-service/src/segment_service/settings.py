@@ -28,6 +28,27 @@ class Mode(StrEnum):
     SAM = "sam"
 
 
+class PromptStrategy(StrEnum):
+    # SAM2's uniform points_per_side x points_per_side grid.
+    GRID = "grid"
+    # A few prompts per region of the semantic map and along its boundaries (prompts.py).
+    SEMANTIC = "semantic"
+
+
+class CropMode(StrEnum):
+    # The whole image plus overlapping tiles when it is larger than SEG_CROP_SIZE_PX (or a
+    # panorama).
+    AUTO = "auto"
+    # The whole image only: one encoder pass.
+    OFF = "off"
+
+
+# Bounds of the prompt density, in settings and in requests alike.
+MAX_POINTS_PER_SIDE = 128
+# Smallest input-resolution cap a request or SEG_MAX_INPUT_SIDE_PX may set (0 = no cap).
+MIN_INPUT_SIDE_PX = 64
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SEG_", extra="ignore", frozen=True, validate_by_name=True
@@ -53,12 +74,21 @@ class Settings(BaseSettings):
     # The mode of requests that leave it unspecified.
     mode: Mode = Mode.HYBRID
     # SAM2 prompt grid on the whole image (points_per_side**2 point prompts), hybrid mode.
-    points_per_side: int = Field(32, ge=1, le=128)
+    points_per_side: int = Field(32, ge=1, le=MAX_POINTS_PER_SIDE)
     # Prompt grid on each tile of a large image or panorama, hybrid mode.
-    crop_points_per_side: int = Field(16, ge=1, le=128)
+    crop_points_per_side: int = Field(16, ge=1, le=MAX_POINTS_PER_SIDE)
     # The same two grids in sam mode, which trades mask density for speed.
-    sam_mode_points_per_side: int = Field(16, ge=1, le=128)
-    sam_mode_crop_points_per_side: int = Field(8, ge=1, le=128)
+    sam_mode_points_per_side: int = Field(16, ge=1, le=MAX_POINTS_PER_SIDE)
+    sam_mode_crop_points_per_side: int = Field(8, ge=1, le=MAX_POINTS_PER_SIDE)
+    # Where the prompts go in requests that leave it unspecified; the density above applies to
+    # both (semantic: about sqrt of the grid points per region, never more than the grid).
+    prompt_strategy: PromptStrategy = PromptStrategy.SEMANTIC
+    # Whether large images and panoramas are also segmented in tiles, for requests that leave it
+    # unspecified.
+    crop_mode: CropMode = CropMode.AUTO
+    # Longer side the models see, for requests that leave it unspecified: larger images are
+    # downscaled first and the categories resized back (nearest). 0 = no cap.
+    max_input_side_px: int = Field(0, ge=0)
     # Point prompts decoded per forward pass of the mask decoder; 0 = 64 on a GPU (SAM2's
     # default) and 4 on CPU, where larger batches outgrow the caches and run slower per prompt.
     points_per_batch: int = Field(0, ge=0, le=4096)
@@ -106,6 +136,13 @@ class Settings(BaseSettings):
                             ("semantic_model", profile.semantic_model)):
             if name not in self.model_fields_set:
                 self.__dict__[name] = value  # frozen: set once, during validation
+        return self
+
+    @model_validator(mode="after")
+    def _input_cap_is_usable(self) -> Settings:
+        if 0 < self.max_input_side_px < MIN_INPUT_SIDE_PX:
+            raise ValueError(f"SEG_MAX_INPUT_SIDE_PX={self.max_input_side_px}: 0 (no cap) or at "
+                             f"least {MIN_INPUT_SIDE_PX}")
         return self
 
     @model_validator(mode="after")
