@@ -59,6 +59,8 @@ class JobInputs:
     # /generate answers with the cloud itself, possibly in the quantised variant.
     return_body: bool = False
     quantized: bool = False
+    # /generate?format=grid: the body is the grid variant (PCLD version 2).
+    grid: bool = False
 
 
 @dataclass
@@ -206,7 +208,8 @@ class Job:
 
 def links(job_id: str) -> dict[str, str]:
     return {"status_url": f"/jobs/{job_id}", "events_url": f"/jobs/{job_id}/events",
-            "result_url": f"/generations/{job_id}/pointcloud.bin"}
+            "result_url": f"/generations/{job_id}/pointcloud.bin",
+            "grid_result_url": f"/generations/{job_id}/pointcloud.bin?format=grid"}
 
 
 def view_from_record(record: dict[str, Any]) -> dict[str, Any]:

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     # 0 = no limit.
     max_points: int = Field(2048 * 1024, ge=0)
     png_compress_level: int = Field(1, ge=0, le=9)
+    # HTTP gzip of the binary answers for clients that send Accept-Encoding: gzip (0 = off).
+    # Level 1: the higher levels save a few percent of a PCLD v1 buffer at several times the
+    # CPU (bench_grid.py); the grid variant is not gzipped (its images are compressed already).
+    gzip_level: int = Field(1, ge=0, le=9)
 
     @field_validator("cors_origins")
     @classmethod

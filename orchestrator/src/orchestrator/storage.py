@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,9 @@ METADATA = "metadata.json"
 STORED_ASSETS = ("image.png", "depth.png", "segments.png", "pointcloud.bin")
 # Files produced on request from the stored ones.
 DERIVED_ASSETS = ("pointcloud.ply",)
+# Derived files kept in the generation's folder once made (not assets of their own: they are
+# pointcloud.bin in another format).
+CACHED_DERIVED = ("pointcloud.grid.bin",)
 ASSETS = STORED_ASSETS + DERIVED_ASSETS
 ACTIVE = ("queued", "running")
 INTERRUPTED = "interrupted"
@@ -175,6 +179,18 @@ class GenerationStore:
             raise
         finally:
             self.discard(staging)
+
+    def derived(self, generation_id: str, name: str, make: Callable[[bytes], bytes],
+                source: Path) -> Path:
+        """The file ``name`` made from the stored file ``source`` by ``make`` on the first
+        request, then kept beside it (written atomically; it goes when the generation does).
+        Two first requests at once both make it; the later rename wins, with the same bytes."""
+        if name not in CACHED_DERIVED:
+            raise ValueError(f"not a derived file: {name!r}")
+        path = self.folder(generation_id) / name
+        if not path.is_file():
+            _atomic_write(path, make(source.read_bytes()))
+        return path
 
     def asset_path(self, generation_id: str, name: str) -> Path | None:
         """The stored file ``name`` of a completed generation, or None. Only names in the fixed

@@ -10,7 +10,14 @@ from pathlib import Path
 
 from pointcloud.categories import CATEGORY_NAMES, CATEGORY_PALETTE
 from pointcloud.cloud import PointCloud
-from pointcloud.codec import FORMAT_VERSION, GRID_VERSION, QUANTIZATION_LEVELS, decode, encode
+from pointcloud.codec import (
+    FORMAT_VERSION,
+    GRID_VERSION,
+    HEADER_KEYS,
+    QUANTIZATION_LEVELS,
+    decode,
+    encode,
+)
 from pointcloud.grid import pack_grid, pack_grid_from_cloud, relative_error_bound
 from pointcloud.pack import pack_equirect, pack_planar
 from pointcloud.ply import to_ply
@@ -27,6 +34,7 @@ __all__ = [
     "DEFAULT_FOV_DEG",
     "FORMAT_VERSION",
     "GRID_VERSION",
+    "HEADER_KEYS",
     "QUANTIZATION_LEVELS",
     "PointCloud",
     "decode",

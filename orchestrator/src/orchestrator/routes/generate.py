@@ -15,6 +15,7 @@ from starlette.types import Receive
 
 from orchestrator.errors import ApiError
 from orchestrator.jobs import Job
+from orchestrator.pipeline import GRID_MEDIA_TYPE
 from orchestrator.runtime import RuntimeDep
 from orchestrator.submission import OPENAPI_BODY, decode_upload, read_submission
 
@@ -23,6 +24,8 @@ router = APIRouter(tags=["generate"])
 PCLD_MEDIA_TYPE = "application/octet-stream"
 # Accept values that ask for the quantised variant of the binary format.
 QUANTIZED_ACCEPT = "application/x-pcld-quantized"
+# Accept value that asks for the grid variant (PCLD version 2); answered with that media type.
+GRID_ACCEPT = GRID_MEDIA_TYPE
 TIMING_ORDER = ("queue", "imagegen", "decode", "depth", "segment", "models", "pointcloud",
                 "requantize", "png", "storage", "total")
 
@@ -60,8 +63,9 @@ async def until_disconnected(receive: Receive) -> None:
 async def generate(
     request: Request,
     runtime: RuntimeDep,
-    format: Annotated[Literal["float", "quantized"] | None, Query(
-        description="`quantized` for the smaller quantised variant of the format.")] = None,
+    format: Annotated[Literal["float", "quantized", "grid"] | None, Query(
+        description="`quantized` for the smaller quantised variant of the format, `grid` for "
+                    "the grid variant (PCLD version 2, about 1 byte a point).")] = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     """Runs the whole pipeline: imagegen (prompts only), depth and segmentation, the point cloud
@@ -74,6 +78,8 @@ async def generate(
     submission.inputs.return_body = True
     submission.inputs.quantized = format == "quantized" or (
         format is None and accept is not None and QUANTIZED_ACCEPT in accept)
+    submission.inputs.grid = format == "grid" or (
+        format is None and accept is not None and GRID_ACCEPT in accept)
     view, _ = runtime.jobs.submit(submission.inputs, fingerprint=submission.fingerprint)
     job = runtime.jobs.get(view["id"])
     await _wait(runtime, job, request.receive)
@@ -81,7 +87,8 @@ async def generate(
                "Location": f"/generations/{job.id}"}
     if job.status == "completed":
         body = runtime.jobs.release_body(job)
-        return Response(body, media_type=PCLD_MEDIA_TYPE, headers=headers)
+        media_type = GRID_MEDIA_TYPE if submission.inputs.grid else PCLD_MEDIA_TYPE
+        return Response(body, media_type=media_type, headers=headers)
     if job.status == "failed":
         error_headers = {"X-Generation-Id": job.id}
         if job.error_status == 503:
