@@ -303,41 +303,22 @@ async function decodeGrid({ bytes, header, bodyStart }) {
   for (const result of settled) if (result.status === "rejected") throw result.reason;
   const [rgba, geometry] = settled.map((r) => r.value);
 
-  const pixels = gridW * gridH;
-  let found = 0;
-  let highest = 0;
-  for (let i = 0; i < pixels; i++) {
-    const j = 4 * i;
-    if (geometry[j] | geometry[j + 1]) {
-      found++;
-      if (geometry[j + 2] > highest) highest = geometry[j + 2];
-    }
-  }
-  if (found !== count) {
-    throw new Error(`counts disagree: header count ${count}, the depth image holds ${found} points`);
-  }
-  const categories = header.categories.length;
-  if (count && highest >= categories) {
-    throw new Error(`segment value ${highest} is out of range for ${categories} categories`);
-  }
+  // One pass over the pixels writes every attribute; the mask (codes > 0) is checked against
+  // the header's count as it goes (arrays sized by the count, so an excess stops the pass).
   const table = depthTable(near, far);
   const positions = new Float32Array(3 * count);
   const colors = new Uint8Array(3 * count);
   const segments = new Uint8Array(count);
-  if (camera.model === "pinhole") {
-    backProjectPinhole(camera, gridW, gridH, table, geometry, positions);
-  } else {
-    backProjectSphere(camera, gridW, gridH, table, geometry, positions);
+  const project = camera.model === "pinhole" ? backProjectPinhole : backProjectSphere;
+  const found = project(camera, gridW, gridH, table, geometry, rgba, positions, colors, segments);
+  if (found !== count) {
+    throw new Error(`counts disagree: header count ${count}, the depth image holds ${found} points`);
   }
-  let n = 0;
-  for (let i = 0; i < pixels; i++) {
-    const j = 4 * i;
-    if (geometry[j] | geometry[j + 1]) {
-      colors[3 * n] = rgba[j];
-      colors[3 * n + 1] = rgba[j + 1];
-      colors[3 * n + 2] = rgba[j + 2];
-      segments[n++] = geometry[j + 2];
-    }
+  const categories = header.categories.length;
+  let highest = 0;
+  for (let i = 0; i < count; i++) if (segments[i] > highest) highest = segments[i];
+  if (count && highest >= categories) {
+    throw new Error(`segment value ${highest} is out of range for ${categories} categories`);
   }
   return { header, count, positions, colors, segments };
 }
@@ -352,9 +333,11 @@ function depthTable(near, far) {
 }
 
 // The float32 expressions of pointcloud.projection (_PinholeRays.write / _SphereRays.write), with
-// the per-column and per-row factors built in float64 and rounded to float32 as there.
-function backProjectPinhole(camera, gridW, gridH, table, geometry, out) {
+// the per-column and per-row factors built in float64 and rounded to float32 as there. Each
+// returns the number of pixels with a point; past `count` it only counts (the caller refuses).
+function backProjectPinhole(camera, gridW, gridH, table, geometry, rgba, out, colors, segments) {
   const { fx, fy, cx, cy, stride } = camera;
+  const count = segments.length;
   const xPerCol = new Float32Array(gridW);
   for (let c = 0; c < gridW; c++) xPerCol[c] = (c * stride - cx) / fx;
   let n = 0;
@@ -363,16 +346,26 @@ function backProjectPinhole(camera, gridW, gridH, table, geometry, out) {
     for (let c = 0, j = 4 * r * gridW; c < gridW; c++, j += 4) {
       const code = (geometry[j] << 8) | geometry[j + 1];
       if (code === 0) continue;
-      const z = table[code];
-      out[n++] = z * xPerCol[c];
-      out[n++] = z * yFactor;
-      out[n++] = -z;
+      if (n < count) {
+        const z = table[code];
+        const k = 3 * n;
+        out[k] = z * xPerCol[c];
+        out[k + 1] = z * yFactor;
+        out[k + 2] = -z;
+        colors[k] = rgba[j];
+        colors[k + 1] = rgba[j + 1];
+        colors[k + 2] = rgba[j + 2];
+        segments[n] = geometry[j + 2];
+      }
+      n++;
     }
   }
+  return n;
 }
 
-function backProjectSphere(camera, gridW, gridH, table, geometry, out) {
+function backProjectSphere(camera, gridW, gridH, table, geometry, rgba, out, colors, segments) {
   const { width, height, stride } = camera;
+  const count = segments.length;
   const sinLon = new Float32Array(gridW);
   const negCosLon = new Float32Array(gridW);
   for (let c = 0; c < gridW; c++) {
@@ -388,13 +381,22 @@ function backProjectSphere(camera, gridW, gridH, table, geometry, out) {
     for (let c = 0, j = 4 * r * gridW; c < gridW; c++, j += 4) {
       const code = (geometry[j] << 8) | geometry[j + 1];
       if (code === 0) continue;
-      const radius = table[code];
-      const horizontal = Math.fround(radius * cosLat);
-      out[n++] = horizontal * sinLon[c];
-      out[n++] = radius * sinLat;
-      out[n++] = horizontal * negCosLon[c];
+      if (n < count) {
+        const radius = table[code];
+        const horizontal = Math.fround(radius * cosLat);
+        const k = 3 * n;
+        out[k] = horizontal * sinLon[c];
+        out[k + 1] = radius * sinLat;
+        out[k + 2] = horizontal * negCosLon[c];
+        colors[k] = rgba[j];
+        colors[k + 1] = rgba[j + 1];
+        colors[k + 2] = rgba[j + 2];
+        segments[n] = geometry[j + 2];
+      }
+      n++;
     }
   }
+  return n;
 }
 
 function checkCamera(camera) {
