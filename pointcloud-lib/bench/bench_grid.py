@@ -400,7 +400,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-browser", action="store_true")
-    parser.add_argument("--only", help="scenes whose name contains this")
+    parser.add_argument("--only", help="scenes whose name contains one of these (comma-separated)")
     parser.add_argument(
         "--shared",
         type=Path,
@@ -408,7 +408,10 @@ def main() -> int:
         help="the shared data folder (default: beside the checkout)",
     )
     options = parser.parse_args()
-    scenes = [s for s in load_scenes(options.shared) if not options.only or options.only in s.name]
+    wanted = options.only.split(",") if options.only else None
+    scenes = [
+        s for s in load_scenes(options.shared) if not wanted or any(w in s.name for w in wanted)
+    ]
     gltfpack = gltfpack_command()
     encoded = {}
     for scene in scenes:
