@@ -16,6 +16,19 @@ if ! $py -c "import open3d" 2>/dev/null; then
     || echo "WARNING: open3d-cpu could not be installed; the Open3D comparison will be skipped"
 fi
 
+# The glTF (gltfpack, meshoptimizer) and Draco (draco3d) baselines of bench_grid.py: npm
+# packages pinned by pointcloud-lib/bench/js/package-lock.json, and DracoPy (bench.txt).
+if ! $py -c "import DracoPy" 2>/dev/null; then
+  $py -m pip install -q -c scripts/requirements/constraints.txt DracoPy \
+    || echo "WARNING: DracoPy could not be installed; the Draco comparison will be skipped"
+fi
+if command -v npm >/dev/null; then
+  (cd pointcloud-lib/bench/js && npm ci --no-audit --no-fund --silent) \
+    || echo "WARNING: npm ci failed in pointcloud-lib/bench/js; the glTF and Draco baselines may be skipped"
+else
+  echo "WARNING: npm is missing; bench_grid.py runs without the glTF and Draco baselines"
+fi
+
 mkdir -p bench-results
 benches=(pointcloud-lib/bench/*.py depth-service/bench/*.py segment-service/bench/*.py \
          imagegen-service/bench/*.py orchestrator/bench/*.py scripts/bench_e2e.py)

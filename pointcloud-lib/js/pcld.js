@@ -1,6 +1,9 @@
-// PCLD v1 decoder for browsers: one dependency-free ES module (spec: pointcloud-lib/FORMAT.md).
+// PCLD decoder for browsers: one dependency-free ES module (spec: pointcloud-lib/FORMAT.md).
 //
-// decodePointCloud(buffer) -> {header, count, positions, colors, segments}
+// decodePointCloud(buffer) -> {header, count, positions, colors, segments}   (version 1)
+// await decodePointCloudAsync(buffer) -> the same, for version 1 and version 2 (the grid
+//   variant: a JPEG and a PNG that the browser's own image decoders read, so it is async;
+//   needs createImageBitmap and OffscreenCanvas, i.e. a browser or a worker, not node).
 //   positions: Float32Array (3 per point), colors: Uint8Array (3 per point), segments: Uint8Array
 //   (1 per point, an index into header.categories; header.palette holds its colour).
 // The arrays are views of the input buffer, ready for THREE.BufferAttribute; quantised positions
@@ -8,6 +11,7 @@
 // message matches the Python decoder's (pointcloud.codec.decode): keep the two in step.
 
 export const FORMAT_VERSION = 1;
+export const GRID_VERSION = 2;
 export const MAGIC = "PCLD";
 const PREFIX_SIZE = 12;
 const ITEM_SIZE = { float32: 4, uint16: 2, uint8: 1 };
@@ -19,10 +23,28 @@ const ATTRIBUTES = [
 ];
 
 /**
- * Decode a PCLD v1 buffer.
+ * Decode a PCLD v1 buffer (synchronously; version 2 needs decodePointCloudAsync).
  * @param {ArrayBuffer | ArrayBufferView} input the bytes, e.g. `await response.arrayBuffer()`
  */
 export function decodePointCloud(input) {
+  const prefix = readPrefix(input);
+  if (prefix.version === GRID_VERSION) {
+    throw new Error("version 2 is the grid variant: decode it with decodePointCloudAsync");
+  }
+  return decodePoints(prefix);
+}
+
+/**
+ * Decode a PCLD buffer of either version; resolves to what decodePointCloud returns.
+ * @param {ArrayBuffer | ArrayBufferView} input
+ */
+export async function decodePointCloudAsync(input) {
+  const prefix = readPrefix(input);
+  if (prefix.version === GRID_VERSION) return decodeGrid(prefix);
+  return decodePoints(prefix);
+}
+
+function readPrefix(input) {
   let buffer;
   let base;
   let size;
@@ -44,8 +66,8 @@ export function decodePointCloud(input) {
     throw new Error(`bad magic ${hex(magic)}: expected 50434c44 ('PCLD')`);
   }
   const version = data.getUint32(4, true);
-  if (version !== FORMAT_VERSION) {
-    throw new Error(`unknown version ${version}: this decoder reads version ${FORMAT_VERSION}`);
+  if (version !== FORMAT_VERSION && version !== GRID_VERSION) {
+    throw new Error(`unknown version ${version}: this decoder reads versions 1 and 2`);
   }
   const headerLength = data.getUint32(8, true);
   if (headerLength % 4) {
@@ -58,6 +80,10 @@ export function decodePointCloud(input) {
     );
   }
   const header = parseHeader(bytes.subarray(PREFIX_SIZE, bodyStart));
+  return { buffer, base, size, bytes, version, header, bodyStart };
+}
+
+function decodePoints({ buffer, base, size, header, bodyStart }) {
   const count = checkHeaderFields(header);
   const blocks = checkAttributes(header.attributes, count, size - bodyStart);
   const at = (name) => base + bodyStart + blocks[name].offset;
@@ -134,7 +160,7 @@ function field(header, name) {
   return header[name];
 }
 
-function checkHeaderFields(header) {
+function checkHeaderFields(header, attributes = true) {
   const count = field(header, "count");
   if (!isCount(count)) throw new Error("header field 'count' must be a non-negative integer");
   for (const name of ["mode", "id"]) {
@@ -157,7 +183,7 @@ function checkHeaderFields(header) {
   if (!(Array.isArray(palette) && palette.length === categories.length && palette.every(isColour))) {
     throw new Error("header field 'palette' must hold one [r, g, b] (0..255) per category");
   }
-  if (!Array.isArray(field(header, "attributes"))) {
+  if (attributes && !Array.isArray(field(header, "attributes"))) {
     throw new Error("header field 'attributes' must be a list");
   }
   return count;
@@ -233,4 +259,253 @@ function checkQuantization(position) {
     );
   }
   return [q.min, q.step];
+}
+
+// --- version 2: the grid variant -------------------------------------------------------------
+
+const DEPTH_ENCODING = "log-uint16";
+const DEPTH_LEVELS = 65534;
+const IMAGES = [
+  ["color", ["jpeg", "webp", "png"]],
+  ["geometry", ["png", "webp"]],
+];
+const MIME = { jpeg: "image/jpeg", png: "image/png", webp: "image/webp" };
+const SIGNATURES = {
+  jpeg: [0xff, 0xd8, 0xff],
+  png: [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a],
+  webp: [0x52, 0x49, 0x46, 0x46], // "RIFF", then 4 bytes of length and "WEBP"
+};
+
+async function decodeGrid({ bytes, header, bodyStart }) {
+  const count = checkHeaderFields(header, false);
+  const camera = field(header, "camera");
+  checkCamera(camera);
+  const { width, height, stride } = camera;
+  const gridW = Math.ceil(width / stride);
+  const gridH = Math.ceil(height / stride);
+  const grid = field(header, "grid");
+  const positive = (v) => isCount(v) && v > 0;
+  if (!(isObject(grid) && positive(grid.width) && positive(grid.height))) {
+    throw new Error('header field \'grid\' must be {"width": w, "height": h} of positive integers');
+  }
+  if (grid.width !== gridW || grid.height !== gridH) {
+    throw new Error(
+      `grid ${grid.width}x${grid.height} does not match the camera: ` +
+        `${width}x${height} at stride ${stride} samples ${gridW}x${gridH}`,
+    );
+  }
+  const [near, far] = checkDepth(field(header, "depth"));
+  const body = bytes.subarray(bodyStart);
+  const images = checkImages(field(header, "images"), body.length);
+  // Both images decode concurrently; faults are reported colour first, as Python does.
+  const decoding = IMAGES.map(([name]) => decodeImage(name, images[name], body, gridW, gridH));
+  const settled = await Promise.allSettled(decoding);
+  for (const result of settled) if (result.status === "rejected") throw result.reason;
+  const [rgba, geometry] = settled.map((r) => r.value);
+
+  // One pass over the pixels writes every attribute; the mask (codes > 0) is checked against
+  // the header's count as it goes (arrays sized by the count, so an excess stops the pass).
+  const table = depthTable(near, far);
+  const positions = new Float32Array(3 * count);
+  const colors = new Uint8Array(3 * count);
+  const segments = new Uint8Array(count);
+  const project = camera.model === "pinhole" ? backProjectPinhole : backProjectSphere;
+  const found = project(camera, gridW, gridH, table, geometry, rgba, positions, colors, segments);
+  if (found !== count) {
+    throw new Error(`counts disagree: header count ${count}, the depth image holds ${found} points`);
+  }
+  const categories = header.categories.length;
+  let highest = 0;
+  for (let i = 0; i < count; i++) if (segments[i] > highest) highest = segments[i];
+  if (count && highest >= categories) {
+    throw new Error(`segment value ${highest} is out of range for ${categories} categories`);
+  }
+  return { header, count, positions, colors, segments };
+}
+
+// float32 depth for each code, as pointcloud.grid.depth_table computes it (float64, then float32).
+function depthTable(near, far) {
+  const step = Math.log(far / near) / DEPTH_LEVELS;
+  const table = new Float32Array(DEPTH_LEVELS + 2);
+  table[0] = NaN;
+  for (let k = 0; k <= DEPTH_LEVELS; k++) table[k + 1] = near * Math.exp(k * step);
+  return table;
+}
+
+// The float32 expressions of pointcloud.projection (_PinholeRays.write / _SphereRays.write), with
+// the per-column and per-row factors built in float64 and rounded to float32 as there. Each
+// returns the number of pixels with a point; past `count` it only counts (the caller refuses).
+function backProjectPinhole(camera, gridW, gridH, table, geometry, rgba, out, colors, segments) {
+  const { fx, fy, cx, cy, stride } = camera;
+  const count = segments.length;
+  const xPerCol = new Float32Array(gridW);
+  for (let c = 0; c < gridW; c++) xPerCol[c] = (c * stride - cx) / fx;
+  let n = 0;
+  for (let r = 0; r < gridH; r++) {
+    const yFactor = Math.fround((cy - r * stride) / fy);
+    for (let c = 0, j = 4 * r * gridW; c < gridW; c++, j += 4) {
+      const code = (geometry[j] << 8) | geometry[j + 1];
+      if (code === 0) continue;
+      if (n < count) {
+        const z = table[code];
+        const k = 3 * n;
+        out[k] = z * xPerCol[c];
+        out[k + 1] = z * yFactor;
+        out[k + 2] = -z;
+        colors[k] = rgba[j];
+        colors[k + 1] = rgba[j + 1];
+        colors[k + 2] = rgba[j + 2];
+        segments[n] = geometry[j + 2];
+      }
+      n++;
+    }
+  }
+  return n;
+}
+
+function backProjectSphere(camera, gridW, gridH, table, geometry, rgba, out, colors, segments) {
+  const { width, height, stride } = camera;
+  const count = segments.length;
+  const sinLon = new Float32Array(gridW);
+  const negCosLon = new Float32Array(gridW);
+  for (let c = 0; c < gridW; c++) {
+    const longitude = ((c * stride + 0.5) / width - 0.5) * (2.0 * Math.PI);
+    sinLon[c] = Math.sin(longitude);
+    negCosLon[c] = -Math.cos(longitude);
+  }
+  let n = 0;
+  for (let r = 0; r < gridH; r++) {
+    const latitude = (0.5 - (r * stride + 0.5) / height) * Math.PI;
+    const cosLat = Math.fround(Math.cos(latitude));
+    const sinLat = Math.fround(Math.sin(latitude));
+    for (let c = 0, j = 4 * r * gridW; c < gridW; c++, j += 4) {
+      const code = (geometry[j] << 8) | geometry[j + 1];
+      if (code === 0) continue;
+      if (n < count) {
+        const radius = table[code];
+        const horizontal = Math.fround(radius * cosLat);
+        const k = 3 * n;
+        out[k] = horizontal * sinLon[c];
+        out[k + 1] = radius * sinLat;
+        out[k + 2] = horizontal * negCosLon[c];
+        colors[k] = rgba[j];
+        colors[k + 1] = rgba[j + 1];
+        colors[k + 2] = rgba[j + 2];
+        segments[n] = geometry[j + 2];
+      }
+      n++;
+    }
+  }
+  return n;
+}
+
+function checkCamera(camera) {
+  const positive = (v) => isCount(v) && v > 0;
+  const finite = (v) => typeof v === "number" && isFinite(v);
+  const ok =
+    isObject(camera) &&
+    (camera.model === "pinhole" || camera.model === "equirectangular") &&
+    ["width", "height", "stride"].every((k) => positive(camera[k])) &&
+    (camera.model !== "pinhole" ||
+      (["fx", "fy", "cx", "cy"].every((k) => finite(camera[k])) && camera.fx > 0 && camera.fy > 0));
+  if (!ok) {
+    throw new Error(
+      "header field 'camera' must be a pinhole {model, width, height, fx, fy, cx, cy, stride} " +
+        "or an equirectangular {model, width, height, stride} camera",
+    );
+  }
+}
+
+function checkDepth(depth) {
+  if (!(isObject(depth) && typeof depth.encoding === "string")) {
+    throw new Error("header field 'depth' must be an object with an encoding");
+  }
+  if (depth.encoding !== DEPTH_ENCODING) {
+    throw new Error(`unknown depth encoding '${depth.encoding}': this decoder reads '${DEPTH_ENCODING}'`);
+  }
+  const { near, far } = depth;
+  const finite = (v) => typeof v === "number" && isFinite(v);
+  if (!(finite(near) && finite(far) && near > 0 && near <= far)) {
+    throw new Error("header field 'depth' needs finite near and far, 0 < near <= far");
+  }
+  return [near, far];
+}
+
+function checkImages(entries, bodySize) {
+  if (!Array.isArray(entries)) throw new Error("header field 'images' must be a list");
+  const expected = Object.fromEntries(IMAGES);
+  const found = {};
+  entries.forEach((entry, index) => {
+    if (
+      !(
+        isObject(entry) &&
+        typeof entry.name === "string" &&
+        typeof entry.codec === "string" &&
+        ["offset", "length"].every((key) => isCount(entry[key]))
+      )
+    ) {
+      throw new Error(
+        `image entry ${index} must be an object with name, codec, and ` +
+          "non-negative integer offset and length",
+      );
+    }
+    const { name, codec } = entry;
+    if (!Object.prototype.hasOwnProperty.call(expected, name)) throw new Error(`unknown image '${name}'`);
+    if (Object.prototype.hasOwnProperty.call(found, name)) throw new Error(`image '${name}' appears twice`);
+    if (!expected[name].includes(codec)) {
+      throw new Error(`image '${name}' must be ${expected[name].join(" or ")}, got ${codec}`);
+    }
+    const end = entry.offset + entry.length;
+    if (end > bodySize) {
+      throw new Error(
+        `truncated buffer: image '${name}' ends ${end} bytes after the header, the buffer holds ${bodySize}`,
+      );
+    }
+    found[name] = entry;
+  });
+  for (const [name] of IMAGES) {
+    if (!(name in found)) throw new Error(`image '${name}' is missing`);
+  }
+  const [first, second] = Object.values(found).sort((a, b) => a.offset - b.offset);
+  if (first.offset + first.length > second.offset) {
+    throw new Error(`images '${first.name}' and '${second.name}' overlap`);
+  }
+  const end = second.offset + second.length;
+  if (bodySize > end) throw new Error(`${bodySize - end} trailing bytes after the last image`);
+  return found;
+}
+
+// The image's RGBA pixels (Uint8ClampedArray), decoded by the browser without colour management
+// (so that the geometry image's bytes come back exactly).
+async function decodeImage(name, entry, body, width, height) {
+  const { codec } = entry;
+  const data = body.subarray(entry.offset, entry.offset + entry.length);
+  const signature = SIGNATURES[codec];
+  const webpTag = String.fromCharCode(...data.subarray(8, 12));
+  if (
+    data.length < signature.length ||
+    signature.some((b, i) => data[i] !== b) ||
+    (codec === "webp" && webpTag !== "WEBP")
+  ) {
+    throw new Error(`image '${name}' is not a ${codec} file`);
+  }
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(new Blob([data], { type: MIME[codec] }), {
+      colorSpaceConversion: "none",
+      premultiplyAlpha: "none",
+    });
+  } catch {
+    throw new Error(`image '${name}' could not be decoded as ${codec}`);
+  }
+  if (bitmap.width !== width || bitmap.height !== height) {
+    const size = `${bitmap.width}x${bitmap.height}`;
+    bitmap.close();
+    throw new Error(`image '${name}' is ${size}, the grid is ${width}x${height}`);
+  }
+  const canvas = new OffscreenCanvas(width, height);
+  const context = canvas.getContext("2d", { willReadFrequently: true });
+  context.drawImage(bitmap, 0, 0);
+  bitmap.close();
+  return context.getImageData(0, 0, width, height).data;
 }

@@ -115,7 +115,8 @@ def malformed_cases() -> dict[str, Malformed]:
             b"PCLX" + base[4:], "bad magic 50434c58: expected 50434c44 ('PCLD')"
         ),
         "unknown version": Malformed(
-            _assemble(header, body, version=2), "unknown version 2: this decoder reads version 1"
+            _assemble(header, body, version=3),
+            "unknown version 3: this decoder reads versions 1 and 2",
         ),
         "header length unaligned": Malformed(
             _assemble(header, body, header_length=header_length + 1),
@@ -244,3 +245,173 @@ def malformed_cases() -> dict[str, Malformed]:
 @pytest.fixture(scope="session")
 def malformed() -> dict[str, Malformed]:
     return malformed_cases()
+
+
+def grid_inputs(height: int = 12, width: int = 20, holes: bool = True):
+    """A small scene for the grid variant: smooth depth with a step, some pixels without."""
+    rng = np.random.default_rng(11)
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    depth = (2.0 + np.sin(cols / 5) + 0.3 * rows / height).astype(np.float32)
+    depth[:, width // 2 :] += 3.0
+    if holes:
+        depth[rng.random(depth.shape) < 0.15] = 0.0
+    rgb = np.stack([cols * 12, rows * 20, (cols + rows) * 8], axis=-1).astype(np.uint8)
+    categories = rng.integers(0, 6, (height, width), dtype=np.uint8)
+    return depth, rgb, categories
+
+
+def grid_buffer() -> bytes:
+    from pointcloud import pack_grid
+
+    depth, rgb, categories = grid_inputs()
+    return pack_grid(
+        depth, rgb, categories, cloud_id="g", depth_is_metric=True, focal_length_px=25.0
+    )
+
+
+def _grid_image(buffer: bytes, name: str) -> tuple[int, int]:
+    header, _ = _split(buffer)
+    entry = next(e for e in header["images"] if e["name"] == name)
+    return entry["offset"], entry["length"]
+
+
+def _regrid(buffer: bytes, name: str, image: bytes) -> bytes:
+    """The buffer with one of its images replaced (offsets and lengths updated)."""
+    header, body = _split(buffer)
+    images = {e["name"]: body[e["offset"] : e["offset"] + e["length"]] for e in header["images"]}
+    images[name] = image
+    offset = 0
+    for entry in header["images"]:
+        entry["offset"], entry["length"] = offset, len(images[entry["name"]])
+        offset += entry["length"]
+    return _assemble(header, b"".join(images[e["name"]] for e in header["images"]), version=2)
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(out, format="PNG")
+    return out.getvalue()
+
+
+def _geometry(buffer: bytes) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    _header, body = _split(buffer)
+    offset, length = _grid_image(buffer, "geometry")
+    return np.array(Image.open(io.BytesIO(body[offset : offset + length])).convert("RGB"))
+
+
+def malformed_grid_cases() -> dict[str, Malformed]:
+    """Broken grid (version 2) buffers and the message both decoders give for each."""
+    base = grid_buffer()
+    header, body = _split(base)
+    count = header["count"]
+
+    def edited(edit: Callable[[dict[str, Any]], None]) -> bytes:
+        h = json.loads(json.dumps(header))
+        edit(h)
+        return _assemble(h, body, version=2)
+
+    def set_in(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+        def edit(h: dict[str, Any]) -> None:
+            *parents, last = path.split(".")
+            target: Any = h
+            for key in parents:
+                target = target[int(key)] if key.isdigit() else target[key]
+            target[int(last) if last.isdigit() else last] = value
+
+        return edit
+
+    geometry = _geometry(base)
+    one_less = geometry.copy()
+    first_valid = np.argwhere((one_less[..., 0] > 0) | (one_less[..., 1] > 0))[0]
+    one_less[tuple(first_valid)] = (0, 0, 0)
+    bad_label = geometry.copy()
+    bad_label[(*tuple(first_valid), 2)] = 9
+    color_offset, color_length = _grid_image(base, "color")
+    geometry_offset, geometry_length = _grid_image(base, "geometry")
+    corrupt = bytearray(body[geometry_offset : geometry_offset + geometry_length])
+    corrupt[40:60] = b"\x00" * 20  # inside the IDAT chunk: the CRC no longer matches
+
+    return {
+        "grid truncated": Malformed(
+            base[:-7],
+            f"truncated buffer: image 'geometry' ends {len(body)} bytes after the "
+            f"header, the buffer holds {len(body) - 7}",
+        ),
+        "grid trailing bytes": Malformed(base + b"\0\0\0", "3 trailing bytes after the last image"),
+        "grid camera missing": Malformed(
+            edited(lambda h: h.pop("camera")), "header field 'camera' is missing"
+        ),
+        "grid camera malformed": Malformed(
+            edited(set_in("camera.fx", -1)),
+            "header field 'camera' must be a pinhole {model, width, height, fx, fy, cx, cy, "
+            "stride} or an equirectangular {model, width, height, stride} camera",
+        ),
+        "grid size disagrees with camera": Malformed(
+            edited(set_in("grid.width", 21)),
+            "grid 21x12 does not match the camera: 20x12 at stride 1 samples 20x12",
+        ),
+        "unknown depth encoding": Malformed(
+            edited(set_in("depth.encoding", "linear-uint8")),
+            "unknown depth encoding 'linear-uint8': this decoder reads 'log-uint16'",
+        ),
+        "depth range invalid": Malformed(
+            edited(set_in("depth.near", 0)),
+            "header field 'depth' needs finite near and far, 0 < near <= far",
+        ),
+        "unknown image": Malformed(
+            edited(set_in("images.0.name", "normals")), "unknown image 'normals'"
+        ),
+        "image codec": Malformed(
+            edited(set_in("images.1.codec", "jpeg")),
+            "image 'geometry' must be png or webp, got jpeg",
+        ),
+        "image missing": Malformed(
+            _assemble(
+                {**header, "images": header["images"][:1]},
+                body[color_offset : color_offset + color_length],
+                version=2,
+            ),
+            "image 'geometry' is missing",
+        ),
+        "images overlap": Malformed(
+            edited(set_in("images.1.offset", geometry_offset - 1)),
+            "images 'color' and 'geometry' overlap",
+        ),
+        "image not of its codec": Malformed(
+            _regrid(base, "geometry", b"GIF89a" + bytes(64)), "image 'geometry' is not a png file"
+        ),
+        "image corrupted": Malformed(
+            _regrid(base, "geometry", bytes(corrupt)),
+            "image 'geometry' could not be decoded as png",
+        ),
+        "image size mismatch": Malformed(
+            _regrid(base, "geometry", _png(geometry[:, :-1].copy())),
+            "image 'geometry' is 19x12, the grid is 20x12",
+        ),
+        "mask disagrees with count": Malformed(
+            _regrid(base, "geometry", _png(one_less)),
+            f"counts disagree: header count {count}, the depth image holds {count - 1} points",
+        ),
+        "grid segment out of range": Malformed(
+            _regrid(base, "geometry", _png(bad_label)),
+            "segment value 9 is out of range for 6 categories",
+        ),
+    }
+
+
+@pytest.fixture(scope="session")
+def malformed_grid() -> dict[str, Malformed]:
+    return malformed_grid_cases()
+
+
+@pytest.fixture(scope="session")
+def make_grid_scene() -> Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    return grid_inputs

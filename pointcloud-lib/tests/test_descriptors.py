@@ -138,7 +138,7 @@ def test_descriptors_travel_in_the_header_of_every_variant() -> None:
 
 def test_extra_header_may_not_redefine_format_keys() -> None:
     cloud = cloud_from(np.zeros(3, np.uint8), seed=4)
-    with pytest.raises(ValueError, match="format keys: count"):
+    with pytest.raises(ValueError, match="'count' is defined by the PCLD format"):
         encode(cloud, mode="planar", cloud_id="x", extra_header={"count": 1})
 
 

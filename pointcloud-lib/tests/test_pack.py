@@ -34,8 +34,13 @@ def test_pack_equals_project_then_encode(pack, project, mode, kwargs, with_holes
     depth, rgb, categories = inputs(with_holes)
     metadata = {"source": "test", "focal": np.float32(20.0)}
     packed = pack(depth, rgb, categories, cloud_id="g1", metadata=metadata, **kwargs)
+    # encode() knows no camera of its own: the caller hands it the one pack_* wrote.
     reference = encode(
-        project(depth, rgb, categories, **kwargs), mode=mode, cloud_id="g1", metadata=metadata
+        project(depth, rgb, categories, **kwargs),
+        mode=mode,
+        cloud_id="g1",
+        metadata=metadata,
+        camera=decode(packed).header["camera"],
     )
 
     assert_same_pcld(packed, reference)
@@ -46,7 +51,8 @@ def test_pack_quantized_equals_encode_quantized(pack, project, mode, kwargs) -> 
     depth, rgb, categories = inputs(with_holes=True)
     packed = pack(depth, rgb, categories, cloud_id="q", quantized=True, **kwargs)
     cloud = project(depth, rgb, categories, **kwargs)
-    assert_same_pcld(packed, encode(cloud, mode=mode, cloud_id="q", quantized=True))
+    camera = decode(packed).header["camera"]
+    assert_same_pcld(packed, encode(cloud, mode=mode, cloud_id="q", quantized=True, camera=camera))
 
 
 def assert_same_pcld(packed: memoryview, reference: bytes) -> None:

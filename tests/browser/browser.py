@@ -86,7 +86,9 @@ def _route_generation(page, generation_id: str, pointcloud_url: str) -> None:
                                            body=json.dumps(metadata)))
     # A redirect to a real HTTP server: a body fulfilled through playwright crosses its driver's
     # pipe as text and would take seconds, which would swamp the page's own timings.
-    page.route(f"**/generations/{generation_id}/pointcloud.bin",
+    # Any query (the viewer asks for ?format=grid).
+    cloud_path = f"/generations/{generation_id}/pointcloud.bin"
+    page.route(lambda url: url.split("?")[0].endswith(cloud_path),
                lambda route: route.fulfill(status=307, headers={"Location": pointcloud_url}))
 
 

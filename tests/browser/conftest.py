@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from pointcloud import PointCloud, encode, project_equirect
+from pointcloud import pack_grid
 from tests.stack import running_stack
 
 PANORAMA_SHAPE = (1024, 2048)  # 2:1 equirectangular: 2,097,152 points
@@ -23,7 +23,8 @@ def base_url(tmp_path_factory: pytest.TempPathFactory, tiny_models_dir) -> Itera
 
 @pytest.fixture(scope="module")
 def big_panorama() -> bytes:
-    """A 2048x1024 panorama as PCLD bytes: smooth colours, banded categories, rolling depth."""
+    """A 2048x1024 panorama as PCLD bytes (the grid variant, which the viewer asks for): smooth
+    colours, banded categories, rolling depth."""
     height, width = PANORAMA_SHAPE
     rows = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
     cols = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :]
@@ -33,5 +34,5 @@ def big_panorama() -> bytes:
     rgb[..., 1] = (rows * 255).astype(np.uint8)
     rgb[..., 2] = 128
     categories = np.broadcast_to((rows * 6).clip(0, 5).astype(np.uint8), (height, width))
-    cloud: PointCloud = project_equirect(depth, rgb, np.ascontiguousarray(categories))
-    return encode(cloud, mode="equirect", cloud_id="perf-2m")
+    return pack_grid(depth, rgb, np.ascontiguousarray(categories), mode="equirect",
+                     cloud_id="perf-2m")

@@ -16,6 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 
 import pointcloud
 from orchestrator import __version__
@@ -24,7 +25,7 @@ from orchestrator.jobs import JobManager
 from orchestrator.limits import BodyLimitMiddleware
 from orchestrator.metrics import HttpMetricsMiddleware, Metrics
 from orchestrator.metrics import router as metrics_router
-from orchestrator.pipeline import Pipeline
+from orchestrator.pipeline import GRID_MEDIA_TYPE, Pipeline
 from orchestrator.routes import generate, generations, health, jobs
 from orchestrator.runtime import Runtime
 from orchestrator.services import ModelServices
@@ -71,6 +72,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="A text prompt or a photo becomes a coloured, semantically labelled point cloud.",
         lifespan=lifespan,
     )
+    if settings.gzip_level:
+        # Innermost: compresses what the routes answer, negotiated with Accept-Encoding.
+        app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=settings.gzip_level,
+                           exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES,
+                                                  GRID_MEDIA_TYPE))
     # Added first, so that CORS (added next) wraps it and its 413 carries CORS headers too.
     app.add_middleware(BodyLimitMiddleware,
                        max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,

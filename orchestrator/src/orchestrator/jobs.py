@@ -63,6 +63,8 @@ class JobInputs:
     quantized: bool = False
     # Per-request quality (orchestrator.quality): draft | standard | high.
     quality: str = "standard"
+    # /generate?format=grid: the body is the grid variant (PCLD version 2).
+    grid: bool = False
 
 
 @dataclass
@@ -215,7 +217,8 @@ class Job:
 
 def links(job_id: str) -> dict[str, str]:
     return {"status_url": f"/jobs/{job_id}", "events_url": f"/jobs/{job_id}/events",
-            "result_url": f"/generations/{job_id}/pointcloud.bin"}
+            "result_url": f"/generations/{job_id}/pointcloud.bin",
+            "grid_result_url": f"/generations/{job_id}/pointcloud.bin?format=grid"}
 
 
 def view_from_record(record: dict[str, Any]) -> dict[str, Any]:

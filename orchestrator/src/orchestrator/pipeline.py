@@ -30,13 +30,16 @@ from orchestrator.storage import GenerationStore
 from pointcloud import (
     CATEGORY_NAMES,
     DEFAULT_FOV_DEG,
+    HEADER_KEYS,
     decode,
     encode,
     pack_equirect,
+    pack_grid,
+    pack_grid_from_cloud,
     pack_planar,
 )
 from pointcloud.descriptors import describe
-from pointcloud.extend import extend_header, extension_keys
+from pointcloud.extend import extend_header
 from scene.depth.v1 import depth_pb2
 from scene.imagegen.v1 import imagegen_pb2
 from scene.segment.v1 import segment_pb2
@@ -50,6 +53,8 @@ _GENERATION_MODES = {"standard": imagegen_pb2.GENERATION_MODE_STANDARD,
                      "panorama": imagegen_pb2.GENERATION_MODE_PANORAMA}
 # How far from exactly 2:1 an uploaded panorama may be (rounding of resized images).
 PANORAMA_ASPECT_TOLERANCE = 0.02
+# The grid variant of PCLD (version 2, pointcloud-lib FORMAT.md).
+GRID_MEDIA_TYPE = "application/x-pcld-grid"
 
 
 async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -113,8 +118,7 @@ class Pipeline:
         level = self.settings.png_compress_level
         # Projection + packing and the PNG maps are independent: two threads, two cores.
         (cloud_bin, body, cloud_info), pngs = await asyncio.gather(
-            blocking(self._build_cloud, job, rgb, outputs, inputs.quantized if inputs.return_body
-                     else None),
+            blocking(self._build_cloud, job, rgb, outputs, _body_format(inputs)),
             blocking(self._encode_pngs, job, rgb if image_png is None else None, outputs, level),
         )
         job.stage_progress("pointcloud", 1.0)
@@ -239,41 +243,47 @@ class Pipeline:
         return ModelOutputs(normalized, depth_m, focal, fov, categories, depth, segment)
 
     def _build_cloud(self, job: Job, rgb: np.ndarray, outputs: ModelOutputs,
-                     quantized_body: bool | None) -> tuple[memoryview, bytes | None, dict]:
+                     body_format: str | None) -> tuple[memoryview, bytes | None, dict]:
         """Project straight into the PCLD buffer (pointcloud's fused pack). Returns the stored
         binary, the /generate body (if one is wanted) and what the record says of the cloud."""
         settings = self.settings
         metric = outputs.depth_m is not None
         depth = outputs.depth_m if metric else outputs.normalized_depth
         metadata = {"generation_id": job.id, "source": job.source, "scene_mode": job.mode}
+        stride = max(settings.point_stride, quality.QUALITY_KNOBS[job.quality].point_stride)
         options = dict(cloud_id=job.id, metadata=metadata, depth_is_metric=metric,
-                       near_m=settings.near_m, far_m=settings.far_m,
-                       stride=max(settings.point_stride,
-                                  quality.QUALITY_KNOBS[job.quality].point_stride),
+                       near_m=settings.near_m, far_m=settings.far_m, stride=stride,
                        max_points=settings.max_points or None)
+        if job.mode == "standard":
+            # The depth model's own focal length or field of view, else the default FOV.
+            from_model = outputs.focal_length_px is not None or outputs.fov_deg is not None
+            options.update(focal_length_px=outputs.focal_length_px, fov_deg=outputs.fov_deg,
+                           focal_source="model" if from_model else "default_fov")
         started = time.perf_counter()
-        if job.mode == "panorama":
-            cloud_bin = pack_equirect(depth, rgb, outputs.categories, **options)
-        else:
-            cloud_bin = pack_planar(depth, rgb, outputs.categories,
-                                    focal_length_px=outputs.focal_length_px,
-                                    fov_deg=outputs.fov_deg, **options)
+        pack = pack_equirect if job.mode == "panorama" else pack_planar
+        cloud_bin = pack(depth, rgb, outputs.categories, **options)
         job.record_timing("pointcloud", time.perf_counter() - started)
         started = time.perf_counter()
         cloud_bin, descriptors = with_descriptors(cloud_bin, outputs.segment.labels)
         job.record_timing("descriptors", time.perf_counter() - started)
         header = decode(cloud_bin).header  # zero-copy; the header says what was built
         body = None
-        if quantized_body:
+        if body_format == "quantized":
             started = time.perf_counter()
             body = requantize(cloud_bin)
             job.record_timing("requantize", time.perf_counter() - started)
-        elif quantized_body is not None:
+        elif body_format == "grid":
+            started = time.perf_counter()
+            grid_mode = "equirect" if job.mode == "panorama" else "planar"
+            body = pack_grid(depth, rgb, outputs.categories, mode=grid_mode,
+                             extra_header={"descriptors": descriptors}, **options)
+            job.record_timing("grid", time.perf_counter() - started)
+        elif body_format is not None:
             body = cloud_bin
         info = {"point_count": header["count"], "bounds": header["bounds"],
                 "projection": header["mode"]}
         # What scene.splat needs to size its Gaussians (the pixel footprint).
-        info["point_stride"] = settings.point_stride
+        info["point_stride"] = stride
         info["descriptors"] = descriptors
         if job.mode == "standard" and outputs.focal_length_px is None:
             info["fov_deg"] = outputs.fov_deg or DEFAULT_FOV_DEG
@@ -302,14 +312,27 @@ def with_descriptors(buffer: memoryview, labels) -> tuple[bytes, dict[str, Any]]
     return extend_header(buffer, {"descriptors": descriptors}), descriptors
 
 
+def _body_format(inputs) -> str | None:
+    """What /generate answers with: None (a job, no body), "float", "quantized" or "grid"."""
+    if not inputs.return_body:
+        return None
+    return "grid" if inputs.grid else "quantized" if inputs.quantized else "float"
+
+
 def requantize(buffer: bytes | memoryview) -> bytes:
     """A PCLD buffer re-packed with quantised positions (the same cloud, 10 bytes a point);
     header keys beyond the format's (camera, descriptors, ...) carry over."""
     cloud = decode(buffer)
     header = cloud.header
+    extra = {k: v for k, v in header.items() if k not in HEADER_KEYS}
     return encode(cloud, mode=header["mode"], cloud_id=header["id"],
                   metadata=header.get("metadata"), quantized=True,
-                  extra_header=extension_keys(header))
+                  camera=header.get("camera"), extra_header=extra)
+
+
+def regrid(buffer: bytes | memoryview) -> bytes:
+    """A stored PCLD v1 buffer as the grid variant (every point back on its pixel)."""
+    return pack_grid_from_cloud(decode(buffer))
 
 
 def _first_error(group: BaseExceptionGroup) -> BaseException:

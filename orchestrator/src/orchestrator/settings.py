@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     metrics_enabled: bool = True
     # Tracing: empty = off, "console" = spans as JSON lines on stdout, else an OTLP/HTTP URL.
     trace_exporter: str = ""
+    # HTTP gzip of the binary answers for clients that send Accept-Encoding: gzip (0 = off).
+    # Level 1: the higher levels save a few percent of a PCLD v1 buffer at several times the
+    # CPU (bench_grid.py); the grid variant is not gzipped (its images are compressed already).
+    gzip_level: int = Field(1, ge=0, le=9)
 
     @field_validator("cors_origins")
     @classmethod

@@ -40,6 +40,9 @@ CACHED_ASSETS = ("scene.glb", "scene.splat", "gaussians.ply")
 # Locks that serialise the first build of a cached asset: striped, so that their number stays
 # bounded; two assets sharing a stripe only wait for each other's first build.
 _BUILD_LOCK_STRIPES = 64
+# Files kept beside the stored ones once made that are not assets of their own (the grid
+# variant is pointcloud.bin in another format: GET pointcloud.bin?format=grid).
+CACHED_FILES = (*CACHED_ASSETS, "pointcloud.grid.bin")
 ASSETS = STORED_ASSETS + DERIVED_ASSETS
 ACTIVE = ("queued", "running")
 INTERRUPTED = "interrupted"
@@ -206,7 +209,7 @@ class GenerationStore:
         build runs under a lock and the file appears by an atomic rename, so no reader ever
         sees a half-written file; later requests find it and take no lock.
         """
-        if name not in CACHED_ASSETS:
+        if name not in CACHED_FILES:
             return None
         source = self.asset_path(generation_id, "pointcloud.bin")
         if source is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import grpc
@@ -346,3 +347,30 @@ async def test_results_are_deterministic_for_the_same_inputs(api):
     first = decode((await api.generate("same")).content)
     second = decode((await api.generate("same")).content)
     np.testing.assert_array_equal(first.positions, second.positions)
+
+
+async def test_grid_variant_by_query_and_by_accept(api):
+    plain = decode((await api.generate("same prompt")).content)
+    for params, headers in (({"format": "grid"}, {}),
+                            ({}, {"Accept": "application/x-pcld-grid"})):
+        response = await api.client.post("/generate", params=params, json={"prompt": "same prompt"},
+                                         headers={"X-OpenAI-Key": api.key, **headers})
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "application/x-pcld-grid"
+        grid = decode(response.content)
+        assert grid.header["camera"]["model"] == "pinhole"
+        assert grid.header["camera"]["focal_source"] in ("model", "default_fov")
+        assert len(grid) == len(plain)  # nothing lost
+        assert len(response.content) < len(plain.positions) * 16 / 4
+        np.testing.assert_allclose(grid.positions, plain.positions, rtol=1e-3, atol=1e-6)
+        # What is stored stays version 1.
+        stored = api.folder(response.headers["x-generation-id"]) / "pointcloud.bin"
+        assert decode(stored.read_bytes()).header["attributes"]
+
+
+async def test_an_unknown_format_is_a_422_naming_the_valid_ones(api):
+    response = await api.client.post("/generate", params={"format": "glbx"},
+                                     json={"prompt": "x"}, headers={"X-OpenAI-Key": api.key})
+    assert response.status_code == 422
+    detail = json.dumps(response.json()["detail"])
+    assert all(name in detail for name in ("float", "quantized", "grid"))

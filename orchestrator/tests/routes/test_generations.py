@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
 import json
 
@@ -160,3 +161,35 @@ async def test_deleting_a_running_generation_cancels_it(api):
     assert (await api.client.delete(f"/generations/{job_id}")).status_code == 204
     await asyncio.wait_for(call.cancelled.wait(), 5)
     assert not api.folder(job_id).exists()
+
+
+async def test_grid_variant_of_a_stored_cloud_made_once_and_kept(api, generated):
+    base = f"/generations/{generated[0]}/pointcloud.bin"
+    v1 = decode((await api.client.get(base)).content)
+    first = await api.client.get(base, params={"format": "grid"})
+    assert first.status_code == 200, first.text
+    assert first.headers["content-type"] == "application/x-pcld-grid"
+    grid = decode(first.content)
+    assert len(grid) == len(v1)
+    np.testing.assert_allclose(grid.positions, v1.positions, rtol=1e-3, atol=1e-6)
+    kept = api.folder(generated[0]) / "pointcloud.grid.bin"
+    assert kept.read_bytes() == first.content
+    again = await api.client.get(base, params={"format": "grid"})
+    assert again.content == first.content
+    bad = await api.client.get(base, params={"format": "zip"})
+    assert bad.status_code == 422
+    assert all(name in json.dumps(bad.json()["detail"]) for name in ("float", "quantized", "grid"))
+
+
+async def test_binary_formats_are_gzipped_when_asked_and_grids_are_not(api, generated):
+    base = f"/generations/{generated[0]}/pointcloud.bin"
+    plain = await api.client.get(base, headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    async with api.client.stream("GET", base, headers={"Accept-Encoding": "gzip"}) as zipped:
+        assert zipped.headers["content-encoding"] == "gzip"
+        wire = b"".join([chunk async for chunk in zipped.aiter_raw()])
+    assert gzip.decompress(wire) == plain.content
+    assert len(wire) < len(plain.content)
+    grid = await api.client.get(base, params={"format": "grid"},
+                                headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in grid.headers  # JPEG and PNG inside: gzip would only cost

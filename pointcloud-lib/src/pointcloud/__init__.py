@@ -10,7 +10,15 @@ from pathlib import Path
 
 from pointcloud.categories import CATEGORY_NAMES, CATEGORY_PALETTE
 from pointcloud.cloud import PointCloud
-from pointcloud.codec import FORMAT_VERSION, QUANTIZATION_LEVELS, decode, encode
+from pointcloud.codec import (
+    FORMAT_VERSION,
+    GRID_VERSION,
+    HEADER_KEYS,
+    QUANTIZATION_LEVELS,
+    decode,
+    encode,
+)
+from pointcloud.grid import pack_grid, pack_grid_from_cloud, relative_error_bound
 from pointcloud.pack import pack_equirect, pack_planar
 from pointcloud.ply import to_ply
 from pointcloud.projection import (
@@ -25,6 +33,8 @@ __all__ = [
     "CATEGORY_PALETTE",
     "DEFAULT_FOV_DEG",
     "FORMAT_VERSION",
+    "GRID_VERSION",
+    "HEADER_KEYS",
     "QUANTIZATION_LEVELS",
     "PointCloud",
     "decode",
@@ -32,9 +42,12 @@ __all__ = [
     "js_decoder_path",
     "normalized_to_metres",
     "pack_equirect",
+    "pack_grid",
+    "pack_grid_from_cloud",
     "pack_planar",
     "project_equirect",
     "project_planar",
+    "relative_error_bound",
     "to_ply",
 ]
 

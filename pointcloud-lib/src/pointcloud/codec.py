@@ -22,6 +22,26 @@ from pointcloud.cloud import PointCloud
 
 MAGIC = b"PCLD"
 FORMAT_VERSION = 1
+GRID_VERSION = 2
+"""The grid variant (FORMAT.md, "Version 2: the grid variant"); :func:`decode` reads both."""
+
+# Top-level header keys the format defines: `extra_header` may not set them.
+HEADER_KEYS = frozenset(
+    (
+        "count",
+        "mode",
+        "id",
+        "bounds",
+        "categories",
+        "palette",
+        "attributes",
+        "metadata",
+        "camera",
+        "grid",
+        "depth",
+        "images",
+    )
+)
 _PREFIX = struct.Struct("<4sII")
 PREFIX_SIZE = _PREFIX.size
 
@@ -51,6 +71,7 @@ def encode(
     cloud_id: str,
     metadata: dict[str, Any] | None = None,
     quantized: bool = False,
+    camera: Mapping[str, Any] | None = None,
     extra_header: Mapping[str, Any] | None = None,
 ) -> bytes:
     """Serialise ``cloud`` as PCLD v1 bytes.
@@ -59,8 +80,9 @@ def encode(
     the camera sits; ``cloud_id`` identifies the cloud; ``metadata`` (any JSON-serialisable
     dict; numpy scalars and arrays are converted) lands under the header's ``metadata`` key.
     ``quantized`` stores positions as uint16 steps between the bounds: 10 bytes a point instead
-    of 16, with the error bound given in FORMAT.md. ``extra_header`` holds extra top-level
-    header keys (``camera``, ``descriptors``, ...); a key the format itself defines is refused.
+    of 16, with the error bound given in FORMAT.md. ``camera`` (FORMAT.md, "camera") is the
+    camera the cloud was projected with, when the caller knows it (``pack_*`` write it
+    themselves); ``extra_header`` adds top-level header keys that the format does not define.
     """
     if not isinstance(cloud, PointCloud):
         raise ValueError(f"cloud must be a PointCloud, got {type(cloud).__name__}")
@@ -83,7 +105,8 @@ def encode(
     else:
         position_block = np.ascontiguousarray(cloud.positions, dtype="<f4")
         quantization = None
-    header = _header(count, mode, cloud_id, lo, hi, metadata, quantization, extra_header)
+    extra = header_extras(camera, extra_header)
+    header = _header(count, mode, cloud_id, lo, hi, metadata, quantization, extra)
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header))
     # One copy of each block straight into the result: bytes.join reads numpy arrays through
     # the buffer protocol, so no intermediate bytearray or tobytes() is needed.
@@ -113,16 +136,14 @@ class BufferWriter:
         cloud_id: str,
         metadata: dict[str, Any] | None = None,
         quantized: bool = False,
-        extra_header: Mapping[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         _check_labels(mode, cloud_id, metadata)
-        self._fields = (count, mode, cloud_id, metadata, extra_header)
+        self._fields = (count, mode, cloud_id, metadata, extra)
         self.quantized = quantized
         widest = np.full(3, _WIDEST_FLOAT, dtype=np.float64)
         quantization = {"min": widest.tolist(), "step": widest.tolist()} if quantized else None
-        header = _header(
-            count, mode, cloud_id, widest, widest, metadata, quantization, extra_header
-        )
+        header = _header(count, mode, cloud_id, widest, widest, metadata, quantization, extra)
         self._header_size = len(header)
         body = PREFIX_SIZE + self._header_size
         position_size = (6 if quantized else 12) * count
@@ -140,9 +161,9 @@ class BufferWriter:
             raise ValueError("positions must all be finite (found NaN or infinity)")
         if (step is not None) != self.quantized:
             raise ValueError("finish() takes the quantisation step exactly when quantized")
-        count, mode, cloud_id, metadata, extra_header = self._fields
+        count, mode, cloud_id, metadata, extra = self._fields
         quantization = None if step is None else {"min": lo.tolist(), "step": step.tolist()}
-        header = _header(count, mode, cloud_id, lo, hi, metadata, quantization, extra_header)
+        header = _header(count, mode, cloud_id, lo, hi, metadata, quantization, extra)
         if len(header) > self._header_size:  # only if the caller grew metadata meanwhile
             raise ValueError("metadata changed while the cloud was being packed")
         header += b" " * (self._header_size - len(header))
@@ -156,10 +177,12 @@ _WIDEST_FLOAT = -2.2250738585072014e-308
 
 
 def decode(buffer: bytes | bytearray | memoryview) -> PointCloud:
-    """Parse and validate a PCLD v1 buffer; every fault raises a ValueError that names it.
+    """Parse and validate a PCLD buffer, version 1 (points) or 2 (grid); every fault raises a
+    ValueError that names it.
 
-    Float positions, colours and segments are zero-copy views of ``buffer`` (read-only for
-    ``bytes``); quantised positions are dequantised into a new float32 array. ``header`` on the
+    Version 1: float positions, colours and segments are zero-copy views of ``buffer``
+    (read-only for ``bytes``); quantised positions are dequantised into a new float32 array.
+    Version 2: the images are decoded and back-projected into new arrays. ``header`` on the
     result is the whole JSON header.
     """
     try:
@@ -172,8 +195,8 @@ def decode(buffer: bytes | bytearray | memoryview) -> PointCloud:
     magic, version, header_length = _PREFIX.unpack_from(view)
     if magic != MAGIC:
         raise ValueError(f"bad magic {magic.hex()}: expected {MAGIC.hex()} ('PCLD')")
-    if version != FORMAT_VERSION:
-        raise ValueError(f"unknown version {version}: this decoder reads version {FORMAT_VERSION}")
+    if version not in (FORMAT_VERSION, GRID_VERSION):
+        raise ValueError(f"unknown version {version}: this decoder reads versions 1 and 2")
     if header_length % 4:
         raise ValueError(f"header length {header_length} is not a multiple of 4")
     body_start = PREFIX_SIZE + header_length
@@ -183,6 +206,10 @@ def decode(buffer: bytes | bytearray | memoryview) -> PointCloud:
             f"the {size}-byte buffer"
         )
     header = _parse_header(view[PREFIX_SIZE:body_start])
+    if version == GRID_VERSION:
+        from pointcloud.grid import decode_grid  # grid imports this module
+
+        return decode_grid(header, view[body_start:])
     count = _check_header_fields(header)
     blocks = _check_attributes(header["attributes"], count, size - body_start)
 
@@ -225,6 +252,49 @@ def _check_labels(mode: Any, cloud_id: Any, metadata: Any) -> None:
         raise ValueError(f"metadata must be a dict or None, got {type(metadata).__name__}")
 
 
+def header_extras(
+    camera: Mapping[str, Any] | None, extra_header: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The header keys beyond the fixed ones: ``camera`` and the caller's ``extra_header``
+    (which may not redefine a key of the format)."""
+    extra: dict[str, Any] = {}
+    if camera is not None:
+        if not isinstance(camera, Mapping):
+            raise ValueError(f"camera must be a mapping or None, got {type(camera).__name__}")
+        extra["camera"] = dict(camera)
+    if extra_header is not None:
+        if not isinstance(extra_header, Mapping):
+            raise ValueError(
+                f"extra_header must be a mapping or None, got {type(extra_header).__name__}"
+            )
+        for key in extra_header:
+            if not isinstance(key, str):
+                raise ValueError(f"extra_header keys must be strings, got {key!r}")
+            if key in HEADER_KEYS:
+                raise ValueError(
+                    f"extra_header key '{key}' is defined by the PCLD format; it cannot be "
+                    "set through extra_header"
+                )
+        extra.update(extra_header)
+    return extra
+
+
+def dump_header(header: dict[str, Any]) -> bytes:
+    """Strict JSON, UTF-8, padded with spaces to a multiple of 4 bytes."""
+    try:
+        text = json.dumps(
+            header,
+            ensure_ascii=False,
+            allow_nan=False,
+            separators=(",", ":"),
+            default=_json_default,
+        )
+        raw = text.encode("utf-8")
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+        raise ValueError(f"metadata is not JSON-serialisable: {exc}") from exc
+    return raw + b" " * (-len(raw) % 4)
+
+
 def _header(
     count: int,
     mode: str,
@@ -233,7 +303,7 @@ def _header(
     hi: np.ndarray,
     metadata: dict[str, Any] | None,
     quantization: dict[str, list[float]] | None,
-    extra_header: Mapping[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> bytes:
     """The JSON header, UTF-8, padded with spaces to a multiple of 4 bytes."""
     position: dict[str, Any] = {"name": "position", "type": "float32", "components": 3}
@@ -257,28 +327,9 @@ def _header(
         "palette": CATEGORY_PALETTE.tolist(),
         "attributes": attributes,
         "metadata": metadata or {},
+        **(extra or {}),
     }
-    if extra_header:
-        if not isinstance(extra_header, Mapping):
-            raise ValueError(
-                f"extra_header must be a mapping or None, got {type(extra_header).__name__}"
-            )
-        clashes = sorted(str(key) for key in extra_header if key in header)
-        if clashes:
-            raise ValueError(f"extra_header may not redefine format keys: {', '.join(clashes)}")
-        header.update(extra_header)
-    try:
-        text = json.dumps(
-            header,
-            ensure_ascii=False,
-            allow_nan=False,
-            separators=(",", ":"),
-            default=_json_default,
-        )
-        raw = text.encode("utf-8")
-    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
-        raise ValueError(f"metadata is not JSON-serialisable: {exc}") from exc
-    return raw + b" " * (-len(raw) % 4)
+    return dump_header(header)
 
 
 def _json_default(value: Any) -> Any:
@@ -390,7 +441,7 @@ def _require(header: dict[str, Any], name: str) -> Any:
     return header[name]
 
 
-def _check_header_fields(header: dict[str, Any]) -> int:
+def _check_header_fields(header: dict[str, Any], *, attributes: bool = True) -> int:
     count = _require(header, "count")
     if not _is_count(count):
         raise ValueError("header field 'count' must be a non-negative integer")
@@ -419,7 +470,7 @@ def _check_header_fields(header: dict[str, Any]) -> int:
         )
     ):
         raise ValueError("header field 'palette' must hold one [r, g, b] (0..255) per category")
-    if not isinstance(_require(header, "attributes"), list):
+    if attributes and not isinstance(_require(header, "attributes"), list):
         raise ValueError("header field 'attributes' must be a list")
     return int(count)
 

@@ -13,12 +13,11 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
-from pointcloud.codec import FORMAT_VERSION, MAGIC, PREFIX_SIZE, decode
+from pointcloud.codec import HEADER_KEYS, MAGIC, PREFIX_SIZE, decode
 
-# The keys PCLD v1 itself defines (FORMAT.md, "Header"); anything else is an extension.
-FORMAT_KEYS = frozenset(
-    ("count", "mode", "id", "bounds", "categories", "palette", "attributes", "metadata")
-)
+# The keys the format itself defines (FORMAT.md: v1's and the grid variant's, and the camera,
+# which the writers set from the projection); anything else is an extension.
+FORMAT_KEYS = HEADER_KEYS
 
 
 def extension_keys(header: Mapping[str, Any]) -> dict[str, Any]:
@@ -34,7 +33,8 @@ def extend_header(buffer: bytes | bytearray | memoryview, extra: Mapping[str, An
         raise ValueError(f"extra_header may not redefine format keys: {', '.join(clashes)}")
     view = memoryview(buffer).cast("B")
     header = decode(view).header
-    old_length = struct.unpack_from("<I", view, 8)[0]
+    # The version stays what it was: the blocks, whatever their layout, follow unchanged.
+    version, old_length = struct.unpack_from("<II", view, 4)
     try:
         raw = json.dumps(
             {**header, **extra}, ensure_ascii=False, allow_nan=False, separators=(",", ":")
@@ -42,5 +42,5 @@ def extend_header(buffer: bytes | bytearray | memoryview, extra: Mapping[str, An
     except (TypeError, ValueError) as exc:
         raise ValueError(f"extra header keys are not JSON-serialisable: {exc}") from exc
     raw += b" " * (-len(raw) % 4)
-    prefix = struct.pack("<4sII", MAGIC, FORMAT_VERSION, len(raw))
+    prefix = struct.pack("<4sII", MAGIC, version, len(raw))
     return b"".join((prefix, raw, view[PREFIX_SIZE + old_length :]))

@@ -12,8 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from pointcloud.codec import BufferWriter, quantization_step, quantize
+from pointcloud.codec import BufferWriter, header_extras, quantization_step, quantize
 from pointcloud.projection import Projection, plan_equirect, plan_planar
+
+FOCAL_SOURCES = ("model", "exif", "default_fov", "caller")
 
 
 def pack_planar(
@@ -25,13 +27,18 @@ def pack_planar(
     metadata: dict[str, Any] | None = None,
     quantized: bool = False,
     extra_header: Mapping[str, Any] | None = None,
+    focal_source: str | None = None,
     **projection: Any,
 ) -> memoryview:
     """:func:`pointcloud.project_planar` (same keyword arguments) encoded as PCLD, mode
     "planar". Returns a read-only, contiguous byte memoryview (what Starlette's ``Response``,
-    ``Path.write_bytes`` and :func:`pointcloud.decode` take; ``bytes(view)`` copies)."""
+    ``Path.write_bytes`` and :func:`pointcloud.decode` take; ``bytes(view)`` copies).
+
+    The header's ``camera`` comes from the projection keywords; ``focal_source`` says where
+    the focal length came from (see :func:`planar_focal_source`)."""
     plan = plan_planar(depth, rgb, categories, **projection)
-    return _pack(plan, cloud_id, metadata, quantized, extra_header)
+    camera = plan.full_camera(planar_focal_source(focal_source, projection))
+    return _pack(plan, cloud_id, metadata, quantized, header_extras(camera, extra_header))
 
 
 def pack_equirect(
@@ -48,7 +55,21 @@ def pack_equirect(
     """:func:`pointcloud.project_equirect` (same keyword arguments) encoded as PCLD, mode
     "equirect"; returns as :func:`pack_planar` does."""
     plan = plan_equirect(depth, rgb, categories, **projection)
-    return _pack(plan, cloud_id, metadata, quantized, extra_header)
+    camera = plan.full_camera(None)
+    return _pack(plan, cloud_id, metadata, quantized, header_extras(camera, extra_header))
+
+
+def planar_focal_source(focal_source: str | None, projection: Mapping[str, Any]) -> str:
+    """``focal_source`` checked, or inferred: "caller" when the caller passed a focal length or
+    field of view (it knows better where it came from: "model", "exif"), else "default_fov"."""
+    if focal_source is None:
+        given = (projection.get("focal_length_px"), projection.get("fov_deg"))
+        return "default_fov" if given == (None, None) else "caller"
+    if focal_source not in FOCAL_SOURCES:
+        raise ValueError(
+            f"focal_source must be one of {', '.join(FOCAL_SOURCES)}; got {focal_source!r}"
+        )
+    return focal_source
 
 
 def _pack(
@@ -56,7 +77,7 @@ def _pack(
     cloud_id: str,
     metadata: dict[str, Any] | None,
     quantized: bool,
-    extra_header: Mapping[str, Any] | None,
+    extra: dict[str, Any],
 ) -> memoryview:
     writer = BufferWriter(
         plan.count,
@@ -64,7 +85,7 @@ def _pack(
         cloud_id=cloud_id,
         metadata=metadata,
         quantized=quantized,
-        extra_header=extra_header,
+        extra=extra,
     )
     if not quantized:
         lo, hi = plan.write(writer.positions, writer.colors, writer.segments)

@@ -137,15 +137,43 @@ def plan_planar(
     cx, cy = _principal_point(width, height, principal_point)
     stride, max_points = _check_sampling(stride, max_points)
     near_m, far_m = _check_range(near_m, far_m, depth_is_metric)
+    rays = pinhole_rays(width, height, fx, fy, cx, cy, stride)
+    camera = {
+        "model": "pinhole",
+        "width": width,
+        "height": height,
+        "fx": fx,
+        "fy": fy,
+        "cx": cx,
+        "cy": cy,
+        "stride": stride,
+    }
+    return Projection.sample(
+        "planar",
+        depth,
+        rgb,
+        categories,
+        rays,
+        depth_is_metric,
+        near_m,
+        far_m,
+        stride,
+        max_points,
+        camera,
+    )
+
+
+def pinhole_rays(
+    width: int, height: int, fx: float, fy: float, cx: float, cy: float, stride: int
+) -> _PinholeRays:
+    """Per-column and per-row ray factors of the sampled pinhole grid (what a decoder of the
+    grid variant rebuilds from the header's camera, bit for bit)."""
     cols = np.arange(0, width, stride, dtype=np.float64)
     rows = np.arange(0, height, stride, dtype=np.float64)
-    rays = _PinholeRays(
+    return _PinholeRays(
         x_per_col=((cols - cx) / fx).astype(np.float32)[None, :],
         # Image rows grow downwards; +Y is up.
         y_per_row=((cy - rows) / fy).astype(np.float32)[:, None],
-    )
-    return Projection.sample(
-        "planar", depth, rgb, categories, rays, depth_is_metric, near_m, far_m, stride, max_points
     )
 
 
@@ -165,16 +193,32 @@ def plan_equirect(
     height, width = depth.shape
     stride, max_points = _check_sampling(stride, max_points)
     near_m, far_m = _check_range(near_m, far_m, depth_is_metric)
+    rays = sphere_rays(width, height, stride)
+    camera = {"model": "equirectangular", "width": width, "height": height, "stride": stride}
+    return Projection.sample(
+        "equirect",
+        depth,
+        rgb,
+        categories,
+        rays,
+        depth_is_metric,
+        near_m,
+        far_m,
+        stride,
+        max_points,
+        camera,
+    )
+
+
+def sphere_rays(width: int, height: int, stride: int) -> _SphereRays:
+    """:func:`pinhole_rays` for the equirectangular grid."""
     longitude = ((np.arange(0, width, stride) + 0.5) / width - 0.5) * (2.0 * math.pi)
     latitude = (0.5 - (np.arange(0, height, stride) + 0.5) / height) * math.pi
-    rays = _SphereRays(
+    return _SphereRays(
         sin_lon=np.sin(longitude).astype(np.float32)[None, :],
         neg_cos_lon=(-np.cos(longitude)).astype(np.float32)[None, :],
         cos_lat=np.cos(latitude).astype(np.float32)[:, None],
         sin_lat=np.sin(latitude).astype(np.float32)[:, None],
-    )
-    return Projection.sample(
-        "equirect", depth, rgb, categories, rays, depth_is_metric, near_m, far_m, stride, max_points
     )
 
 
@@ -278,6 +322,9 @@ class Projection:
     near_m: float
     far_m: float
     stride: int
+    # The header's `camera` (FORMAT.md) less what only the writer knows (depth range, metric
+    # flag, where the focal length came from).
+    camera: dict[str, Any]
 
     @classmethod
     def sample(
@@ -292,6 +339,7 @@ class Projection:
         far_m: float,
         stride: int,
         max_points: int | None,
+        camera: dict[str, Any],
     ) -> Projection:
         grid = depth[::stride, ::stride]
         keep = _valid_pixels(grid, zero_is_valid=not depth_is_metric)
@@ -299,7 +347,18 @@ class Projection:
             keep = _thin(grid.shape, keep, max_points)
         count = grid.size if keep is None else int(np.count_nonzero(keep))
         return cls(
-            mode, grid, keep, count, rgb, categories, rays, depth_is_metric, near_m, far_m, stride
+            mode,
+            grid,
+            keep,
+            count,
+            rgb,
+            categories,
+            rays,
+            depth_is_metric,
+            near_m,
+            far_m,
+            stride,
+            camera,
         )
 
     def to_cloud(self) -> PointCloud:
@@ -363,6 +422,27 @@ class Projection:
             np.min(z, axis=1, out=row_lo[top:bottom])
             np.max(z, axis=1, out=row_hi[top:bottom])
         return self.rays.extremes((col_lo, col_hi), (row_lo, row_hi))
+
+    def depth_range_m(self) -> list[float]:
+        """[near, far] of the cloud in metres: the normalization range for normalized depth,
+        the kept depths' extremes for metric depth."""
+        if not self.depth_is_metric:
+            return [self.near_m, self.far_m]
+        if self.count == 0:
+            return [0.0, 0.0]
+        kept = self.grid if self.keep is None else self.grid[self.keep]
+        return [float(kept.min()), float(kept.max())]
+
+    def full_camera(self, focal_source: str | None) -> dict[str, Any]:
+        """The header's `camera` for this projection (FORMAT.md)."""
+        camera = {
+            **self.camera,
+            "depth_is_metric": self.depth_is_metric,
+            "depth_range_m": self.depth_range_m(),
+        }
+        if focal_source is not None:
+            camera["focal_source"] = focal_source
+        return camera
 
     def _sampled(self, image: np.ndarray) -> np.ndarray:
         return image[:: self.stride, :: self.stride]

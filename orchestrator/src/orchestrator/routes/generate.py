@@ -18,7 +18,7 @@ from orchestrator import glb
 from orchestrator.engine_assets import glb_from_pcld
 from orchestrator.errors import ApiError
 from orchestrator.jobs import Job
-from orchestrator.pipeline import blocking
+from orchestrator.pipeline import GRID_MEDIA_TYPE, blocking
 from orchestrator.runtime import RuntimeDep
 from orchestrator.submission import OPENAPI_BODY, decode_upload, read_submission
 
@@ -27,6 +27,8 @@ router = APIRouter(tags=["generate"])
 PCLD_MEDIA_TYPE = "application/octet-stream"
 # Accept values that ask for the quantised variant of the binary format.
 QUANTIZED_ACCEPT = "application/x-pcld-quantized"
+# Accept value that asks for the grid variant (PCLD version 2); answered with that media type.
+GRID_ACCEPT = GRID_MEDIA_TYPE
 TIMING_ORDER = ("queue", "imagegen", "decode", "depth", "segment", "models", "pointcloud",
                 "descriptors", "requantize", "png", "storage", "total", "glb")
 
@@ -68,10 +70,12 @@ async def generate(
     format: Annotated[Literal[
         "float",
         "quantized",
+        "grid",
         "glb",
     ] | None, Query(
-        description="`quantized` for the smaller quantised variant of the format; `glb` for "
-                    "glTF 2.0 binary (also `Accept: model/gltf-binary`).")] = None,
+        description="`quantized` for the smaller quantised variant of the format, `grid` for "
+                    "the grid variant (PCLD version 2, about 1 byte a point); `glb` for glTF 2.0 "
+                    "binary (also `Accept: model/gltf-binary`).")] = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     """Runs the whole pipeline: imagegen (prompts only), depth and segmentation, the point cloud
@@ -85,6 +89,8 @@ async def generate(
     submission.inputs.quantized = format == "quantized" or (
         format is None and accept is not None and QUANTIZED_ACCEPT in accept)
     as_glb = format == "glb" or (format is None and accept is not None and glb.MEDIA_TYPE in accept)
+    submission.inputs.grid = format == "grid" or (
+        format is None and accept is not None and GRID_ACCEPT in accept)
     view, _ = runtime.jobs.submit(submission.inputs, fingerprint=submission.fingerprint)
     job = runtime.jobs.get(view["id"])
     await _wait(runtime, job, request.receive)
@@ -98,7 +104,8 @@ async def generate(
             timing = {**job.timing_ms, "glb": round((time.perf_counter() - started) * 1000, 3)}
             headers["Server-Timing"] = server_timing(timing)
             return Response(body, media_type=glb.MEDIA_TYPE, headers=headers)
-        return Response(body, media_type=PCLD_MEDIA_TYPE, headers=headers)
+        media_type = GRID_MEDIA_TYPE if submission.inputs.grid else PCLD_MEDIA_TYPE
+        return Response(body, media_type=media_type, headers=headers)
     if job.status == "failed":
         error_headers = {"X-Generation-Id": job.id}
         if job.error_status == 503:

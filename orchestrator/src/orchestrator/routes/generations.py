@@ -9,12 +9,15 @@ from fastapi.responses import FileResponse, Response
 
 from orchestrator import engine_assets, glb
 from orchestrator.errors import ApiError
-from orchestrator.pipeline import blocking, requantize
+from orchestrator.pipeline import GRID_MEDIA_TYPE, blocking, regrid, requantize
 from orchestrator.runtime import GenerationIdDep, RuntimeDep
 from orchestrator.storage import ASSETS
 from pointcloud import decode, to_ply
 
 router = APIRouter(prefix="/generations", tags=["generations"])
+
+# The grid variant of the stored cloud, made on the first request and kept beside it.
+GRID_FILE = "pointcloud.grid.bin"
 
 MEDIA_TYPES = {"image.png": "image/png", "depth.png": "image/png", "segments.png": "image/png",
                "pointcloud.bin": "application/octet-stream", "pointcloud.ply": "application/x-ply",
@@ -69,8 +72,9 @@ async def get_asset(
     generation_id: GenerationIdDep,
     asset: str,
     runtime: RuntimeDep,
-    format: Annotated[Literal["float", "quantized"] | None, Query(
-        description="pointcloud.bin only: `quantized` re-packs the stored cloud smaller.")] = None,
+    format: Annotated[Literal["float", "quantized", "grid"] | None, Query(
+        description="pointcloud.bin only: `quantized` re-packs the stored cloud smaller; `grid` "
+                    "gives the grid variant (PCLD version 2), made once and kept.")] = None,
 ) -> Response:
     """`image.png`, `depth.png` (16-bit normalised depth, 65535 = near), `segments.png` (palette
     image: index = category), `pointcloud.bin` (pointcloud-lib v1), `pointcloud.ply` (made from
@@ -97,6 +101,12 @@ async def get_asset(
     if asset == "pointcloud.ply":
         body = await blocking(lambda: to_ply(decode(path.read_bytes())))
         return Response(body, media_type=MEDIA_TYPES[asset], headers=download)
+    if asset == "pointcloud.bin" and format == "grid":
+        cached = await blocking(runtime.store.derived_asset, generation_id, GRID_FILE,
+                                lambda source, _record: regrid(source.read_bytes()))
+        if cached is None:
+            raise ApiError(404, f"no generation {generation_id}")
+        return FileResponse(cached, media_type=GRID_MEDIA_TYPE, headers=download)
     if asset == "pointcloud.bin" and format == "quantized":
         body = await blocking(requantize, path.read_bytes())
         return Response(body, media_type=MEDIA_TYPES[asset], headers=download)
