@@ -25,8 +25,8 @@ def stored_cloud(count: int, seed: int = 0) -> PointCloud:
                        rng.integers(0, 6, count, dtype=np.uint8))
     camera = {"model": "pinhole", "width": 96, "height": 64, "fx": 80.0, "fy": 80.0, "cx": 48.0,
               "cy": 32.0, "stride": 1}
-    extra = {"camera": camera, "descriptors": describe(cloud)}
-    return decode(encode(cloud, mode="planar", cloud_id="g1", extra_header=extra))
+    extra = {"descriptors": describe(cloud)}
+    return decode(encode(cloud, mode="planar", cloud_id="g1", camera=camera, extra_header=extra))
 
 
 def read_glb(data: bytes) -> tuple[dict, bytes]:

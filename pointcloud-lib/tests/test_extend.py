@@ -13,14 +13,14 @@ from pointcloud.extend import FORMAT_KEYS, extend_header, extension_keys
 def test_keys_are_added_and_the_blocks_kept(make_cloud, quantized: bool) -> None:
     cloud = make_cloud(77, seed=1)
     buffer = encode(cloud, mode="planar", cloud_id="c", metadata={"a": 1}, quantized=quantized,
-                    extra_header={"camera": {"model": "pinhole"}})
+                    extra_header={"origin": {"note": "x"}})
     extended = extend_header(buffer, {"descriptors": {"count": 77, "note": "é"}})
     before, after = decode(buffer), decode(extended)
     assert after.header == {**before.header, "descriptors": {"count": 77, "note": "é"}}
     np.testing.assert_array_equal(after.positions, before.positions)
     np.testing.assert_array_equal(after.colors, before.colors)
     np.testing.assert_array_equal(after.segments, before.segments)
-    assert extension_keys(after.header) == {"camera": {"model": "pinhole"},
+    assert extension_keys(after.header) == {"origin": {"note": "x"},
                                             "descriptors": {"count": 77, "note": "é"}}
     # Replacing an extension key; the header stays 4-byte aligned.
     again = extend_header(extended, {"descriptors": None})
