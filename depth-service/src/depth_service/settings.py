@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     tile_overlap: float = Field(0.25, gt=0.0, le=0.5)
     # Above this many tiles the tiles grow (and are downsampled to the native input) instead.
     tile_max_count: int = Field(64, ge=1)
+    # Default cap on the longer side of the image the model sees (downscaled first, the depth
+    # resized back); 0 = none. A request's max_input_side_px overrides it.
+    max_input_side_px: int = Field(0, ge=0)
     # Tiles per forward pass; 0 = 8 on CUDA, 1 elsewhere (a CPU gains nothing from batches).
     batch_size: int = Field(0, ge=0)
     # Seconds in-flight requests may take to finish after SIGTERM (inside a 30 s pod grace).
