@@ -6,10 +6,12 @@ The README's settings table documents each one; nothing else in the package read
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from scene_rpc.accel import Runtime
 from scene_rpc.server import DEFAULT_MAX_MESSAGE_BYTES
 
 # A response carries up to two float32 maps (normalized + metric) of the input's size.
@@ -35,8 +37,13 @@ class Settings(BaseSettings):
     fallback_model: str = "depth-anything/Depth-Anything-V2-Large-hf"
     # "auto" (CUDA > MPS > CPU) or a torch device string such as "cpu" or "cuda:1".
     device: str = "auto"
-    # torch intra-op threads; 0 = one per available core.
+    # torch intra-op threads; 0 = one per available core. Compiled runtimes use as many.
     threads: int = Field(0, ge=0)
+    # What runs the forward pass: auto = OpenVINO on a CPU (measured fastest at equal outputs),
+    # eager PyTorch on CUDA/MPS; or torch, openvino, onnx.
+    runtime: Runtime = Runtime.AUTO
+    # Exported graphs of compiled runtimes, keyed by model, revision, config and runtime version.
+    runtime_cache_dir: Path = Path("~/.cache/scene-server/compiled")
     preload: bool = False
     # Checked against the header before any pixel is decompressed.
     max_pixels: int = Field(16_000_000, ge=64)
