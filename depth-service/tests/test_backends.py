@@ -122,15 +122,16 @@ def test_a_missing_model_fails_to_load(tmp_path: Path):
         load_backend(str(tmp_path / "nowhere"), CPU, torch.float32)
 
 
-COMPILED = [pytest.param(r, marks=pytest.mark.skipif(runtime_version(r) is None,
-                                                      reason=f"{r.value} is not installed"))
-            for r in (Runtime.OPENVINO, Runtime.ONNX)]
+def compiled_case(runtime: Runtime, which: str):
+    return pytest.param(runtime, which, id=f"{runtime.value}-{which}", marks=pytest.mark.skipif(
+        runtime_version(runtime) is None, reason=f"{runtime.value} is not installed"))
 
 
 # OpenVINO (what auto picks on a CPU) on both architectures; ONNX Runtime on the smaller one, since
 # exporting DepthPro through it is slow and the path is the same.
 @pytest.mark.parametrize("runtime,which", [
-    (COMPILED[0], "depth-anything"), (COMPILED[0], "depth-pro"), (COMPILED[1], "depth-anything")])
+    compiled_case(Runtime.OPENVINO, "depth-anything"), compiled_case(Runtime.OPENVINO, "depth-pro"),
+    compiled_case(Runtime.ONNX, "depth-anything")])
 def test_a_compiled_runtime_exports_at_load_reuses_its_cache_and_matches_eager(
         runtime, which, tiny_models_dir, tmp_path):
     model_dir = str(tiny_models_dir / which)
