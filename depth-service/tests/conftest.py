@@ -50,6 +50,7 @@ class FakeDepthBackend(DepthBackend):
         self.delay_s = delay_s
         self.rng = np.random.default_rng(seed)
         self.calls: list[int] = []  # batch size of each forward pass
+        self.input_shapes: list[tuple[int, int]] = []  # (height, width) of every input seen
         self.active = 0
         self.max_active = 0
         self._lock = threading.Lock()
@@ -62,6 +63,7 @@ class FakeDepthBackend(DepthBackend):
             if self.delay_s:
                 time.sleep(self.delay_s)
             self.calls.append(len(images))
+            self.input_shapes += [image.shape[:2] for image in images]
             return [self._predict_one(image) for image in images]
         finally:
             with self._lock:
@@ -137,9 +139,10 @@ def tiny_depth_pro(tiny_models_dir: Path) -> str:
 
 
 def make_settings(**overrides) -> Settings:
-    """Test settings: no fallback unless asked, no retry back-off, tiny messages are plenty."""
+    """Test settings: no fallback unless asked, no retry back-off, tiny messages are plenty,
+    eager PyTorch (the compiled runtimes have their own tests in test_backends.py)."""
     values = {"fallback_model": "", "load_retry_s": 0.0, "threads": 2, "port": 0,
-              "host": "127.0.0.1"}
+              "host": "127.0.0.1", "runtime": "torch"}
     values.update(overrides)
     return Settings(**values)
 

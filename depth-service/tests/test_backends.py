@@ -18,6 +18,7 @@ from depth_service.backends import (
     focal_length_px,
     load_backend,
 )
+from scene_rpc.accel import Runtime, relative_l2, runtime_version
 
 CPU = torch.device("cpu")
 
@@ -119,3 +120,36 @@ def test_an_unsupported_architecture_is_refused_with_the_reason(tmp_path: Path):
 def test_a_missing_model_fails_to_load(tmp_path: Path):
     with pytest.raises(OSError):
         load_backend(str(tmp_path / "nowhere"), CPU, torch.float32)
+
+
+def compiled_case(runtime: Runtime, which: str):
+    return pytest.param(runtime, which, id=f"{runtime.value}-{which}", marks=pytest.mark.skipif(
+        runtime_version(runtime) is None, reason=f"{runtime.value} is not installed"))
+
+
+# OpenVINO (what auto picks on a CPU) on both architectures; ONNX Runtime on the smaller one, since
+# exporting DepthPro through it is slow and the path is the same.
+@pytest.mark.parametrize("runtime,which", [
+    compiled_case(Runtime.OPENVINO, "depth-anything"), compiled_case(Runtime.OPENVINO, "depth-pro"),
+    compiled_case(Runtime.ONNX, "depth-anything")])
+def test_a_compiled_runtime_exports_at_load_reuses_its_cache_and_matches_eager(
+        runtime, which, tiny_models_dir, tmp_path):
+    model_dir = str(tiny_models_dir / which)
+    eager = load_backend(model_dir, CPU, torch.float32)
+    compiled = load_backend(model_dir, CPU, torch.float32, runtime=runtime, cache_dir=tmp_path)
+    assert compiled.runtime.startswith(runtime.value) and eager.runtime == "torch"
+    # The native square was exported inside the load.
+    assert list(compiled._forward.sources.values()) == ["exported"]
+
+    # 60 x 90: a new shape for Depth Anything (compiled on first sight), DepthPro's native square.
+    for crops in (images(1, 60, 90), images(1, *compiled.native_hw, seed=3)):
+        [ours] = compiled.predict(crops)
+        [reference] = eager.predict(crops)
+        assert ours.disparity.shape == reference.disparity.shape
+        assert relative_l2(ours.disparity, reference.disparity) < 1e-4
+        if which == "depth-pro":
+            assert ours.fov_deg == pytest.approx(reference.fov_deg, rel=1e-4)
+
+    # The next start reads the graph back instead of exporting it again.
+    again = load_backend(model_dir, CPU, torch.float32, runtime=runtime, cache_dir=tmp_path)
+    assert list(again._forward.sources.values()) == ["cached"]

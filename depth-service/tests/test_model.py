@@ -12,6 +12,7 @@ from depth_service.backends import load_backend
 from depth_service.model import AUTO_BATCH_OTHER, DepthModel
 from depth_service.pipeline import DepthEstimate, EstimateOptions
 from depth_service.settings import TileMode
+from scene_rpc.accel import Runtime, runtime_version
 from scene_rpc.errors import ModelUnavailable
 
 
@@ -89,4 +90,18 @@ async def test_real_tiny_models_end_to_end_with_tiles(settings_factory, tiny_dep
     assert result.tile_count > 1 and result.normalized.shape == (150, 200)
     assert result.depth_m is not None and result.depth_m.shape == (150, 200)
     assert result.focal_length_px is not None and result.focal_length_px > 0
+    model.close()
+
+
+@pytest.mark.skipif(runtime_version(Runtime.OPENVINO) is None, reason="openvino is not installed")
+async def test_the_compiled_runtime_is_built_in_load_and_reported_by_info(
+        settings_factory, tiny_depth_anything, fakes, tmp_path):
+    settings = settings_factory(model=tiny_depth_anything, runtime="openvino",
+                                runtime_cache_dir=tmp_path)
+    model = DepthModel(settings)
+    await model.load()
+    assert model.info().device == f"cpu (openvino {runtime_version(Runtime.OPENVINO)})"
+    assert any(tmp_path.rglob("model.xml"))  # the graph is on disk for the next start
+    result = await estimate(model, fakes.smooth_field(90, 120), tile_mode=TileMode.FORCED)
+    assert result.tile_count > 1 and result.normalized.shape == (90, 120)
     model.close()

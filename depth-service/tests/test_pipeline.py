@@ -162,7 +162,37 @@ async def test_metric_models_give_depth_in_metres_and_focal_length_from_the_glob
     np.testing.assert_allclose(estimate.depth_m, 1 / truth_of(image), rtol=0.1)
 
 
+async def test_an_input_cap_downscales_before_inference_and_resizes_the_depth_back(fakes):
+    backend = fakes.DepthBackend(native=32, seed=5, metric=True, fov_deg=60.0)
+    pipeline = pipeline_for(backend)
+    image = fakes.smooth_field(200, 300, seed=4)
+    options = {"tile_mode": TileMode.FORCED, "tile_size": 48, "tile_overlap": 0.25}
+    _, estimate = await run(pipeline, image, max_input_side=100, **options)
+
+    # The model saw the 67 x 100 image (global pass) and 48 px tiles planned on it, nothing more.
+    assert backend.input_shapes[0] == (67, 100)
+    assert all(max(shape) <= 100 for shape in backend.input_shapes)
+    assert estimate.tile_count == len(pipeline.plan(67, 100, EstimateOptions(**options)))
+    assert estimate.tile_count < len(pipeline.plan(200, 300, EstimateOptions(**options)))
+    # Outputs at the input's size, still the truth up to an affine map, and the focal length in
+    # the input's pixels (the field of view does not change with the scale).
+    assert estimate.normalized.shape == estimate.depth_m.shape == (200, 300)
+    assert pearson(1.0 / estimate.depth_m, truth_of(image)) >= 0.99
+    assert estimate.focal_length_px == pytest.approx(0.5 * 300 / math.tan(math.radians(30)))
+    assert {"downscale", "upscale"} <= set(estimate.timing_ms)
+
+
+async def test_an_image_within_the_cap_is_not_resampled(fakes):
+    backend = fakes.DepthBackend(native=32)
+    _, estimate = await run(pipeline_for(backend), fakes.smooth_field(60, 80),
+                            tile_mode=TileMode.OFF, max_input_side=80)
+    assert backend.input_shapes == [(60, 80)]
+    assert "downscale" not in estimate.timing_ms and estimate.normalized.shape == (60, 80)
+
+
 @pytest.mark.parametrize("options,message", [
+    ({"max_input_side": -1}, "max input side"),
+    ({"max_input_side": 8}, "max input side"),
     ({"tile_size": 5}, "tile size"),
     ({"tile_size": -1}, "tile size"),
     ({"tile_overlap": 0.8}, "overlap"),

@@ -143,6 +143,8 @@ BAD_INPUTS = {
             rgb=array_to_proto(np.zeros((16, 16, 4), np.uint8)))), "raw image"),
     "tiny tile size": (lambda: request_for(encoded(Image.new("RGB", (64, 64))), tile_size_px=4),
                        "tile size"),
+    "negative input cap": (lambda: request_for(encoded(Image.new("RGB", (64, 64))),
+                                               max_input_side_px=-1), "max input side"),
     "overlap too large": (lambda: request_for(encoded(Image.new("RGB", (64, 64))),
                                               tile_overlap_fraction=0.9), "overlap"),
 }
@@ -186,6 +188,16 @@ async def test_tiling_follows_the_request_flags(server, shared_images):
     # Stride 400 - 0.5 x 400 = 200: ceil((1200 - 400) / 200) + 1 by ceil((875 - 400) / 200) + 1.
     assert forced.tile_count == 5 * 4
     assert {"tiles", "blend"} <= set(forced.timing_ms)
+
+
+async def test_an_input_cap_makes_fewer_tiles_and_keeps_the_input_size(server, shared_images):
+    data = shared_images["outdoor_colosseum_sky"].read_bytes()
+    full = await server.stub.EstimateDepth(request_for(data))
+    capped = await server.stub.EstimateDepth(request_for(data, max_input_side_px=120))
+    assert (capped.width_px, capped.height_px) == (full.width_px, full.height_px) == (1200, 875)
+    assert normalized_of(capped).shape == (875, 1200)
+    assert 0 < capped.tile_count < full.tile_count
+    assert "downscale" in capped.timing_ms and "downscale" not in full.timing_ms
 
 
 async def test_panorama_request(server, fakes):

@@ -4,16 +4,28 @@ import pydantic
 import pytest
 
 from depth_service.settings import Settings, TileMode
+from scene_rpc.accel import Runtime
 
 
 def test_defaults_follow_the_spec(monkeypatch):
-    for name in ("DEPTH_MODEL", "DEPTH_FALLBACK_MODEL", "DEPTH_PORT", "DEPTH_TILE_MODE", "PROFILE"):
+    for name in ("DEPTH_MODEL", "DEPTH_FALLBACK_MODEL", "DEPTH_PORT", "DEPTH_TILE_MODE", "PROFILE",
+                 "DEPTH_RUNTIME", "DEPTH_MAX_INPUT_SIDE_PX"):
         monkeypatch.delenv(name, raising=False)
     settings = Settings()
     assert settings.model == "apple/DepthPro-hf"
     assert settings.fallback_model == "depth-anything/Depth-Anything-V2-Large-hf"
     assert (settings.host, settings.port, settings.device) == ("[::]", 50051, "auto")
     assert settings.tile_mode is TileMode.AUTO and not settings.preload
+    assert settings.runtime is Runtime.AUTO and settings.max_input_side_px == 0
+
+
+def test_the_runtime_is_chosen_by_name(monkeypatch):
+    monkeypatch.setenv("DEPTH_RUNTIME", "onnx")
+    monkeypatch.setenv("DEPTH_RUNTIME_CACHE_DIR", "/tmp/graphs")
+    settings = Settings()
+    assert settings.runtime is Runtime.ONNX and str(settings.runtime_cache_dir) == "/tmp/graphs"
+    with pytest.raises(pydantic.ValidationError, match="runtime"):
+        Settings(runtime="tensorrt")
 
 
 def test_environment_variables_use_the_depth_prefix(monkeypatch):

@@ -12,11 +12,14 @@ from __future__ import annotations
 import abc
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
+
+from scene_rpc.accel import CompiledModule, Runtime, model_fingerprint, resolve_runtime
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,25 @@ class Prediction:
     fov_deg: float | None = None
 
 
+class TensorOutputs(torch.nn.Module):
+    """A transformers depth model as pixels -> (predicted_depth[, field_of_view]): plain tensors
+    in and out, the form an exported graph has, so eager and compiled runs are interchangeable."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        output = self.model(pixel_values=pixel_values)
+        field_of_view = getattr(output, "field_of_view", None)
+        if field_of_view is None:
+            return (output.predicted_depth,)
+        return output.predicted_depth, field_of_view
+
+
+Forward = Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
+
+
 class DepthBackend(abc.ABC):
     """A loaded depth model. ``predict`` blocks; callers run it on the inference thread."""
 
@@ -50,6 +72,8 @@ class DepthBackend(abc.ABC):
     native_hw: tuple[int, int]
     device: str
     dtype: str
+    #: What runs the forward pass: "torch", or a compiled runtime with its version.
+    runtime: str = "torch"
 
     @abc.abstractmethod
     def predict(self, images: Sequence[np.ndarray]) -> list[Prediction]:
@@ -64,13 +88,16 @@ class ProcessorBackend(DepthBackend):
     """Depth Anything (V1/V2, relative or metric) and DPT: the stock AutoImageProcessor (its PIL
     backend needs no torchvision) and AutoModelForDepthEstimation."""
 
-    def __init__(self, model_id: str, model, processor, device: torch.device) -> None:
+    def __init__(self, model_id: str, model, processor, device: torch.device,
+                 forward: Forward | None = None, runtime: str = "torch") -> None:
         if getattr(processor, "do_pad", False):
             # Padding would shift the output against the input; no supported checkpoint pads.
             raise ValueError(f"{model_id}: processors that pad (do_pad=true) are not supported")
         self.model_id = model_id
         self.model = model
         self.processor = processor
+        self._forward = forward or TensorOutputs(model)
+        self.runtime = runtime
         self._device = device
         self._dtype = model.dtype
         # Depth Anything's metric checkpoints predict depth in metres; every other one disparity.
@@ -87,7 +114,7 @@ class ProcessorBackend(DepthBackend):
             images=list(images), return_tensors="pt", input_data_format="channels_last"
         )
         pixel_values = inputs["pixel_values"].to(self._device, self._dtype)
-        output = self.model(pixel_values=pixel_values).predicted_depth.float()
+        output = self._forward(pixel_values)[0].float()
         if self.metric:
             output = 1.0 / output.clamp(MIN_DEPTH_M, MAX_DEPTH_M)
         return [Prediction(disparity=item) for item in output.cpu().numpy()]
@@ -98,9 +125,12 @@ class DepthProBackend(DepthBackend):
     resize/normalise and the metric post-processing follow the processor and Apple's reference code,
     from the constants in the checkpoint's preprocessor_config.json."""
 
-    def __init__(self, model_id: str, model, preprocessor: dict, device: torch.device) -> None:
+    def __init__(self, model_id: str, model, preprocessor: dict, device: torch.device,
+                 forward: Forward | None = None, runtime: str = "torch") -> None:
         self.model_id = model_id
         self.model = model
+        self._forward = forward or TensorOutputs(model)
+        self.runtime = runtime
         self._device = device
         self._dtype = model.dtype
         size = preprocessor.get("size", {"height": 1536, "width": 1536})
@@ -127,11 +157,11 @@ class DepthProBackend(DepthBackend):
         pixels = torch.nn.functional.interpolate(
             pixels, size=self.native_hw, mode="bilinear", align_corners=False
         )
-        output = self.model(pixel_values=pixels.to(self._dtype))
-        canonical = output.predicted_depth.float()
-        if output.field_of_view is None:
+        outputs = self._forward(pixels.to(self._dtype))
+        canonical = outputs[0].float()
+        if len(outputs) == 1:
             return [Prediction(disparity=item) for item in canonical.cpu().numpy()]
-        fov_deg = output.field_of_view.float().reshape(-1)
+        fov_deg = outputs[1].float().reshape(-1)
         if bool(((fov_deg < MIN_FOV_DEG) | (fov_deg > MAX_FOV_DEG)).any()):
             log.warning("clamping predicted fields of view %s to [%s, %s] degrees",
                         fov_deg.tolist(), MIN_FOV_DEG, MAX_FOV_DEG)
@@ -154,8 +184,15 @@ def focal_length_px(fov_deg: float, width_px: int) -> float:
 SUPPORTED_MODEL_TYPES = ("depth_anything", "dpt", "depth_pro")
 
 
-def load_backend(model_id: str, device: torch.device, dtype: torch.dtype) -> DepthBackend:
-    """Load ``model_id`` (hub id or local directory) through transformers' Auto classes."""
+def load_backend(model_id: str, device: torch.device, dtype: torch.dtype, *,
+                 runtime: Runtime | str = Runtime.TORCH, cache_dir: Path | str | None = None,
+                 threads: int | None = None) -> DepthBackend:
+    """Load ``model_id`` (hub id or local directory) through transformers' Auto classes.
+
+    With a compiled ``runtime`` (see ``scene_rpc.accel``) the forward pass runs through it: the
+    graph of the native input shape is exported (or read back from ``cache_dir``) and compiled
+    here, inside the load; other shapes are compiled on first sight.
+    """
     from transformers import AutoConfig, AutoImageProcessor, AutoModelForDepthEstimation
     from transformers.image_processing_utils import ImageProcessingMixin
 
@@ -167,7 +204,25 @@ def load_backend(model_id: str, device: torch.device, dtype: torch.dtype) -> Dep
         )
     model = AutoModelForDepthEstimation.from_pretrained(model_id, config=config, dtype=dtype)
     model = model.to(device).eval()
+    chosen = resolve_runtime(runtime, device)
+    forward: Forward | None = None
+    label = "torch"
+    if chosen is not Runtime.TORCH:
+        if cache_dir is None:
+            raise ValueError(f"runtime {chosen.value!r} needs a cache directory")
+        forward = CompiledModule(
+            TensorOutputs(model), chosen, cache_dir=cache_dir,
+            key=model_fingerprint(model_id, config, dtype),
+            threads=threads or torch.get_num_threads())
+        label = forward.label
     if config.model_type == "depth_pro":
         preprocessor, _ = ImageProcessingMixin.get_image_processor_dict(model_id)
-        return DepthProBackend(model_id, model, preprocessor, device)
-    return ProcessorBackend(model_id, model, AutoImageProcessor.from_pretrained(model_id), device)
+        backend = DepthProBackend(model_id, model, preprocessor, device, forward, label)
+    else:
+        backend = ProcessorBackend(model_id, model, AutoImageProcessor.from_pretrained(model_id),
+                                   device, forward, label)
+    if isinstance(forward, CompiledModule):
+        # The native square is the shape of every tile (and DepthPro's only shape): ready it now.
+        height, width = backend.native_hw
+        forward.prepare(torch.zeros(1, 3, height, width, dtype=dtype, device=device))
+    return backend

@@ -4,6 +4,7 @@ thread, wrapped around the tiling pipeline."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,10 +34,11 @@ AUTO_BATCH_OTHER = 1
 class DepthModel(ManagedModel):
     role = "depth"
 
-    def __init__(self, settings: Settings, *, loader: BackendLoader = load_backend) -> None:
+    def __init__(self, settings: Settings, *, loader: BackendLoader | None = None) -> None:
         super().__init__(settings.model, retry_interval_s=settings.load_retry_s)
         self.settings = settings
-        self._loader = loader
+        self._loader = loader or functools.partial(
+            load_backend, runtime=settings.runtime, cache_dir=settings.runtime_cache_dir)
         self._backend: DepthBackend | None = None
         self._primary_error = ""
         # One inference thread: forward passes never overlap (on a CPU they would fight for the
@@ -72,7 +74,10 @@ class DepthModel(ManagedModel):
                 ) from secondary
             used_fallback = True
         self._backend = backend
-        return LoadResult(model_id=backend.model_id, device=backend.device, dtype=backend.dtype,
+        runtime = getattr(backend, "runtime", "torch")
+        # The runtime rides in the device string ("cpu (openvino 2026.4.1)"): no proto change.
+        device_label = backend.device if runtime == "torch" else f"{backend.device} ({runtime})"
+        return LoadResult(model_id=backend.model_id, device=device_label, dtype=backend.dtype,
                           fallback=used_fallback)
 
     def info(self) -> common_pb2.ModelInfo:

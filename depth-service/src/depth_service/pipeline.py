@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from PIL import Image
 
 from depth_service import tiling
 from depth_service.backends import (
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 # above the native size, tiles would mostly re-run the pixels the global pass already saw.
 AUTO_TILE_MARGIN = 1.25
 MIN_TILE_PX = 16
+# The smallest input-side cap: below it there is nothing left for a model to see.
+MIN_INPUT_SIDE_PX = 16
 # A panorama's single pass sees this fraction of its width again on each side, across the seam.
 PANORAMA_PAD_FRACTION = 1 / 8
 
@@ -47,8 +50,14 @@ class EstimateOptions:
     # Tile side in input pixels; 0 = the model's native input side.
     tile_size: int = 0
     tile_overlap: float = 0.25
+    # Cap on the longer side of the image the model sees (tiles are planned on the downscaled
+    # image, the depth resized back to the input's size); 0 = no cap.
+    max_input_side: int = 0
 
     def __post_init__(self) -> None:
+        if self.max_input_side < 0 or 0 < self.max_input_side < MIN_INPUT_SIDE_PX:
+            raise InvalidInput(f"max input side must be 0 (no cap) or at least "
+                               f"{MIN_INPUT_SIDE_PX} px, got {self.max_input_side}")
         if self.tile_size < 0 or 0 < self.tile_size < MIN_TILE_PX:
             raise InvalidInput(f"tile size must be 0 (default) or at least {MIN_TILE_PX} px, "
                                f"got {self.tile_size}")
@@ -113,9 +122,13 @@ class DepthPipeline:
     async def run(
         self, image: np.ndarray, options: EstimateOptions
     ) -> AsyncIterator[ProgressEvent | DepthEstimate]:
-        height, width = image.shape[:2]
+        full_hw = image.shape[:2]
         timing: dict[str, float] = {}
         started = time.perf_counter()
+        if _needs_cap(full_hw, options.max_input_side):
+            image = await asyncio.to_thread(downscale_to_side, image, options.max_input_side)
+            timing["downscale"] = _ms_since(started)
+        height, width = image.shape[:2]
         grid = self.plan(height, width, options)
         tiles = grid.tiles if grid is not None else []
         units = 1 + len(tiles)
@@ -146,17 +159,24 @@ class DepthPipeline:
             )
             timing["blend"] = _ms_since(mark)
 
+        if (height, width) != full_hw:
+            mark = time.perf_counter()
+            # Back to the input's size in disparity space, before normalisation and inversion,
+            # as the global pass itself is upsampled.
+            disparity = await asyncio.to_thread(resize_map, disparity, full_hw)
+            timing["upscale"] = _ms_since(mark)
         mark = time.perf_counter()
         normalized, depth_m = await asyncio.to_thread(self._outputs, disparity)
         timing["normalize"] = _ms_since(mark)
         fov = global_prediction.fov_deg
-        # A pinhole focal length means nothing for an equirectangular panorama.
+        # A pinhole focal length means nothing for an equirectangular panorama. The field of view
+        # does not change with a downscale; the focal length is in the input's pixels.
         pinhole = fov is not None and not options.panorama
         timing["pipeline"] = _ms_since(started)
         yield DepthEstimate(
             normalized=normalized,
             depth_m=depth_m,
-            focal_length_px=focal_length_px(fov, width) if pinhole else None,
+            focal_length_px=focal_length_px(fov, full_hw[1]) if pinhole else None,
             horizontal_fov_deg=fov if pinhole else None,
             model_id=self.backend.model_id,
             tile_count=len(tiles),
@@ -192,6 +212,21 @@ class DepthPipeline:
             return normalized, None
         inverse = np.clip(disparity, 1.0 / MAX_DEPTH_M, 1.0 / MIN_DEPTH_M)
         return normalized, (1.0 / inverse).astype(np.float32)
+
+
+def _needs_cap(hw: tuple[int, int], max_side: int) -> bool:
+    return max_side > 0 and max(hw) > max_side
+
+
+def downscale_to_side(image: np.ndarray, max_side: int) -> np.ndarray:
+    """uint8 RGB [H, W, 3] scaled down, aspect kept, so that its longer side is ``max_side``.
+
+    PIL's bicubic filter widens its support when reducing, so this is antialiased.
+    """
+    height, width = image.shape[:2]
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC))
 
 
 def _full_resolution(values: np.ndarray, height: int, width: int, pad: int) -> np.ndarray:

@@ -6,10 +6,12 @@ The README's settings table documents each one; nothing else in the package read
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from scene_rpc.accel import Runtime
 from scene_rpc.profiles import DEFAULT_PROFILE, get_profile
 from scene_rpc.server import DEFAULT_MAX_MESSAGE_BYTES
 
@@ -40,8 +42,13 @@ class Settings(BaseSettings):
     fallback_model: str = "depth-anything/Depth-Anything-V2-Large-hf"
     # "auto" (CUDA > MPS > CPU) or a torch device string such as "cpu" or "cuda:1".
     device: str = "auto"
-    # torch intra-op threads; 0 = one per available core.
+    # torch intra-op threads; 0 = one per available core. Compiled runtimes use as many.
     threads: int = Field(0, ge=0)
+    # What runs the forward pass: auto = OpenVINO on a CPU (measured fastest at equal outputs),
+    # eager PyTorch on CUDA/MPS; or torch, openvino, onnx.
+    runtime: Runtime = Runtime.AUTO
+    # Exported graphs of compiled runtimes, keyed by model, revision, config and runtime version.
+    runtime_cache_dir: Path = Path("~/.cache/scene-server/compiled")
     preload: bool = False
     # Checked against the header before any pixel is decompressed.
     max_pixels: int = Field(16_000_000, ge=64)
@@ -52,6 +59,9 @@ class Settings(BaseSettings):
     tile_overlap: float = Field(0.25, gt=0.0, le=0.5)
     # Above this many tiles the tiles grow (and are downsampled to the native input) instead.
     tile_max_count: int = Field(64, ge=1)
+    # Default cap on the longer side of the image the model sees (downscaled first, the depth
+    # resized back); 0 = none. A request's max_input_side_px overrides it.
+    max_input_side_px: int = Field(0, ge=0)
     # Tiles per forward pass; 0 = 8 on CUDA, 1 elsewhere (a CPU gains nothing from batches).
     batch_size: int = Field(0, ge=0)
     # Seconds in-flight requests may take to finish after SIGTERM (inside a 30 s pod grace).

@@ -1,0 +1,85 @@
+"""scene_rpc.accel on a small convolutional module: export, disk cache, agreement with eager."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from scene_rpc.accel import (
+    CompiledModule,
+    Runtime,
+    fingerprint,
+    relative_l2,
+    resolve_runtime,
+    runtime_version,
+)
+
+CPU = torch.device("cpu")
+COMPILED = [pytest.param(r, marks=pytest.mark.skipif(runtime_version(r) is None,
+                                                      reason=f"{r.value} is not installed"))
+            for r in (Runtime.OPENVINO, Runtime.ONNX)]
+
+
+class TwoHeads(torch.nn.Module):
+    """Shape-dependent like the vision models: an interpolation to the input's size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.head = torch.nn.Conv2d(8, 1, 1)
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = torch.relu(self.conv(pixels))
+        depth = torch.nn.functional.interpolate(self.head(features), size=pixels.shape[-2:],
+                                                mode="bilinear", align_corners=False)
+        return depth[:, 0], features.mean(dim=(1, 2, 3))
+
+
+@pytest.mark.parametrize("runtime", COMPILED)
+def test_exports_once_per_shape_reads_back_from_disk_and_agrees_with_eager(runtime, tmp_path):
+    module = TwoHeads().eval()
+    compiled = CompiledModule(module, runtime, cache_dir=tmp_path, key="two-heads", threads=1)
+    square, wide = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 48)
+    for pixels in (square, wide, square):
+        outputs = compiled(pixels)
+        with torch.inference_mode():
+            expected = module(pixels)
+        assert [o.shape for o in outputs] == [e.shape for e in expected]
+        for output, reference in zip(outputs, expected, strict=True):
+            assert relative_l2(output, reference) < 1e-5
+    assert set(compiled.sources.values()) == {"exported"} and len(compiled.sources) == 2
+
+    # A new process (a new object) finds both graphs on disk.
+    again = CompiledModule(module, runtime, cache_dir=tmp_path, key="two-heads", threads=1)
+    again(wide)
+    assert list(again.sources.values()) == ["cached"]
+    assert compiled.label.startswith(runtime.value)
+
+
+@pytest.mark.parametrize("runtime", COMPILED)
+def test_at_most_max_shapes_graphs_stay_compiled(runtime, tmp_path):
+    compiled = CompiledModule(TwoHeads(), runtime, cache_dir=tmp_path, key="k", threads=1,
+                              max_shapes=1)
+    compiled(torch.rand(1, 3, 16, 16))
+    compiled(torch.rand(1, 3, 16, 24))
+    assert len(compiled._compiled) == 1
+
+
+def test_auto_is_openvino_on_cpu_when_installed_and_torch_elsewhere():
+    expected = Runtime.OPENVINO if runtime_version(Runtime.OPENVINO) else Runtime.TORCH
+    assert resolve_runtime("auto", CPU) is expected
+    assert resolve_runtime(Runtime.AUTO, torch.device("cuda")) is Runtime.TORCH
+    assert resolve_runtime("torch", CPU) is Runtime.TORCH
+
+
+def test_compiled_runtimes_are_refused_off_the_cpu_and_unknown_names_are_refused():
+    with pytest.raises(ValueError, match="CPU only"):
+        resolve_runtime("openvino", torch.device("cuda"))
+    with pytest.raises(ValueError):
+        resolve_runtime("tensorrt", CPU)
+
+
+def test_fingerprints_are_stable_and_tell_inputs_apart():
+    assert fingerprint("m", {"a": 1, "b": 2}) == fingerprint("m", {"b": 2, "a": 1})
+    assert fingerprint("m", 1) != fingerprint("m", 2)
