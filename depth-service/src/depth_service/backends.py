@@ -205,6 +205,11 @@ def load_backend(model_id: str, device: torch.device, dtype: torch.dtype, *,
     model = AutoModelForDepthEstimation.from_pretrained(model_id, config=config, dtype=dtype)
     model = model.to(device).eval()
     chosen = resolve_runtime(runtime, device)
+    if Runtime(runtime) is Runtime.AUTO and config.model_type == "depth_pro":
+        # Measured: OpenVINO runs DepthPro's ViT-L encoder 2.6x faster at 1e-6, but the export of
+        # the whole ~950M-parameter model at 1536 px (one traced pass of minutes and several GB
+        # at first start) has not been tried here: opt in with DEPTH_RUNTIME=openvino.
+        chosen = Runtime.TORCH
     forward: Forward | None = None
     label = "torch"
     if chosen is not Runtime.TORCH:
