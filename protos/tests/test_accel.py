@@ -41,7 +41,12 @@ def test_exports_once_per_shape_reads_back_from_disk_and_agrees_with_eager(runti
     module = TwoHeads().eval()
     compiled = CompiledModule(module, runtime, cache_dir=tmp_path, key="two-heads", threads=1)
     square, wide = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 48)
-    for pixels in (square, wide, square):
+    # New shapes run eagerly while their graphs export in the background; then compiled.
+    for pixels in (square, wide, square, None, square, wide):
+        if pixels is None:
+            compiled.wait_for_exports()
+            assert set(compiled._compiled) == {((1, 3, 32, 32),), ((1, 3, 32, 48),)}
+            continue
         outputs = compiled(pixels)
         with torch.inference_mode():
             expected = module(pixels)
@@ -62,7 +67,9 @@ def test_at_most_max_shapes_graphs_stay_compiled(runtime, tmp_path):
     compiled = CompiledModule(TwoHeads(), runtime, cache_dir=tmp_path, key="k", threads=1,
                               max_shapes=1)
     compiled(torch.rand(1, 3, 16, 16))
+    compiled.wait_for_exports()
     compiled(torch.rand(1, 3, 16, 24))
+    compiled.wait_for_exports()
     assert len(compiled._compiled) == 1
 
 

@@ -20,6 +20,7 @@ when chosen.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.metadata
 import json
@@ -99,6 +100,11 @@ def model_fingerprint(model_id: str, config: Any, dtype: torch.dtype) -> str:
                        transformers.__version__)
 
 
+# One export at a time in a process: torch.jit's tracer (which both exporters use) is not safe
+# to run on two threads at once ("graphs differed across invocations" when it was tried).
+_EXPORT_LOCK = threading.Lock()
+
+
 class CompiledModule:
     """Calls a torch module (tensors in, a tuple of tensors out) through OpenVINO or ONNX Runtime.
 
@@ -107,6 +113,11 @@ class CompiledModule:
     from there. At most ``max_shapes`` compiled graphs stay in memory (least recently used
     first out). Not thread-safe for concurrent calls of one shape beyond what the runtime allows;
     the services call it from their single inference thread.
+
+    A call whose shape has no graph yet runs the module eagerly and exports that shape in a
+    background thread for the calls after it: an export (a trace and a conversion) costs more
+    than many eager passes, and a user's first photo of a new aspect ratio must not wait for it.
+    :meth:`prepare` exports in the foreground (the native square, at load).
     """
 
     def __init__(self, module: torch.nn.Module, runtime: Runtime, *, cache_dir: Path | str,
@@ -123,6 +134,8 @@ class CompiledModule:
         self._lock = threading.Lock()
         #: How each shape was obtained, for tests and logs: "exported" or "cached".
         self.sources: dict[tuple, str] = {}
+        # Shapes being exported in the background (one export per shape at a time).
+        self._pending: dict[tuple, threading.Thread] = {}
 
     @property
     def label(self) -> str:
@@ -133,10 +146,60 @@ class CompiledModule:
         self._runner_for(example)
 
     def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        runner = self._runner_for(inputs)
+        runner = self._ready_runner(inputs)
+        if runner is None:
+            self._export_in_background(inputs)
+            with torch.inference_mode():
+                return tuple(self.module(*inputs))
         arrays = [np.ascontiguousarray(t.detach().cpu().float().numpy()) for t in inputs]
         outputs = runner(arrays)
         return tuple(torch.from_numpy(np.asarray(out)) for out in outputs)
+
+    def wait_for_exports(self, timeout_s: float | None = None) -> None:
+        """Until the background exports started so far have finished (tests, benches)."""
+        with self._lock:
+            threads = list(self._pending.values())
+        for thread in threads:
+            thread.join(timeout_s)
+
+    def _ready_runner(self, inputs: Sequence[torch.Tensor]):
+        """The compiled graph for these inputs' shapes if it is in memory or on disk, else None."""
+        shape = tuple(tuple(t.shape) for t in inputs)
+        with self._lock:
+            runner = self._compiled.get(shape)
+            if runner is not None:
+                self._compiled.move_to_end(shape)
+                return runner
+        if shape in self._pending or not (self._folder(shape) / "done").exists():
+            return None
+        return self._runner_for(inputs)
+
+    def _export_in_background(self, inputs: Sequence[torch.Tensor]) -> None:
+        shape = tuple(tuple(t.shape) for t in inputs)
+        with self._lock:
+            if shape in self._pending:
+                return
+            example = tuple(t.detach().cpu().clone() for t in inputs)
+
+            def export() -> None:
+                # Outside the lock: calls of the shapes already compiled go on meanwhile.
+                try:
+                    runner = self._load_or_export(shape, example, private_copy=True)
+                except Exception:
+                    # Eager keeps serving this shape; the next call of it tries again.
+                    log.exception("%s export for input %s failed", self.label, shape)
+                    runner = None
+                with self._lock:
+                    self._pending.pop(shape, None)
+                    if runner is not None:
+                        self._remember(shape, runner)
+
+            thread = threading.Thread(target=export, name=f"export-{shape}", daemon=True)
+            self._pending[shape] = thread
+        thread.start()
+
+    def _folder(self, shape: tuple) -> Path:
+        return self.cache_dir / "x".join("-".join(map(str, s)) for s in shape)
 
     def _runner_for(self, inputs: Sequence[torch.Tensor]):
         shape = tuple(tuple(t.shape) for t in inputs)
@@ -146,18 +209,24 @@ class CompiledModule:
                 self._compiled.move_to_end(shape)
                 return runner
             runner = self._load_or_export(shape, inputs)
-            self._compiled[shape] = runner
-            while len(self._compiled) > self.max_shapes:
-                self._compiled.popitem(last=False)
+            self._remember(shape, runner)
             return runner
 
-    def _load_or_export(self, shape: tuple, inputs: Sequence[torch.Tensor]):
-        folder = self.cache_dir / "x".join("-".join(map(str, s)) for s in shape)
+    def _remember(self, shape: tuple, runner) -> None:
+        """Keep ``runner`` (the lock held), evicting the least recently used beyond max_shapes."""
+        self._compiled[shape] = runner
+        self._compiled.move_to_end(shape)
+        while len(self._compiled) > self.max_shapes:
+            self._compiled.popitem(last=False)
+
+    def _load_or_export(self, shape: tuple, inputs: Sequence[torch.Tensor], *,
+                        private_copy: bool = False):
+        folder = self._folder(shape)
         started = time.perf_counter()
         if (folder / "done").exists():
             source = "cached"
         else:
-            self._export(folder, inputs)
+            self._export(folder, inputs, private_copy=private_copy)
             source = "exported"
         runner = self._compile(folder)
         self.sources[shape] = source
@@ -165,25 +234,29 @@ class CompiledModule:
                  source, time.perf_counter() - started, folder)
         return runner
 
-    def _export(self, folder: Path, inputs: Sequence[torch.Tensor]) -> None:
+    def _export(self, folder: Path, inputs: Sequence[torch.Tensor], *,
+                private_copy: bool = False) -> None:
         folder.parent.mkdir(parents=True, exist_ok=True)
+        # A background export traces its own copy: the inference thread keeps running the
+        # module eagerly meanwhile, and a trace must see nobody else inside it.
+        module = copy.deepcopy(self.module) if private_copy else self.module
         # Written beside its final place and renamed, so a crash never leaves a half graph that a
         # later start would trust; two processes exporting at once both finish, one rename wins.
         staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".staging-"))
         try:
             example = tuple(t.detach().cpu().float() for t in inputs)
-            with torch.no_grad(), warnings.catch_warnings():
+            with _EXPORT_LOCK, torch.no_grad(), warnings.catch_warnings():
                 if self.runtime is Runtime.OPENVINO:
                     import openvino as ov
 
-                    model = ov.convert_model(self.module, example_input=example)
+                    model = ov.convert_model(module, example_input=example)
                     # float32 weights as they are: the default halves them to float16.
                     ov.save_model(model, staging / "model.xml", compress_to_fp16=False)
                 else:
                     # The TorchScript exporter on purpose: torch.export (the new default) took
                     # minutes on the depth models and still baked their input size in.
                     warnings.filterwarnings("ignore", category=DeprecationWarning)
-                    torch.onnx.export(self.module, example, str(staging / "model.onnx"),
+                    torch.onnx.export(module, example, str(staging / "model.onnx"),
                                       input_names=[f"input{i}" for i in range(len(example))],
                                       dynamo=False, opset_version=17)
             (staging / "done").touch()
