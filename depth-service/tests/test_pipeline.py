@@ -13,6 +13,7 @@ from depth_service.pipeline import (
     ProgressEvent,
     resize_map,
 )
+from depth_service.panorama import PanoramaMode
 from depth_service.settings import TileMode
 from scene_rpc.errors import InvalidInput
 
@@ -97,7 +98,7 @@ async def test_panorama_tiles_wrap_so_the_left_and_right_edges_meet(fakes):
     truth = truth_of(image)
     pipeline = pipeline_for(fakes.DepthBackend(native=32, seed=11, metric=True))
     _, estimate = await run(pipeline, image, panorama=True, tile_mode=TileMode.FORCED,
-                            tile_size=48)
+                            tile_size=48, panorama_mode=PanoramaMode.EQUIRECT)
     disparity = 1.0 / estimate.depth_m
     assert pearson(disparity, truth) >= 0.999
     # The seam is no worse than an ordinary pair of neighbouring columns (as in the truth).

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from depth_service import panorama as panorama_views
 from depth_service import tiling
 from depth_service.backends import (
     MAX_DEPTH_M,
@@ -25,6 +26,7 @@ from depth_service.backends import (
     focal_length_px,
 )
 from depth_service.normalize import normalize_disparity
+from depth_service.panorama import PanoramaMode, ViewLayout
 from depth_service.settings import TileMode
 from scene_rpc.errors import InvalidInput
 
@@ -47,6 +49,9 @@ class EstimateOptions:
     # Tile side in input pixels; 0 = the model's native input side.
     tile_size: int = 0
     tile_overlap: float = 0.25
+    # How a panorama is predicted: pinhole views merged on the sphere, or equirect tiles.
+    panorama_mode: PanoramaMode = PanoramaMode.PERSPECTIVE
+    panorama_views: ViewLayout = ViewLayout.CUBE
 
     def __post_init__(self) -> None:
         if self.tile_size < 0 or 0 < self.tile_size < MIN_TILE_PX:
@@ -113,6 +118,10 @@ class DepthPipeline:
     async def run(
         self, image: np.ndarray, options: EstimateOptions
     ) -> AsyncIterator[ProgressEvent | DepthEstimate]:
+        if options.panorama and options.panorama_mode is PanoramaMode.PERSPECTIVE:
+            async for event in panorama_views.estimate(self, image, options.panorama_views):
+                yield event
+            return
         height, width = image.shape[:2]
         timing: dict[str, float] = {}
         started = time.perf_counter()

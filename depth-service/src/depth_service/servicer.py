@@ -37,6 +37,8 @@ def options_from_request(request: depth_pb2.EstimateDepthRequest,
         tile_mode=_TILE_MODES.get(request.tiling, settings.tile_mode),
         tile_size=request.tile_size_px or settings.tile_size,
         tile_overlap=request.tile_overlap_fraction or settings.tile_overlap,
+        panorama_mode=settings.panorama_mode,
+        panorama_views=settings.panorama_views,
     )
 
 

@@ -10,6 +10,7 @@ from enum import StrEnum
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from depth_service.panorama import PanoramaMode, ViewLayout
 from scene_rpc.server import DEFAULT_MAX_MESSAGE_BYTES
 
 # A response carries up to two float32 maps (normalized + metric) of the input's size.
@@ -47,6 +48,11 @@ class Settings(BaseSettings):
     tile_overlap: float = Field(0.25, gt=0.0, le=0.5)
     # Above this many tiles the tiles grow (and are downsampled to the native input) instead.
     tile_max_count: int = Field(64, ge=1)
+    # Panoramas: "perspective" (pinhole views merged on the sphere) or "equirect" (today's
+    # wrapping equirectangular tiles, kept for comparison).
+    panorama_mode: PanoramaMode = PanoramaMode.PERSPECTIVE
+    # The perspective views: "cube" (6 faces of 110 degrees) or "icosahedron" (12 of 90).
+    panorama_views: ViewLayout = ViewLayout.CUBE
     # Tiles per forward pass; 0 = 8 on CUDA, 1 elsewhere (a CPU gains nothing from batches).
     batch_size: int = Field(0, ge=0)
     # Seconds in-flight requests may take to finish after SIGTERM (inside a 30 s pod grace).

@@ -11,6 +11,7 @@ from pathlib import Path
 from pointcloud.categories import CATEGORY_NAMES, CATEGORY_PALETTE
 from pointcloud.cloud import PointCloud
 from pointcloud.codec import FORMAT_VERSION, QUANTIZATION_LEVELS, decode, encode
+from pointcloud.edges import DEFAULT_EDGE_RTOL, MAX_EDGE_RTOL, edge_mask
 from pointcloud.pack import pack_equirect, pack_planar
 from pointcloud.ply import to_ply
 from pointcloud.projection import (
@@ -23,11 +24,14 @@ from pointcloud.projection import (
 __all__ = [
     "CATEGORY_NAMES",
     "CATEGORY_PALETTE",
+    "DEFAULT_EDGE_RTOL",
     "DEFAULT_FOV_DEG",
     "FORMAT_VERSION",
+    "MAX_EDGE_RTOL",
     "QUANTIZATION_LEVELS",
     "PointCloud",
     "decode",
+    "edge_mask",
     "encode",
     "js_decoder_path",
     "normalized_to_metres",

@@ -23,12 +23,16 @@ def pack_planar(
     cloud_id: str,
     metadata: dict[str, Any] | None = None,
     quantized: bool = False,
+    stats: dict[str, Any] | None = None,
     **projection: Any,
 ) -> memoryview:
-    """:func:`pointcloud.project_planar` (same keyword arguments) encoded as PCLD, mode
-    "planar". Returns a read-only, contiguous byte memoryview (what Starlette's ``Response``,
-    ``Path.write_bytes`` and :func:`pointcloud.decode` take; ``bytes(view)`` copies)."""
+    """:func:`pointcloud.project_planar` (same keyword arguments, ``edge_rtol`` included)
+    encoded as PCLD, mode "planar". Returns a read-only, contiguous byte memoryview (what
+    Starlette's ``Response``, ``Path.write_bytes`` and :func:`pointcloud.decode` take;
+    ``bytes(view)`` copies). A ``stats`` dict, when given, receives ``edges_dropped``: the
+    points the edge clean-up removed (the header's count says how many were kept)."""
     plan = plan_planar(depth, rgb, categories, **projection)
+    _report(plan, stats)
     return _pack(plan, cloud_id, metadata, quantized)
 
 
@@ -40,12 +44,19 @@ def pack_equirect(
     cloud_id: str,
     metadata: dict[str, Any] | None = None,
     quantized: bool = False,
+    stats: dict[str, Any] | None = None,
     **projection: Any,
 ) -> memoryview:
     """:func:`pointcloud.project_equirect` (same keyword arguments) encoded as PCLD, mode
-    "equirect"; returns as :func:`pack_planar` does."""
+    "equirect"; returns and reports as :func:`pack_planar` does."""
     plan = plan_equirect(depth, rgb, categories, **projection)
+    _report(plan, stats)
     return _pack(plan, cloud_id, metadata, quantized)
+
+
+def _report(plan: Projection, stats: dict[str, Any] | None) -> None:
+    if stats is not None:
+        stats["edges_dropped"] = plan.edges_dropped
 
 
 def _pack(
