@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from depth_service import tiling
+from depth_service.panorama import PanoramaMode
 from depth_service.pipeline import (
     DepthEstimate,
     DepthPipeline,
@@ -13,7 +14,6 @@ from depth_service.pipeline import (
     ProgressEvent,
     resize_map,
 )
-from depth_service.panorama import PanoramaMode
 from depth_service.settings import TileMode
 from scene_rpc.errors import InvalidInput
 

@@ -59,6 +59,10 @@ class JobInputs:
     # /generate answers with the cloud itself, possibly in the quantised variant.
     return_body: bool = False
     quantized: bool = False
+    # The request's `edges`: "keep", "drop" or a threshold; None = the EDGE_RTOL setting.
+    edges: str | float | None = None
+    # Focal length from the upload's EXIF, in pixels of the decoded image (None: none usable).
+    exif_focal_px: float | None = None
 
 
 @dataclass

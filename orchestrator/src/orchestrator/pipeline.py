@@ -29,6 +29,7 @@ from orchestrator.settings import Settings
 from orchestrator.storage import GenerationStore
 from pointcloud import (
     CATEGORY_NAMES,
+    DEFAULT_EDGE_RTOL,
     DEFAULT_FOV_DEG,
     decode,
     encode,
@@ -241,15 +242,19 @@ class Pipeline:
         metric = outputs.depth_m is not None
         depth = outputs.depth_m if metric else outputs.normalized_depth
         metadata = {"generation_id": job.id, "source": job.source, "scene_mode": job.mode}
+        edge_rtol = self._edge_rtol(job.inputs.edges)
+        stats: dict[str, Any] = {}
         options = dict(cloud_id=job.id, metadata=metadata, depth_is_metric=metric,
                        near_m=settings.near_m, far_m=settings.far_m,
-                       stride=settings.point_stride, max_points=settings.max_points or None)
+                       stride=settings.point_stride, max_points=settings.max_points or None,
+                       edge_rtol=edge_rtol, stats=stats)
+        focal, focal_source = outputs.focal_length_px, "model"
         started = time.perf_counter()
         if job.mode == "panorama":
             cloud_bin = pack_equirect(depth, rgb, outputs.categories, **options)
         else:
-            cloud_bin = pack_planar(depth, rgb, outputs.categories,
-                                    focal_length_px=outputs.focal_length_px,
+            focal, focal_source, depth = _choose_focal(outputs, job.inputs.exif_focal_px, depth)
+            cloud_bin = pack_planar(depth, rgb, outputs.categories, focal_length_px=focal,
                                     fov_deg=outputs.fov_deg, **options)
         job.record_timing("pointcloud", time.perf_counter() - started)
         header = decode(cloud_bin).header  # zero-copy; the header says what was built
@@ -261,10 +266,25 @@ class Pipeline:
         elif quantized_body is not None:
             body = cloud_bin
         info = {"point_count": header["count"], "bounds": header["bounds"],
-                "projection": header["mode"]}
-        if job.mode == "standard" and outputs.focal_length_px is None:
-            info["fov_deg"] = outputs.fov_deg or DEFAULT_FOV_DEG
+                "projection": header["mode"],
+                "edges": {"rtol": edge_rtol, "dropped": stats.get("edges_dropped", 0)}}
+        if job.mode == "standard":
+            info["focal_source"] = focal_source
+            info["focal_length_px"] = focal
+            if focal is None:
+                info["fov_deg"] = outputs.fov_deg or DEFAULT_FOV_DEG
         return cloud_bin, body, info
+
+    def _edge_rtol(self, edges: str | float | None) -> float | None:
+        """The request's `edges` over the EDGE_RTOL setting (0 = off); None = keep all."""
+        if edges == "keep":
+            return None
+        if isinstance(edges, float):
+            return edges
+        configured = self.settings.edge_rtol or None
+        if edges == "drop":
+            return configured or DEFAULT_EDGE_RTOL
+        return configured
 
     def _encode_pngs(self, job: Job, rgb: np.ndarray | None, outputs: ModelOutputs,
                      level: int) -> dict[str, bytes]:
@@ -275,6 +295,24 @@ class Pipeline:
             pngs["image.png"] = imaging.rgb_png(rgb, level)
         job.record_timing("png", time.perf_counter() - started)
         return pngs
+
+
+def _choose_focal(outputs: ModelOutputs, exif_focal_px: float | None, depth: np.ndarray
+                  ) -> tuple[float | None, str, np.ndarray]:
+    """(focal length, its source, depth): the photo's EXIF wins over the model's estimate, as in
+    Apple's DepthPro reference, whose metric depth scales with the focal length it is given
+    (depth = f_px / (W * canonical inverse depth)): a metric map estimated with the model's own
+    focal is rescaled by f_exif / f_model so the geometry stays the model's, seen through the
+    camera's true lens. Without either, the default field of view applies."""
+    model_focal = outputs.focal_length_px
+    if exif_focal_px is not None:
+        if outputs.depth_m is not None and model_focal:
+            depth = depth * np.float32(exif_focal_px / model_focal)
+        return exif_focal_px, "exif", depth
+    if model_focal is not None:
+        return model_focal, "model", depth
+    # The model's own field of view (without a focal) is still the model's estimate.
+    return None, "model" if outputs.fov_deg else "default_fov", depth
 
 
 def requantize(buffer: bytes | memoryview) -> bytes:
