@@ -52,7 +52,8 @@ def side_view(cloud, path: Path, size=(360, 180), depth_range=(0.0, 22.0), heigh
     y = cloud.positions[:, 1]
     col = ((z - depth_range[0]) / (depth_range[1] - depth_range[0]) * (size[0] - 1)).astype(int)
     row = ((height[1] - y) / (height[1] - height[0]) * (size[1] - 1)).astype(int)
-    inside = (np.abs(cloud.positions[:, 0]) < 1.0) & (col >= 0) & (col < size[0]) & (row >= 0) & (row < size[1])
+    inside = (col >= 0) & (col < size[0]) & (row >= 0) & (row < size[1])
+    inside &= np.abs(cloud.positions[:, 0]) < 1.0
     image[row[inside], col[inside]] = (40, 60, 160)
     Image.fromarray(image).save(path, optimize=True)
 
