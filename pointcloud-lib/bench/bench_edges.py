@@ -45,15 +45,15 @@ def best_of(repeats: int, fn, *args, **kwargs) -> float:
 
 
 def side_view(cloud, path: Path, size=(360, 180), depth_range=(0.0, 22.0), height=(-2.0, 3.0)):
-    """A small PNG of a slice of the cloud (|x| < 1 m, through the box) seen from the side:
-    depth to the right, height up."""
+    """A small PNG of the cloud's central columns (a 20-degree wedge through the box) seen from
+    the side: depth to the right, height up."""
     image = np.full((size[1], size[0], 3), 255, np.uint8)
     z = -cloud.positions[:, 2]
     y = cloud.positions[:, 1]
     col = ((z - depth_range[0]) / (depth_range[1] - depth_range[0]) * (size[0] - 1)).astype(int)
     row = ((height[1] - y) / (height[1] - height[0]) * (size[1] - 1)).astype(int)
     inside = (col >= 0) & (col < size[0]) & (row >= 0) & (row < size[1])
-    inside &= np.abs(cloud.positions[:, 0]) < 1.0
+    inside &= np.abs(cloud.positions[:, 0]) < 0.18 * z
     image[row[inside], col[inside]] = (40, 60, 160)
     Image.fromarray(image).save(path, optimize=True)
 
