@@ -148,3 +148,16 @@ def test_render_view_looks_where_its_rotation_points():
         centre = crop[16, 16].astype(np.float64) / 127.5 - 1.0
         expected = view.rotation @ np.array([0.0, 0.0, -1.0])
         assert math.acos(np.clip(centre @ expected / np.linalg.norm(centre), -1, 1)) < 0.05
+
+
+def test_upsampling_the_merge_wraps_across_the_seam():
+    def field(height, width):
+        lon = ((np.arange(width) + 0.5) / width - 0.5) * 2 * np.pi
+        lat = (0.5 - (np.arange(height) + 0.5) / height) * np.pi
+        return (2.0 + np.cos(lon)[None, :] * np.cos(lat)[:, None]).astype(np.float32)
+
+    error = np.abs(panorama.upsample_wrapped(field(32, 64), 128, 256) - field(128, 256))
+    # The first and last columns are interpolated across the seam, not clamped (rows clamp at
+    # the poles, where the map is flat anyway).
+    assert error[4:-4].max() < 0.01
+    assert error[4:-4, [0, -1]].max() <= 1.5 * error[4:-4, 1:-1].max()
