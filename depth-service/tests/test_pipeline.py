@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from depth_service import tiling
+from depth_service.panorama import PanoramaMode
 from depth_service.pipeline import (
     DepthEstimate,
     DepthPipeline,
@@ -97,7 +98,7 @@ async def test_panorama_tiles_wrap_so_the_left_and_right_edges_meet(fakes):
     truth = truth_of(image)
     pipeline = pipeline_for(fakes.DepthBackend(native=32, seed=11, metric=True))
     _, estimate = await run(pipeline, image, panorama=True, tile_mode=TileMode.FORCED,
-                            tile_size=48)
+                            tile_size=48, panorama_mode=PanoramaMode.EQUIRECT)
     disparity = 1.0 / estimate.depth_m
     assert pearson(disparity, truth) >= 0.999
     # The seam is no worse than an ordinary pair of neighbouring columns (as in the truth).

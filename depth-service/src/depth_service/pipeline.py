@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from depth_service import panorama as panorama_views
 from depth_service import tiling
 from depth_service.backends import (
     MAX_DEPTH_M,
@@ -26,6 +27,7 @@ from depth_service.backends import (
     focal_length_px,
 )
 from depth_service.normalize import normalize_disparity
+from depth_service.panorama import PanoramaMode, ViewLayout
 from depth_service.settings import TileMode
 from scene_rpc.errors import InvalidInput
 
@@ -53,6 +55,9 @@ class EstimateOptions:
     # Cap on the longer side of the image the model sees (tiles are planned on the downscaled
     # image, the depth resized back to the input's size); 0 = no cap.
     max_input_side: int = 0
+    # How a panorama is predicted: pinhole views merged on the sphere, or equirect tiles.
+    panorama_mode: PanoramaMode = PanoramaMode.PERSPECTIVE
+    panorama_views: ViewLayout = ViewLayout.CUBE
 
     def __post_init__(self) -> None:
         if self.max_input_side < 0 or 0 < self.max_input_side < MIN_INPUT_SIDE_PX:
@@ -122,6 +127,12 @@ class DepthPipeline:
     async def run(
         self, image: np.ndarray, options: EstimateOptions
     ) -> AsyncIterator[ProgressEvent | DepthEstimate]:
+        if options.panorama and options.panorama_mode is PanoramaMode.PERSPECTIVE:
+            # Its views are at most the model's native input whatever the panorama's size,
+            # so the input cap would save nothing here.
+            async for event in panorama_views.estimate(self, image, options.panorama_views):
+                yield event
+            return
         full_hw = image.shape[:2]
         timing: dict[str, float] = {}
         started = time.perf_counter()

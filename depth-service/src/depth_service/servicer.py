@@ -38,6 +38,8 @@ def options_from_request(request: depth_pb2.EstimateDepthRequest,
         tile_size=request.tile_size_px or settings.tile_size,
         tile_overlap=request.tile_overlap_fraction or settings.tile_overlap,
         max_input_side=request.max_input_side_px or settings.max_input_side_px,
+        panorama_mode=settings.panorama_mode,
+        panorama_views=settings.panorama_views,
     )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from depth_service.panorama import PanoramaMode, ViewLayout
 from scene_rpc.accel import Runtime
 from scene_rpc.profiles import DEFAULT_PROFILE, get_profile
 from scene_rpc.server import DEFAULT_MAX_MESSAGE_BYTES
@@ -62,6 +63,11 @@ class Settings(BaseSettings):
     # Default cap on the longer side of the image the model sees (downscaled first, the depth
     # resized back); 0 = none. A request's max_input_side_px overrides it.
     max_input_side_px: int = Field(0, ge=0)
+    # Panoramas: "perspective" (pinhole views merged on the sphere) or "equirect" (today's
+    # wrapping equirectangular tiles, kept for comparison).
+    panorama_mode: PanoramaMode = PanoramaMode.PERSPECTIVE
+    # The perspective views: "cube" (6 faces of 110 degrees) or "icosahedron" (12 of 90).
+    panorama_views: ViewLayout = ViewLayout.CUBE
     # Tiles per forward pass; 0 = 8 on CUDA, 1 elsewhere (a CPU gains nothing from batches).
     batch_size: int = Field(0, ge=0)
     # Seconds in-flight requests may take to finish after SIGTERM (inside a 30 s pod grace).

@@ -65,6 +65,10 @@ class JobInputs:
     quality: str = "standard"
     # /generate?format=grid: the body is the grid variant (PCLD version 2).
     grid: bool = False
+    # The request's `edges`: "keep", "drop" or a threshold; None = the EDGE_RTOL setting.
+    edges: str | float | None = None
+    # Focal length from the upload's EXIF, in pixels of the decoded image (None: none usable).
+    exif_focal_px: float | None = None
 
 
 @dataclass

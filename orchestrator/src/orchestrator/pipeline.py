@@ -29,6 +29,7 @@ from orchestrator.settings import Settings
 from orchestrator.storage import GenerationStore
 from pointcloud import (
     CATEGORY_NAMES,
+    DEFAULT_EDGE_RTOL,
     DEFAULT_FOV_DEG,
     HEADER_KEYS,
     decode,
@@ -250,18 +251,20 @@ class Pipeline:
         metric = outputs.depth_m is not None
         depth = outputs.depth_m if metric else outputs.normalized_depth
         metadata = {"generation_id": job.id, "source": job.source, "scene_mode": job.mode}
+        edge_rtol = self._edge_rtol(job.inputs.edges)
+        stats: dict[str, Any] = {}
         stride = max(settings.point_stride, quality.QUALITY_KNOBS[job.quality].point_stride)
         options = dict(cloud_id=job.id, metadata=metadata, depth_is_metric=metric,
                        near_m=settings.near_m, far_m=settings.far_m, stride=stride,
-                       max_points=settings.max_points or None)
+                       max_points=settings.max_points or None, edge_rtol=edge_rtol)
+        focal, focal_source = outputs.focal_length_px, "model"
         if job.mode == "standard":
-            # The depth model's own focal length or field of view, else the default FOV.
-            from_model = outputs.focal_length_px is not None or outputs.fov_deg is not None
-            options.update(focal_length_px=outputs.focal_length_px, fov_deg=outputs.fov_deg,
-                           focal_source="model" if from_model else "default_fov")
+            focal, focal_source, depth = _choose_focal(outputs, job.inputs.exif_focal_px, depth)
+            options.update(focal_length_px=focal, fov_deg=outputs.fov_deg,
+                           focal_source=focal_source)
         started = time.perf_counter()
         pack = pack_equirect if job.mode == "panorama" else pack_planar
-        cloud_bin = pack(depth, rgb, outputs.categories, **options)
+        cloud_bin = pack(depth, rgb, outputs.categories, stats=stats, **options)
         job.record_timing("pointcloud", time.perf_counter() - started)
         started = time.perf_counter()
         cloud_bin, descriptors = with_descriptors(cloud_bin, outputs.segment.labels)
@@ -281,13 +284,28 @@ class Pipeline:
         elif body_format is not None:
             body = cloud_bin
         info = {"point_count": header["count"], "bounds": header["bounds"],
-                "projection": header["mode"]}
+                "projection": header["mode"], "camera": header.get("camera"),
+                "edges": {"rtol": edge_rtol, "dropped": stats.get("edges_dropped", 0)}}
         # What scene.splat needs to size its Gaussians (the pixel footprint).
         info["point_stride"] = stride
         info["descriptors"] = descriptors
-        if job.mode == "standard" and outputs.focal_length_px is None:
-            info["fov_deg"] = outputs.fov_deg or DEFAULT_FOV_DEG
+        if job.mode == "standard":
+            info["focal_source"] = focal_source
+            info["focal_length_px"] = focal
+            if focal is None:
+                info["fov_deg"] = outputs.fov_deg or DEFAULT_FOV_DEG
         return cloud_bin, body, info
+
+    def _edge_rtol(self, edges: str | float | None) -> float | None:
+        """The request's `edges` over the EDGE_RTOL setting (0 = off); None = keep all."""
+        if edges == "keep":
+            return None
+        if isinstance(edges, float):
+            return edges
+        configured = self.settings.edge_rtol or None
+        if edges == "drop":
+            return configured or DEFAULT_EDGE_RTOL
+        return configured
 
     def _encode_pngs(self, job: Job, rgb: np.ndarray | None, outputs: ModelOutputs,
                      level: int) -> dict[str, bytes]:
@@ -317,6 +335,24 @@ def _body_format(inputs) -> str | None:
     if not inputs.return_body:
         return None
     return "grid" if inputs.grid else "quantized" if inputs.quantized else "float"
+
+
+def _choose_focal(outputs: ModelOutputs, exif_focal_px: float | None, depth: np.ndarray
+                  ) -> tuple[float | None, str, np.ndarray]:
+    """(focal length, its source, depth): the photo's EXIF wins over the model's estimate, as in
+    Apple's DepthPro reference, whose metric depth scales with the focal length it is given
+    (depth = f_px / (W * canonical inverse depth)): a metric map estimated with the model's own
+    focal is rescaled by f_exif / f_model so the geometry stays the model's, seen through the
+    camera's true lens. Without either, the default field of view applies."""
+    model_focal = outputs.focal_length_px
+    if exif_focal_px is not None:
+        if outputs.depth_m is not None and model_focal:
+            depth = depth * np.float32(exif_focal_px / model_focal)
+        return exif_focal_px, "exif", depth
+    if model_focal is not None:
+        return model_focal, "model", depth
+    # The model's own field of view (without a focal) is still the model's estimate.
+    return None, "model" if outputs.fov_deg else "default_fov", depth
 
 
 def requantize(buffer: bytes | memoryview) -> bytes:

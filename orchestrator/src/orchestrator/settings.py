@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pointcloud import DEFAULT_EDGE_RTOL, MAX_EDGE_RTOL
 from scene_rpc.server import DEFAULT_MAX_MESSAGE_BYTES
 
 # The published viewer plus any local development server (any port, localhost or 127.0.0.1).
@@ -87,6 +88,9 @@ class Settings(BaseSettings):
     # Level 1: the higher levels save a few percent of a PCLD v1 buffer at several times the
     # CPU (bench_grid.py); the grid variant is not gzipped (its images are compressed already).
     gzip_level: int = Field(1, ge=0, le=9)
+    # Flying-pixel clean-up: relative depth range of a pixel's neighbourhood above which it is
+    # dropped (pointcloud.edge_mask); 0 = keep every point. A request's `edges` overrides it.
+    edge_rtol: float = Field(DEFAULT_EDGE_RTOL, ge=0, le=MAX_EDGE_RTOL)
 
     @field_validator("cors_origins")
     @classmethod

@@ -17,14 +17,28 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from starlette.datastructures import UploadFile
 
 from orchestrator.errors import ApiError
+from orchestrator.imaging import exif_focal_length_px
 from orchestrator.jobs import JobInputs
 from orchestrator.pipeline import blocking, check_panorama
 from orchestrator.quality import DEFAULT_QUALITY, QUALITIES, Quality
 from orchestrator.settings import Settings
+from pointcloud import DEFAULT_EDGE_RTOL, MAX_EDGE_RTOL
+from pointcloud.edges import check_edge_rtol
 from scene_rpc.errors import ImageTooLarge, InvalidInput
 from scene_rpc.images import decode_image_bytes
 
 Mode = Literal["standard", "panorama"]
+EDGES_DESCRIPTION = ("Flying-pixel clean-up: \"keep\" every point, \"drop\" the points a depth "
+                     "model smears across depth jumps (the service's EDGE_RTOL threshold), or a "
+                     f"threshold in (0, {MAX_EDGE_RTOL}]: the relative depth range of a pixel's "
+                     f"neighbourhood above which it is dropped (default {DEFAULT_EDGE_RTOL}).")
+
+
+def _check_edges(value: str | float | None) -> str | float | None:
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        check_edge_rtol(value)  # ValueError -> 422 with the range
+        return float(value)
+    return value
 
 
 class PromptRequest(BaseModel):
@@ -42,6 +56,19 @@ class PromptRequest(BaseModel):
     openai_api_key: SecretStr | None = Field(
         None, description="The caller's OpenAI key; may instead come as `Authorization: Bearer "
                           "...` or `X-OpenAI-Key`. Used for this generation only, never stored.")
+    edges: Literal["keep", "drop"] | float | None = Field(None, description=EDGES_DESCRIPTION)
+
+    @field_validator("edges", mode="before")
+    @classmethod
+    def _edges_not_a_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # JSON true would otherwise pass as the threshold 1.0
+            raise ValueError('edges must be "keep", "drop" or a number')
+        return value
+
+    @field_validator("edges")
+    @classmethod
+    def _edges_in_range(cls, value: str | float | None) -> str | float | None:
+        return _check_edges(value)
 
     @field_validator("prompt")
     @classmethod
@@ -70,6 +97,19 @@ class UploadFields(BaseModel):
     quality: Quality = DEFAULT_QUALITY
     # A caption to remember the upload by; not sent anywhere.
     prompt: str | None = None
+    edges: Literal["keep", "drop"] | float | None = None
+
+    @field_validator("edges", mode="before")
+    @classmethod
+    def _edges_not_a_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # JSON true would otherwise pass as the threshold 1.0
+            raise ValueError('edges must be "keep", "drop" or a number')
+        return value
+
+    @field_validator("edges")
+    @classmethod
+    def _edges_in_range(cls, value: str | float | None) -> str | float | None:
+        return _check_edges(value)
 
     @field_validator("vibe", "prompt")
     @classmethod
@@ -100,6 +140,7 @@ OPENAPI_BODY = {
                     "prompt": {"type": "string", "description": "An optional caption."},
                     "quality": {"type": "string", "enum": list(QUALITIES),
                                 "default": DEFAULT_QUALITY},
+                    "edges": {"type": "string", "description": EDGES_DESCRIPTION},
                 },
             }},
         },
@@ -152,8 +193,9 @@ async def _read_json(request: Request, settings: Settings) -> Submission:
                        headers={"WWW-Authenticate": "Bearer"})
     inputs = JobInputs(source="prompt", mode=body.mode, prompt=body.prompt, vibe=body.vibe,
                        openai_api_key=key, quality=body.quality)
+    inputs.edges = body.edges
     return Submission(inputs, _fingerprint("prompt", body.prompt, body.vibe, body.mode, None,
-                                           body.quality))
+                                           body.quality, edges=body.edges))
 
 
 def openai_key_from_headers(request: Request) -> str | None:
@@ -192,9 +234,10 @@ async def _read_multipart(request: Request, settings: Settings) -> Submission:
         raise ApiError(400, "the uploaded image is empty (0 bytes)")
     inputs = JobInputs(source="upload", mode=values.mode, prompt=values.prompt or None,
                        vibe=values.vibe, quality=values.quality)
+    inputs.edges = values.edges
     digest = hashlib.sha256(data).hexdigest()
     fingerprint = _fingerprint("upload", values.prompt, values.vibe, values.mode, digest,
-                               values.quality)
+                               values.quality, edges=values.edges)
     return Submission(inputs, fingerprint, image_bytes=data)
 
 
@@ -209,15 +252,21 @@ async def decode_upload(submission: Submission, settings: Settings) -> None:
         raise ApiError(400, f"the uploaded image cannot be used: {exc}") from None
     if submission.inputs.mode == "panorama":
         check_panorama(rgb.shape[1], rgb.shape[0])
+    else:
+        submission.inputs.exif_focal_px = await blocking(
+            exif_focal_length_px, submission.image_bytes, rgb.shape[1], rgb.shape[0])
     submission.inputs.rgb = rgb
     submission.image_bytes = None
 
 
 def _fingerprint(source: str, prompt: str | None, vibe: str, mode: str,
-                 image_sha256: str | None, quality: str = DEFAULT_QUALITY) -> str:
+                 image_sha256: str | None, quality: str = DEFAULT_QUALITY, *,
+                 edges: str | float | None = None) -> str:
     content: dict[str, Any] = {"source": source, "prompt": prompt, "vibe": vibe, "mode": mode,
                                "image_sha256": image_sha256}
+    # Each only when not the default: fingerprints stored before it existed still match.
     if quality != DEFAULT_QUALITY:
-        # Only when not the default: fingerprints stored before quality existed still match.
         content["quality"] = quality
+    if edges is not None:
+        content["edges"] = edges
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()

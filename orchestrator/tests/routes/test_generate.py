@@ -68,7 +68,7 @@ async def test_the_key_may_come_as_a_bearer_token_or_in_the_body(api, how):
 
 async def test_upload_skips_image_generation(api):
     image = api.png(120, 90)
-    response = await api.upload("/generate", image, vibe="calm")
+    response = await api.upload("/generate", image, vibe="calm", edges="keep")
     assert response.status_code == 200, response.text
     assert len(decode(response.content)) == 120 * 90
     assert api.fakes.imagegen.calls == []

@@ -18,6 +18,7 @@ from pointcloud.codec import (
     decode,
     encode,
 )
+from pointcloud.edges import DEFAULT_EDGE_RTOL, MAX_EDGE_RTOL, edge_mask
 from pointcloud.grid import pack_grid, pack_grid_from_cloud, relative_error_bound
 from pointcloud.pack import pack_equirect, pack_planar
 from pointcloud.ply import to_ply
@@ -31,13 +32,16 @@ from pointcloud.projection import (
 __all__ = [
     "CATEGORY_NAMES",
     "CATEGORY_PALETTE",
+    "DEFAULT_EDGE_RTOL",
     "DEFAULT_FOV_DEG",
     "FORMAT_VERSION",
     "GRID_VERSION",
     "HEADER_KEYS",
+    "MAX_EDGE_RTOL",
     "QUANTIZATION_LEVELS",
     "PointCloud",
     "decode",
+    "edge_mask",
     "encode",
     "js_decoder_path",
     "normalized_to_metres",

@@ -28,15 +28,20 @@ def pack_planar(
     quantized: bool = False,
     extra_header: Mapping[str, Any] | None = None,
     focal_source: str | None = None,
+    stats: dict[str, Any] | None = None,
     **projection: Any,
 ) -> memoryview:
-    """:func:`pointcloud.project_planar` (same keyword arguments) encoded as PCLD, mode
-    "planar". Returns a read-only, contiguous byte memoryview (what Starlette's ``Response``,
-    ``Path.write_bytes`` and :func:`pointcloud.decode` take; ``bytes(view)`` copies).
+    """:func:`pointcloud.project_planar` (same keyword arguments, ``edge_rtol`` included)
+    encoded as PCLD, mode "planar". Returns a read-only, contiguous byte memoryview (what
+    Starlette's ``Response``, ``Path.write_bytes`` and :func:`pointcloud.decode` take;
+    ``bytes(view)`` copies).
 
     The header's ``camera`` comes from the projection keywords; ``focal_source`` says where
-    the focal length came from (see :func:`planar_focal_source`)."""
+    the focal length came from (see :func:`planar_focal_source`). A ``stats`` dict, when given,
+    receives ``edges_dropped``: the points the edge clean-up removed (the header's count says
+    how many were kept)."""
     plan = plan_planar(depth, rgb, categories, **projection)
+    _report(plan, stats)
     camera = plan.full_camera(planar_focal_source(focal_source, projection))
     return _pack(plan, cloud_id, metadata, quantized, header_extras(camera, extra_header))
 
@@ -50,11 +55,13 @@ def pack_equirect(
     metadata: dict[str, Any] | None = None,
     quantized: bool = False,
     extra_header: Mapping[str, Any] | None = None,
+    stats: dict[str, Any] | None = None,
     **projection: Any,
 ) -> memoryview:
     """:func:`pointcloud.project_equirect` (same keyword arguments) encoded as PCLD, mode
-    "equirect"; returns as :func:`pack_planar` does."""
+    "equirect"; returns and reports as :func:`pack_planar` does."""
     plan = plan_equirect(depth, rgb, categories, **projection)
+    _report(plan, stats)
     camera = plan.full_camera(None)
     return _pack(plan, cloud_id, metadata, quantized, header_extras(camera, extra_header))
 
@@ -70,6 +77,11 @@ def planar_focal_source(focal_source: str | None, projection: Mapping[str, Any])
             f"focal_source must be one of {', '.join(FOCAL_SOURCES)}; got {focal_source!r}"
         )
     return focal_source
+
+
+def _report(plan: Projection, stats: dict[str, Any] | None) -> None:
+    if stats is not None:
+        stats["edges_dropped"] = plan.edges_dropped
 
 
 def _pack(

@@ -20,6 +20,7 @@ import numpy as np
 
 from pointcloud.categories import CATEGORY_NAMES, LOW_AMBIENT
 from pointcloud.cloud import PointCloud, _extremes
+from pointcloud.edges import check_edge_rtol, edge_mask
 
 DEFAULT_FOV_DEG = 60.0
 """Horizontal field of view assumed when neither a focal length nor a FOV is given: a typical
@@ -45,6 +46,7 @@ def project_planar(
     far_m: float = 10.0,
     stride: int = 1,
     max_points: int | None = None,
+    edge_rtol: float | None = None,
 ) -> PointCloud:
     """Back-project a pinhole image: pixel (u, v) with depth z lands on
     ``((u - cx) z / fx, -(v - cy) z / fy, -z)``.
@@ -56,7 +58,10 @@ def project_planar(
     image, whatever the stride. NaN, infinite and non-positive metric depths are dropped (for
     normalized depth, negative ones; 0 is the far plane); ``stride``
     keeps every stride-th row and column; ``max_points`` caps the count, keeping points evenly
-    spaced in raster order.
+    spaced in raster order. ``edge_rtol`` (None = keep every point) drops flying pixels, the
+    blend a depth model leaves across a depth discontinuity: see :func:`pointcloud.edge_mask`,
+    applied to the sampled grid's depth in metres (:data:`pointcloud.DEFAULT_EDGE_RTOL` is the
+    measured default).
     """
     return plan_planar(
         depth,
@@ -70,6 +75,7 @@ def project_planar(
         far_m=far_m,
         stride=stride,
         max_points=max_points,
+        edge_rtol=edge_rtol,
     ).to_cloud()
 
 
@@ -83,6 +89,7 @@ def project_equirect(
     far_m: float = 10.0,
     stride: int = 1,
     max_points: int | None = None,
+    edge_rtol: float | None = None,
 ) -> PointCloud:
     """Project an equirectangular panorama onto a sphere around the viewer.
 
@@ -90,6 +97,7 @@ def project_equirect(
     as in :func:`project_planar`. The image spans 360° of longitude and 180° of latitude (2:1
     gives square pixels): the centre column faces -Z, columns to its right turn towards +X,
     and the left and right edges meet behind the viewer (+Z); row 0 looks straight up.
+    ``edge_rtol`` as in :func:`project_planar`, the neighbourhoods wrapping across the seam.
     """
     return plan_equirect(
         depth,
@@ -100,6 +108,7 @@ def project_equirect(
         far_m=far_m,
         stride=stride,
         max_points=max_points,
+        edge_rtol=edge_rtol,
     ).to_cloud()
 
 
@@ -128,6 +137,7 @@ def plan_planar(
     far_m: float = 10.0,
     stride: int = 1,
     max_points: int | None = None,
+    edge_rtol: float | None = None,
 ) -> Projection:
     """Check the inputs and choose the points of :func:`project_planar`, computing nothing
     per point yet: the caller decides where the points are written."""
@@ -137,6 +147,7 @@ def plan_planar(
     cx, cy = _principal_point(width, height, principal_point)
     stride, max_points = _check_sampling(stride, max_points)
     near_m, far_m = _check_range(near_m, far_m, depth_is_metric)
+    edge_rtol = None if edge_rtol is None else check_edge_rtol(edge_rtol)
     rays = pinhole_rays(width, height, fx, fy, cx, cy, stride)
     camera = {
         "model": "pinhole",
@@ -160,6 +171,7 @@ def plan_planar(
         stride,
         max_points,
         camera,
+        edge_rtol,
     )
 
 
@@ -187,12 +199,14 @@ def plan_equirect(
     far_m: float = 10.0,
     stride: int = 1,
     max_points: int | None = None,
+    edge_rtol: float | None = None,
 ) -> Projection:
     """:func:`plan_planar` for :func:`project_equirect`."""
     depth, rgb, categories = _check_images(depth, rgb, categories)
     height, width = depth.shape
     stride, max_points = _check_sampling(stride, max_points)
     near_m, far_m = _check_range(near_m, far_m, depth_is_metric)
+    edge_rtol = None if edge_rtol is None else check_edge_rtol(edge_rtol)
     rays = sphere_rays(width, height, stride)
     camera = {"model": "equirectangular", "width": width, "height": height, "stride": stride}
     return Projection.sample(
@@ -207,6 +221,7 @@ def plan_equirect(
         stride,
         max_points,
         camera,
+        edge_rtol,
     )
 
 
@@ -325,6 +340,8 @@ class Projection:
     # The header's `camera` (FORMAT.md) less what only the writer knows (depth range, metric
     # flag, where the focal length came from).
     camera: dict[str, Any]
+    # Valid sampled pixels dropped as flying pixels (0 when edge_rtol is None).
+    edges_dropped: int = 0
 
     @classmethod
     def sample(
@@ -340,9 +357,20 @@ class Projection:
         stride: int,
         max_points: int | None,
         camera: dict[str, Any],
+        edge_rtol: float | None = None,
     ) -> Projection:
         grid = depth[::stride, ::stride]
         keep = _valid_pixels(grid, zero_is_valid=not depth_is_metric)
+        edges_dropped = 0
+        if edge_rtol is not None:
+            # The relative test needs distances: normalized depth is inverse-depth-like.
+            metres = grid if depth_is_metric else _normalized_to_metres(grid, near_m, far_m)
+            edges = edge_mask(metres, rtol=edge_rtol, wrap=mode == "equirect")
+            if keep is not None:
+                edges &= keep
+            edges_dropped = int(np.count_nonzero(edges))
+            if edges_dropped:
+                keep = ~edges if keep is None else keep & ~edges
         if max_points is not None:
             keep = _thin(grid.shape, keep, max_points)
         count = grid.size if keep is None else int(np.count_nonzero(keep))
@@ -359,6 +387,7 @@ class Projection:
             far_m,
             stride,
             camera,
+            edges_dropped,
         )
 
     def to_cloud(self) -> PointCloud:
