@@ -108,7 +108,8 @@ async def test_stream_reports_progress_then_exactly_one_result(serve, photo_byte
 
 
 async def test_points_per_batch_defaults_to_small_batches_on_cpu(serve, photo_bytes):
-    served = await serve(points_per_batch=0, points_per_side=4)
+    # The grid: its prompt count (16) is known in advance.
+    served = await serve(points_per_batch=0, points_per_side=4, prompt_strategy="grid")
     events = [e async for e in served.stub.StreamSegment(
         _request(photo_bytes("animal_cat_chelsea")))]
     decoding = [e.progress for e in events if e.progress.stage == "mask_decoding"]
@@ -118,7 +119,8 @@ async def test_points_per_batch_defaults_to_small_batches_on_cpu(serve, photo_by
 
 async def test_cancelling_a_stream_stops_the_work(serve, photo_bytes, caplog):
     caplog.set_level(logging.INFO, logger="segment_service.segmenter")
-    served = await serve(points_per_side=32, points_per_batch=2)  # 512 batches
+    # 512 batches of the grid (semantic prompts on the tiny model's map would be few).
+    served = await serve(points_per_side=32, points_per_batch=2, prompt_strategy="grid")
     call = served.stub.StreamSegment(_request(photo_bytes("animal_cat_chelsea")))
     async for event in call:
         if event.progress.stage == "mask_decoding":
