@@ -184,3 +184,13 @@ def test_the_smoke_variant_configures_the_models_exactly_as_run_py_smoke(smoke_o
         names = set(settings_env.env_names(service)) | HUB_VARIABLES
         assert set(env) <= names, sorted(set(env) - names)
         assert env == {k: v for k, v in expected.items() if k in names}
+
+
+def test_the_files_are_valid_for_docker_compose_1_29_too(compose, smoke_override,
+                                                        gpu_override):
+    """Debian's docker-compose (1.29, what `make containers` uses where there is no compose
+    plugin) rejects top-level keys other than version/services/volumes/networks/configs/
+    secrets and x-* extensions."""
+    allowed = {"version", "services", "volumes", "networks", "configs", "secrets"}
+    for document in (compose, smoke_override, gpu_override):
+        assert {k for k in document if not k.startswith("x-")} <= allowed
