@@ -59,7 +59,10 @@ compose() {
     -f docker-compose.yml -f deploy/docker/compose.smoke.yml "$@"
 }
 
-container_of() { compose ps -q "$1" 2>/dev/null | head -n1; }
+container_of() {  # the container id of a service (compose v1 and v2 both label them)
+  timeout 20 docker ps -aq --filter label=com.docker.compose.project=scene-smoke \
+    --filter "label=com.docker.compose.service=$1" 2>/dev/null | head -n1
+}
 
 show_logs() {  # the last lines and the health probe's output of each named service
   local service id
@@ -227,12 +230,12 @@ up() {
   report "$1: every container healthy $((SECONDS - start))s after up"
 }
 
-memory() {  # one docker stats sample: "service MiB" lines
-  local id service
-  for service in "${SERVICES[@]}" openai-fake; do
-    id=$(container_of "$service")
-    printf '%s %s\n' "$service" "$(timeout 20 docker stats --no-stream --format '{{.MemUsage}}' "$id" | awk '{print $1}')"
-  done
+memory() {  # one docker stats sample of every container: "service usage" lines
+  local ids
+  ids=$(docker ps -q --filter label=com.docker.compose.project=scene-smoke | tr '\n' ' ')
+  # shellcheck disable=SC2086
+  timeout 30 docker stats --no-stream --format '{{.Name}} {{.MemUsage}}' $ids \
+    | sed -E 's/^scene-smoke[_-]([a-z-]+)[_-][0-9]+ ([^ ]+) .*/\1 \2/'
 }
 
 client() { "$PY" scripts/container_smoke_client.py "$@"; }
@@ -243,6 +246,7 @@ client health "$URL" || fail "/health through the container failed" orchestrator
 memory > "$WORK/mem-idle"
 
 # ---- 5. the end-to-end smoke, sampling memory while it runs --------------------------------------
+: > "$WORK/mem-busy"
 ( while :; do memory >> "$WORK/mem-busy"; done ) 2>/dev/null &
 sampler=$!
 if ! client generate "$URL" "$WORK/generations" 2> "$WORK/client.err"; then
@@ -250,11 +254,15 @@ if ! client generate "$URL" "$WORK/generations" 2> "$WORK/client.err"; then
   fail "the end-to-end smoke failed" "${SERVICES[@]}" openai-fake
 fi
 kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
-report "memory per container (MiB-style units as docker stats prints them): idle / peak during an upload + a prompt"
+# docker stats prints 1.5GiB / 230.4MiB / 900KiB: MiB for the report, the peak per service.
+mib() { awk '{v=$2; u=v; gsub(/[0-9.]/, "", u); sub(/[A-Za-z]+$/, "", v);
+  f = (u == "GiB") ? 1024 : (u == "KiB") ? 1/1024 : (u == "B") ? 1/1048576 : 1;
+  printf "%s %.0f\n", $1, v * f}'; }
+report "memory per container (MiB): idle / peak during an upload + a prompt"
 while read -r service idle; do
-  peak=$(awk -v s="$service" '$1 == s {print $2}' "$WORK/mem-busy" | sort -h | tail -n1)
+  peak=$(mib < "$WORK/mem-busy" | awk -v s="$service" '$1 == s && $2 > m {m = $2} END {print m}')
   report "  $service: $idle / ${peak:-n/a}"
-done < "$WORK/mem-idle"
+done < <(mib < "$WORK/mem-idle")
 
 # ---- 6. a model container restarted; the orchestrator keeps running ---------------------------
 orchestrator_started=$(docker inspect -f '{{.State.StartedAt}}' "$(container_of orchestrator)")
