@@ -266,3 +266,13 @@ def test_settings_baked_into_images_are_the_services_defaults(dockerfile, servic
             continue
         expected = settings_env.default_of(service, names[variable])
         assert settings_env.parse_as(service, variable, value) == expected, variable
+
+
+def test_the_environment_is_copied_last(service):
+    """Every instruction is a layer; without copy-on-write (the vfs storage driver, where
+    overlay mounts are unavailable) each one after the venv is a full copy of it, GBs for the
+    model images. So the venv comes last, followed at most by the optional weight preload."""
+    text = DOCKERFILES[service].read_text()
+    after = text.split("COPY --from=build /opt/venv /opt/venv\n")[-1]
+    instructions = [keyword for keyword, _ in _instructions(after)]
+    assert instructions in ([], ["RUN"]), instructions
