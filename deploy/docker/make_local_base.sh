@@ -18,6 +18,8 @@ DOCKER=${DOCKER:-docker}
 command -v debootstrap >/dev/null || { echo "make_local_base: apt-get install debootstrap" >&2; exit 2; }
 
 root=$(mktemp -d /var/tmp/scene-base.XXXXXX)
+# mktemp makes it 0700; as the image's / that would lock every non-root user out.
+chmod 755 "$root"
 trap 'rm -rf --one-file-system "$root"' EXIT
 # minbase: dpkg, apt and the required set (passwd's useradd included); then only Python 3.11.
 debootstrap --variant=minbase --include=python3.11,python3-venv,ca-certificates \
