@@ -17,6 +17,7 @@ TINY_MODELS := .cache/tiny-models/.complete
 PYTEST_ARGS ?=
 
 .PHONY: help install protos protos-check tiny-models test lint bench run demo lock clean
+.PHONY: containers
 
 help:
 	@echo "make run      start the four services (orchestrator on :8000); PROFILE=fast for CPU models"
@@ -27,6 +28,7 @@ help:
 	@echo "make demo     a bundled photo -> a stored 3D scene (starts the stack if none runs;"
 	@echo "              DEMO_ARGS=--smoke for an offline run on tiny models)"
 	@echo "make lint     ruff"
+	@echo "make containers  build the four CPU images, smoke-test the compose stack offline"
 
 $(VENV)/.installed: $(PYPROJECTS) $(CONSTRAINTS) scripts/requirements/dev.txt
 	test -x $(PY) || $(PYTHON_SYSTEM) -m venv $(VENV)
@@ -80,6 +82,11 @@ run: install
 
 demo: install
 	$(PY) scripts/demo.py $(DEMO_ARGS)
+
+# Not part of `make test`: builds every image (long the first time) and needs a Docker engine,
+# or root to start one. See deploy/docker/README.md.
+containers: install $(TINY_MODELS)
+	scripts/container_smoke.sh
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

@@ -144,3 +144,53 @@ def test_model_images_build_for_the_cpu_unless_told_otherwise(compose):
         args = compose["services"][service]["build"]["args"]
         assert args["TORCH_VARIANT"] == "${TORCH_VARIANT:-cpu}"
         assert args["PRELOAD_MODELS"] == "${PRELOAD_MODELS:-0}"
+
+
+# ---- the offline smoke variant (scripts/container_smoke.sh) ----------------------------------
+
+@pytest.fixture(scope="module")
+def smoke_override() -> dict:
+    return yaml.safe_load((REPO / "deploy" / "docker" / "compose.smoke.yml").read_text())
+
+
+def test_the_smoke_variant_runs_the_built_images_plus_the_fake_openai_server(compose,
+                                                                               smoke_override):
+    services = smoke_override["services"]
+    assert set(services) == set(compose["services"]) | {"openai-fake"}
+    for service in SERVICES:
+        assert services[service]["image"] == f"scene/{service}:${{SCENE_IMAGE_TAG:-smoke}}"
+    fake = services["openai-fake"]
+    assert fake["image"] == services["orchestrator"]["image"]
+    assert fake["command"][:3] == ["python", "-m", "tests.fakes.openai_server"]
+    assert (REPO / "tests" / "fakes" / "openai_server.py").is_file()
+    port = fake["command"][fake["command"].index("--port") + 1]
+    assert fake["expose"] == [port]
+    assert port in " ".join(fake["healthcheck"]["test"])
+    imagegen = services["imagegen"]
+    assert imagegen["environment"]["OPENAI_BASE_URL"] == f"http://openai-fake:{port}/v1"
+    assert imagegen["depends_on"]["openai-fake"]["condition"] == "service_healthy"
+
+
+def test_the_smoke_variant_configures_the_models_exactly_as_run_py_smoke(smoke_override):
+    """The same tiny models and smoke defaults as `make run`'s --smoke (one description of the
+    offline stack), mounted at /models."""
+    from tests.stack import run_script as run
+
+    expected = {**run.SMOKE_DEFAULTS, **run.smoke_model_env(Path("/models"))}
+    for service in ("depth", "segment"):
+        spec = smoke_override["services"][service]
+        assert spec["volumes"] == ["${SMOKE_MODELS_DIR:-./.cache/tiny-models}:/models:ro"]
+        env = {k: str(v) for k, v in spec["environment"].items()}
+        names = set(settings_env.env_names(service)) | HUB_VARIABLES
+        assert set(env) <= names, sorted(set(env) - names)
+        assert env == {k: v for k, v in expected.items() if k in names}
+
+
+def test_the_files_are_valid_for_docker_compose_1_29_too(compose, smoke_override,
+                                                        gpu_override):
+    """Debian's docker-compose (1.29, what `make containers` uses where there is no compose
+    plugin) rejects top-level keys other than version/services/volumes/networks/configs/
+    secrets and x-* extensions."""
+    allowed = {"version", "services", "volumes", "networks", "configs", "secrets"}
+    for document in (compose, smoke_override, gpu_override):
+        assert {k for k in document if not k.startswith("x-")} <= allowed

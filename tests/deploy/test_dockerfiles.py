@@ -21,11 +21,10 @@ PORTS = {"depth": 50051, "segment": 50052, "imagegen": 50053, "orchestrator": 80
 MODEL_SERVICES = ("depth", "segment")
 # Every external base image, each a published tag (checked on its registry when it was chosen).
 # A new base goes here only once it is known to exist: a made-up tag fails every build.
+# Every stage starts from the one PYTHON_IMAGE argument (a local base where no registry is
+# reachable, see deploy/docker/make_local_base.sh), defaulting to this.
 PUBLISHED_IMAGES = {
-    "debian:bookworm-slim",
     "python:3.11-slim-bookworm",
-    "nvidia/cuda:12.8.1-base-ubuntu22.04",
-    "ghcr.io/astral-sh/uv:0.8.14",
 }
 
 
@@ -212,14 +211,47 @@ def test_model_services_build_for_cuda_or_cpu_and_can_preload_weights(service):
         assert "PRELOAD_MODELS" not in dockerfile.global_args
         return
     assert dockerfile.global_args["TORCH_VARIANT"] == "cuda"
-    assert dockerfile.stage("runtime-cuda").base.startswith("nvidia/cuda:")
-    assert dockerfile.stage("runtime-cpu") is not None
+    # No CUDA base: PyPI's torch bundles the CUDA runtime; the host's NVIDIA Container Toolkit
+    # brings the driver, told which capabilities as the nvidia/cuda images tell it.
+    cuda, cpu = dockerfile.stage("runtime-cuda"), dockerfile.stage("runtime-cpu")
+    assert cuda.base == cpu.base == dockerfile.stage("build").base
+    assert cuda.env["NVIDIA_DRIVER_CAPABILITIES"] == "compute,utility"
     assert "download.pytorch.org/whl/cpu" in text
+    # A local wheel folder can stand in for the index (a machine without PyTorch's index).
+    assert ["deploy/docker/wheels", "deploy/docker/wheels"] in dockerfile.stage("build").copies
     # Lazy by default; the preload script exists and names this service.
     assert re.search(r"^ARG PRELOAD_MODELS=0$", text, re.M)
     assert f"preload_models.py {service}" in text
     # torchvision breaks transformers here: the build fails if anything pulls it in.
     assert 'import torchvision" 2>/dev/null' in text
+
+
+def test_every_stage_starts_from_the_one_python_base_argument(service):
+    """One distribution Python 3.11 for build and runtime (the venv's interpreter path must
+    exist in both), swappable for a local base with --build-arg PYTHON_IMAGE=..."""
+    text = DOCKERFILES[service].read_text()
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim-bookworm$", text, re.M)
+    for line in re.findall(r"^FROM .*$", text, re.M):
+        assert line.startswith(("FROM ${PYTHON_IMAGE} ", "FROM runtime-")), line
+
+
+def test_the_classic_builder_can_build_it(service):
+    """No BuildKit-only syntax: the classic builder (DOCKER_BUILDKIT=0, Debian's docker.io
+    without buildx) rejects RUN --mount and ignores a syntax line."""
+    text = DOCKERFILES[service].read_text()
+    assert "--mount=" not in text and "# syntax=" not in text
+    assert "PIP_NO_CACHE_DIR=1" in text, "no cache mount, so keep pip's cache out of the layers"
+
+
+def test_the_model_images_share_their_build_layers_up_to_torch():
+    """depth and segment are built from the same instructions up to the torch install, so the
+    second build reuses the first's layers (torch is most of each image)."""
+    def prefix(path: Path) -> list[str]:
+        lines = path.read_text().split("\nCOPY protos protos\n")[0]
+        return [line for line in lines.splitlines() if line and not line.startswith("#")]
+
+    depth, segment = (prefix(DOCKERFILES[s]) for s in MODEL_SERVICES)
+    assert depth == segment and any("pip install" in line for line in depth)
 
 
 def test_settings_baked_into_images_are_the_services_defaults(dockerfile, service):
@@ -234,3 +266,13 @@ def test_settings_baked_into_images_are_the_services_defaults(dockerfile, servic
             continue
         expected = settings_env.default_of(service, names[variable])
         assert settings_env.parse_as(service, variable, value) == expected, variable
+
+
+def test_the_environment_is_copied_last(service):
+    """Every instruction is a layer; without copy-on-write (the vfs storage driver, where
+    overlay mounts are unavailable) each one after the venv is a full copy of it, GBs for the
+    model images. So the venv comes last, followed at most by the optional weight preload."""
+    text = DOCKERFILES[service].read_text()
+    after = text.split("COPY --from=build /opt/venv /opt/venv\n")[-1]
+    instructions = [keyword for keyword, _ in _instructions(after)]
+    assert instructions in ([], ["RUN"]), instructions
