@@ -64,8 +64,11 @@ def edge_mask(
     # 1-D ufunc pass (strided 2-D slices cost ~4x as much). A shift of 1 mixes neighbouring
     # rows only in the padding columns, and a shift of one padded row is the vertical step.
     row = padded.shape[1]
-    hi = _sliding(_sliding(flat, radius, 1, np.fmax), radius, row, np.fmax)
-    lo = _sliding(_sliding(flat, radius, 1, np.fmin), radius, row, np.fmin)
+    # One scratch buffer serves both horizontal passes: fresh multi-megabyte arrays cost a page
+    # fault per 4 KiB on first touch, as much as the arithmetic itself.
+    scratch = np.empty_like(flat)
+    hi = _sliding(_sliding(flat, radius, 1, np.fmax, scratch), radius, row, np.fmax)
+    lo = _sliding(_sliding(flat, radius, 1, np.fmin, scratch), radius, row, np.fmin)
     np.subtract(hi, lo, out=hi)
     np.multiply(flat, np.float32(rtol), out=lo)
     edges = np.greater(hi, lo).reshape(padded.shape)  # False where depth is NaN
@@ -98,10 +101,14 @@ def _pad(depth: np.ndarray, radius: int, *, wrap: bool) -> np.ndarray:
     return padded
 
 
-def _sliding(values: np.ndarray, radius: int, step: int, op: Any) -> np.ndarray:
+def _sliding(values: np.ndarray, radius: int, step: int, op: Any,
+             out: np.ndarray | None = None) -> np.ndarray:
     """``op`` (fmax or fmin) over ``values[i - radius * step : i + radius * step + 1 : step]``
-    for every i of a 1-D array (the window clipped at the ends)."""
-    out = values.copy()
+    for every i of a 1-D array (the window clipped at the ends), into ``out`` if given."""
+    if out is None:
+        out = values.copy()
+    else:
+        np.copyto(out, values)
     for k in range(1, radius + 1):
         shift = k * step
         if shift >= values.size:
