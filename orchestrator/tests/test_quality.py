@@ -19,7 +19,8 @@ def last_requests(api):
 
 @pytest.mark.parametrize("quality", QUALITIES)
 async def test_each_quality_sends_its_knobs_to_both_services_and_is_recorded(api, quality):
-    response = await api.upload("/generate", api.png(80, 60), quality=quality)
+    # edges=keep: every pixel becomes a point, so the count shows the stride alone.
+    response = await api.upload("/generate", api.png(80, 60), quality=quality, edges="keep")
     assert response.status_code == 200, response.text
     knobs = QUALITY_KNOBS[quality]
     depth, segment = last_requests(api)
@@ -45,7 +46,9 @@ async def test_the_default_is_standard_and_the_segment_mode_setting_still_applie
         assert response.status_code == 200, response.text
         depth, segment = last_requests(api)
         assert api.record(response.headers["x-generation-id"])["quality"] == "standard"
-        assert depth.tiling == depth_pb2.TILING_MODE_AUTO
+        # standard leaves tiling, density, crops and caps to the services (the profile's).
+        assert depth.tiling == depth_pb2.TILING_MODE_UNSPECIFIED
+        assert segment.points_per_side == 0 and depth.max_input_side_px == 0
         assert segment.prompt_strategy == segment_pb2.PROMPT_STRATEGY_SEMANTIC
         # standard asks for no mode: SEGMENT_MODE decides.
         assert segment.mode == segment_pb2.SEGMENT_MODE_SEMANTIC

@@ -7,8 +7,10 @@ request, on whatever models are loaded:
 - ``draft``: a quick look. Semantic segmentation only (no SAM2), one depth pass without tiling,
   the models see at most 512 px (1024 for a panorama), every second pixel becomes a point. A
   complete, labelled cloud, several times faster.
-- ``standard`` (the default): SAM2 prompts placed from the semantic map, crops of large images,
-  tiled depth; inputs capped at 2048 px (4096 for a panorama) so a huge photo stays affordable.
+- ``standard`` (the default): SAM2 prompts placed from the semantic map; density, crops, depth
+  tiling and input caps are the services' defaults, which the profile sizes for its models
+  (``fast``: no depth tiles, no crops, density 8, <= 1024 px; ``quality``: density 16, crops and
+  tiles as the image needs).
 - ``high``: SAM2's dense uniform prompt grid (32 x 32 and 16 x 16 per crop), tiled depth, no cap.
 """
 
@@ -62,13 +64,14 @@ QUALITY_KNOBS: dict[str, QualityKnobs] = {
         max_input_side_px=512, panorama_max_input_side_px=1024,
         point_stride=2,
     ),
+    # The services' defaults, which the profile sizes for its models (scene_rpc.profiles).
     "standard": QualityKnobs(
         segment_mode=segment_pb2.SEGMENT_MODE_UNSPECIFIED,
-        points_per_side=16, crop_points_per_side=8,
+        points_per_side=0, crop_points_per_side=0,
         prompt_strategy=segment_pb2.PROMPT_STRATEGY_SEMANTIC,
-        crop_mode=segment_pb2.CROP_MODE_AUTO,
-        depth_tiling=depth_pb2.TILING_MODE_AUTO,
-        max_input_side_px=2048, panorama_max_input_side_px=4096,
+        crop_mode=segment_pb2.CROP_MODE_UNSPECIFIED,
+        depth_tiling=depth_pb2.TILING_MODE_UNSPECIFIED,
+        max_input_side_px=0, panorama_max_input_side_px=0,
         point_stride=1,
     ),
     "high": QualityKnobs(

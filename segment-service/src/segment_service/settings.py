@@ -136,6 +136,9 @@ class Settings(BaseSettings):
                             ("semantic_model", profile.semantic_model)):
             if name not in self.model_fields_set:
                 self.__dict__[name] = value  # frozen: set once, during validation
+        for name, value in profile.segment_defaults.items():
+            if name not in self.model_fields_set:
+                self.__dict__[name] = type(getattr(self, name))(value)
         return self
 
     @model_validator(mode="after")
