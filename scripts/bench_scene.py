@@ -245,13 +245,8 @@ def model_env(profile: str, cache: Path, device: str, threads: tuple[int, int] |
         "DEPTH_CALL_DEADLINE_S": str(REQUEST_TIMEOUT_S),
         "SEGMENT_CALL_DEADLINE_S": str(REQUEST_TIMEOUT_S),
     })
-    # The services' own defaults set to what quality=standard asks for per request, so that a
-    # service that does not read the per-request knobs yet still runs the standard density.
-    from orchestrator.quality import QUALITY_KNOBS
-
-    standard = QUALITY_KNOBS["standard"]
-    env["SEG_POINTS_PER_SIDE"] = str(standard.points_per_side)
-    env["SEG_CROP_POINTS_PER_SIDE"] = str(standard.crop_points_per_side)
+    # No SEG_/DEPTH_ density, tiling or cap here: quality=standard runs the profile's own
+    # service defaults (scene_rpc.profiles), as under `make run`.
     if threads is not None:
         env["DEPTH_THREADS"], env["SEG_THREADS"] = (str(t) for t in threads)
     return env

@@ -93,11 +93,21 @@ def build_depth_anything(variant: str, out: Path) -> None:
 
 
 def build_depth_pro(out: Path) -> None:
-    from transformers import DepthProConfig, DepthProForDepthEstimation
+    from transformers import DepthProConfig, DepthProForDepthEstimation, Dinov2Config
     from transformers.models.depth_pro.image_processing_depth_pro import DepthProImageProcessor
 
-    # transformers' defaults are apple/DepthPro-hf's architecture (DINOv2-L encoders, FOV head).
-    DepthProForDepthEstimation(DepthProConfig(use_fov_model=True)).save_pretrained(out)
+    # apple/DepthPro-hf's architecture: three DINOv2-L encoders (patch, image, field of view) of
+    # 1024 wide, 24 layers, 16 px patches at 384 px; about 952M parameters. transformers'
+    # DepthProConfig defaults are a smaller DINOv2-B, so each encoder is given explicitly.
+    def vit_large() -> Dinov2Config:
+        return Dinov2Config(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                            image_size=384, patch_size=16, out_indices=[24],
+                            out_features=["stage24"])
+
+    config = DepthProConfig(patch_model_config=vit_large(), image_model_config=vit_large(),
+                            fov_model_config=vit_large(), use_fov_model=True,
+                            intermediate_hook_ids=(11, 5), intermediate_feature_dims=(256, 256))
+    DepthProForDepthEstimation(config).save_pretrained(out)
     DepthProImageProcessor().save_pretrained(out)
 
 
