@@ -87,6 +87,8 @@ def make_settings(tiny_models_dir: Path) -> Callable[..., Settings]:
             min_region_area=0,
             load_retry_s=0.0,
             grace_s=1.0,
+            # Eager by default; test_compiled.py covers the compiled runtime.
+            runtime="torch",
         )
         values.update(overrides)
         return Settings(**values)

@@ -311,3 +311,21 @@ def relative_l2(output: np.ndarray | torch.Tensor, reference: np.ndarray | torch
     ref = np.asarray(reference, dtype=np.float64)
     return float(np.linalg.norm(out - ref) / max(np.linalg.norm(ref), 1e-30))
 
+
+
+def compile_or_none(module: torch.nn.Module, runtime: Runtime, *, cache_dir: Path | str, key: str,
+                    threads: int, example: Sequence[torch.Tensor], name: str,
+                    ) -> CompiledModule | None:
+    """``module`` compiled for ``runtime`` and ready for ``example``'s shapes, or None (run it
+    eagerly) when ``runtime`` is torch or the export fails: a model whose graph an exporter
+    cannot trace still serves, only at eager speed (the failure is logged once, here)."""
+    if runtime is Runtime.TORCH:
+        return None
+    compiled = CompiledModule(module, runtime, cache_dir=cache_dir, key=key, threads=threads)
+    try:
+        compiled.prepare(*example)
+    except Exception:
+        log.warning("%s: the %s export failed; it runs on eager PyTorch", name, runtime.value,
+                    exc_info=True)
+        return None
+    return compiled

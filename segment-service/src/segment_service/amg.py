@@ -317,6 +317,8 @@ class Sam2Predictor:
         self.input_size = input_size
         self.device = device
         self.dtype = dtype
+        # A compiled twin of the image encoder (scene_rpc.accel), or None: the model's own.
+        self.encoder = None
         self._mean = torch.tensor(mean, device=device, dtype=torch.float32).view(1, 3, 1, 1)
         self._std = torch.tensor(std, device=device, dtype=torch.float32).view(1, 3, 1, 1)
         self._rescale = rescale_factor
@@ -333,7 +335,11 @@ class Sam2Predictor:
 
     @torch.inference_mode()
     def embed(self, rgb: np.ndarray) -> list[torch.Tensor]:
-        embeddings = self.model.get_image_embeddings(self.preprocess(rgb))
+        pixels = self.preprocess(rgb)
+        if self.encoder is not None:
+            embeddings = [e.to(self.device, self.dtype) for e in self.encoder(pixels)]
+        else:
+            embeddings = self.model.get_image_embeddings(pixels)
         if self.device.type == "cuda":
             # Stage timings must include the kernels, not just their launch.
             torch.cuda.synchronize(self.device)

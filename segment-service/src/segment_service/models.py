@@ -30,12 +30,18 @@ def _dtype_name(dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+def _device_label(device, compiled) -> str:
+    """The device as GetInfo reports it, with the compiled runtime when one runs the model."""
+    return str(device) if compiled is None else f"{device} ({compiled.label})"
+
+
 class SamModel(ManagedModel):
     role = "sam"
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings.sam_model, retry_interval_s=settings.load_retry_s)
         self._device_preference = settings.device
+        self._settings = settings
         self.predictor: Sam2Predictor | None = None
 
     def _load(self) -> LoadResult:
@@ -47,7 +53,9 @@ class SamModel(ManagedModel):
         from transformers import Sam2Model
         from transformers.image_processing_base import ImageProcessingMixin
 
+        from scene_rpc.accel import compile_or_none, model_fingerprint, resolve_runtime
         from scene_rpc.torch_runtime import select_device
+        from segment_service.compiled import ImageEncoder
 
         device, dtype = select_device(self._device_preference)
         if dtype == torch.float16 and torch.cuda.is_bf16_supported():
@@ -70,7 +78,17 @@ class SamModel(ManagedModel):
             device=device,
             dtype=dtype,
         )
-        return LoadResult(model_id=self.requested_model_id, device=str(device),
+        # The image encoder (one pass per crop) through a compiled runtime where it pays; the
+        # mask decoder's many small passes stay eager.
+        runtime = resolve_runtime(self._settings.runtime, device)
+        self.predictor.encoder = compile_or_none(
+            ImageEncoder(model), runtime, cache_dir=self._settings.runtime_cache_dir,
+            key=model_fingerprint(self.requested_model_id, model.config, dtype) + "-encoder",
+            threads=self._settings.threads or torch.get_num_threads(),
+            example=[torch.zeros(1, 3, input_size, input_size, dtype=dtype, device=device)],
+            name=f"SAM2 image encoder of {self.requested_model_id}")
+        return LoadResult(model_id=self.requested_model_id,
+                          device=_device_label(device, self.predictor.encoder),
                           dtype=_dtype_name(dtype))
 
 
@@ -80,6 +98,7 @@ class SemanticModel(ManagedModel):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings.semantic_model, retry_interval_s=settings.load_retry_s)
         self._device_preference = settings.device
+        self._settings = settings
         self.predictor: SemanticPredictor | None = None
         # ADE20K index -> the class name as this model's config spells it, for responses.
         self.label_names: dict[int, str] = {}
@@ -89,6 +108,8 @@ class SemanticModel(ManagedModel):
             return self._load_unlocked()
 
     def _load_unlocked(self) -> LoadResult:
+        import numpy as np
+        import torch
         from transformers import (
             AutoConfig,
             AutoImageProcessor,
@@ -100,7 +121,9 @@ class SemanticModel(ManagedModel):
             MODEL_FOR_UNIVERSAL_SEGMENTATION_MAPPING_NAMES,
         )
 
+        from scene_rpc.accel import compile_or_none, model_fingerprint, resolve_runtime
         from scene_rpc.torch_runtime import select_device
+        from segment_service.compiled import SegmentationHeads
 
         config = AutoConfig.from_pretrained(self.requested_model_id)
         if config.model_type == "oneformer":
@@ -122,5 +145,16 @@ class SemanticModel(ManagedModel):
         processor = AutoImageProcessor.from_pretrained(self.requested_model_id)
         self.label_names = {int(lookup[int(i)]): name for i, name in config.id2label.items()}
         self.predictor = SemanticPredictor(model, processor, lookup, device=device, dtype=dtype)
-        return LoadResult(model_id=self.requested_model_id, device=str(device),
+        heads = SegmentationHeads(model, universal=model_class is AutoModelForUniversalSegmentation)
+        example = processor(images=np.zeros((512, 512, 3), np.uint8), return_tensors="pt")
+        runtime = resolve_runtime(self._settings.runtime, device)
+        compiled = compile_or_none(
+            heads, runtime, cache_dir=self._settings.runtime_cache_dir,
+            key=model_fingerprint(self.requested_model_id, config, dtype) + "-heads",
+            threads=self._settings.threads or torch.get_num_threads(),
+            example=[example["pixel_values"].to(device, dtype)],
+            name=f"semantic model {self.requested_model_id}")
+        if compiled is not None:
+            self.predictor.forward = heads.outputs_from(compiled)
+        return LoadResult(model_id=self.requested_model_id, device=_device_label(device, compiled),
                           dtype=_dtype_name(dtype))

@@ -75,6 +75,9 @@ class SemanticPredictor:
         self.lookup = torch.as_tensor(ade20k_lookup, dtype=torch.int64, device=device)
         self.device = device
         self.dtype = dtype
+        # A compiled twin (pixels -> an object with the logits the post-processing reads), or
+        # None: the model itself.
+        self.forward = None
 
     @torch.inference_mode()
     def scores(self, rgb: np.ndarray) -> torch.Tensor:
@@ -84,7 +87,10 @@ class SemanticPredictor:
             k: (v.to(self.device, self.dtype) if k == "pixel_values" else v.to(self.device))
             for k, v in inputs.items()
         }
-        outputs = self.model(**inputs)
+        if self.forward is not None:
+            outputs = self.forward(inputs["pixel_values"])
+        else:
+            outputs = self.model(**inputs)
         processed = self.processor.post_process_semantic_segmentation(
             outputs, return_segmentation_scores=True
         )

@@ -7,10 +7,12 @@ The README's settings table documents each one; nothing else in the package read
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from scene_rpc.accel import Runtime
 from scene_rpc.profiles import DEFAULT_PROFILE, get_profile
 from scene_rpc.server import DEFAULT_MAX_MESSAGE_BYTES
 
@@ -108,8 +110,14 @@ class Settings(BaseSettings):
     crop_overlap: float = Field(0.25, ge=0.0, le=0.5)
     # Checked against the header before any pixel is decompressed.
     max_pixels: int = Field(16_777_216, ge=64)
-    # torch intra-op threads; 0 = one per available core.
+    # torch intra-op threads; 0 = one per available core. Compiled runtimes use as many.
     threads: int = Field(0, ge=0)
+    # What runs SAM2's image encoder and the semantic model: "auto" = OpenVINO (float32) on a
+    # CPU, eager PyTorch on CUDA/MPS; or torch, openvino, onnx (scene_rpc.accel). A model whose
+    # export fails runs eagerly. The mask decoder always runs eagerly (many small passes).
+    runtime: Runtime = Runtime.AUTO
+    # Exported graphs, keyed by model, revision, config and runtime version.
+    runtime_cache_dir: Path = Path("~/.cache/scene-server/compiled")
     # Load the models at startup (in the background) instead of on the first request.
     preload: bool = False
     # Seconds in-flight requests may take to finish after SIGTERM.
