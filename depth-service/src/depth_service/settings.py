@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from depth_service.panorama import PanoramaMode, ViewLayout
 from scene_rpc.accel import Runtime
-from scene_rpc.profiles import DEFAULT_PROFILE, get_profile
+from scene_rpc.profiles import DEFAULT_PROFILE, apply_profile, get_profile
 from scene_rpc.server import DEFAULT_MAX_MESSAGE_BYTES
 
 # A response carries up to two float32 maps (normalized + metric) of the input's size.
@@ -88,15 +88,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _models_from_profile(self) -> Settings:
-        # An explicitly set model (even to the quality default) wins over the profile's.
+        # An explicitly set model or default (even to the quality one) wins over the profile's.
         profile = get_profile(self.profile)
-        for name, value in (("model", profile.depth_model),
-                            ("fallback_model", profile.depth_fallback_model)):
-            if name not in self.model_fields_set:
-                self.__dict__[name] = value  # frozen: set once, during validation
-        for name, value in profile.depth_defaults.items():
-            if name not in self.model_fields_set:
-                self.__dict__[name] = type(getattr(self, name))(value)
+        apply_profile(self, {"model": profile.depth_model,
+                             "fallback_model": profile.depth_fallback_model,
+                             **profile.depth_defaults})
         return self
 
     @model_validator(mode="after")

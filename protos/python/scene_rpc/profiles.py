@@ -101,3 +101,13 @@ def model_ids(name: str) -> list[str]:
     ids = [profile.depth_model, profile.depth_fallback_model, profile.sam_model,
            profile.semantic_model]
     return list(dict.fromkeys(i for i in ids if i))
+
+
+def apply_profile(settings, values: dict[str, object]) -> None:
+    """Give each of ``settings``' fields in ``values`` the profile's value, unless the
+    environment set that field explicitly (even to its default). For a settings object's
+    after-validator: the object is frozen, so the fields are written once, during validation;
+    each value is converted to the field's type (an enum from its name)."""
+    for name, value in values.items():
+        if name not in settings.model_fields_set:
+            settings.__dict__[name] = type(getattr(settings, name))(value)

@@ -13,7 +13,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scene_rpc.accel import Runtime
-from scene_rpc.profiles import DEFAULT_PROFILE, get_profile
+from scene_rpc.profiles import DEFAULT_PROFILE, apply_profile, get_profile
 from scene_rpc.server import DEFAULT_MAX_MESSAGE_BYTES
 
 # A response carries one uint8 category per pixel, plus labels and timings.
@@ -138,15 +138,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _models_from_profile(self) -> Settings:
-        # An explicitly set model (even to the quality default) wins over the profile's.
+        # An explicitly set model or default (even to the quality one) wins over the profile's.
         profile = get_profile(self.profile)
-        for name, value in (("sam_model", profile.sam_model),
-                            ("semantic_model", profile.semantic_model)):
-            if name not in self.model_fields_set:
-                self.__dict__[name] = value  # frozen: set once, during validation
-        for name, value in profile.segment_defaults.items():
-            if name not in self.model_fields_set:
-                self.__dict__[name] = type(getattr(self, name))(value)
+        apply_profile(self, {"sam_model": profile.sam_model,
+                             "semantic_model": profile.semantic_model,
+                             **profile.segment_defaults})
         return self
 
     @model_validator(mode="after")
