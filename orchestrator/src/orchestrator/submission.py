@@ -9,11 +9,20 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from starlette.datastructures import UploadFile
 
 from orchestrator.errors import ApiError
@@ -41,6 +50,17 @@ def _check_edges(value: str | float | None) -> str | float | None:
     return value
 
 
+def _edges_not_a_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # JSON true would otherwise pass as the threshold 1.0
+        raise ValueError('edges must be "keep", "drop" or a number')
+    return value
+
+
+# The request's `edges`, checked the same way in a JSON body and in multipart fields.
+Edges = Annotated[Literal["keep", "drop"] | float | None,
+                  BeforeValidator(_edges_not_a_bool), AfterValidator(_check_edges)]
+
+
 class PromptRequest(BaseModel):
     """A text prompt: an image is generated with the caller's OpenAI key, then made 3D."""
 
@@ -56,19 +76,7 @@ class PromptRequest(BaseModel):
     openai_api_key: SecretStr | None = Field(
         None, description="The caller's OpenAI key; may instead come as `Authorization: Bearer "
                           "...` or `X-OpenAI-Key`. Used for this generation only, never stored.")
-    edges: Literal["keep", "drop"] | float | None = Field(None, description=EDGES_DESCRIPTION)
-
-    @field_validator("edges", mode="before")
-    @classmethod
-    def _edges_not_a_bool(cls, value: Any) -> Any:
-        if isinstance(value, bool):  # JSON true would otherwise pass as the threshold 1.0
-            raise ValueError('edges must be "keep", "drop" or a number')
-        return value
-
-    @field_validator("edges")
-    @classmethod
-    def _edges_in_range(cls, value: str | float | None) -> str | float | None:
-        return _check_edges(value)
+    edges: Edges = Field(None, description=EDGES_DESCRIPTION)
 
     @field_validator("prompt")
     @classmethod
@@ -97,19 +105,7 @@ class UploadFields(BaseModel):
     quality: Quality = DEFAULT_QUALITY
     # A caption to remember the upload by; not sent anywhere.
     prompt: str | None = None
-    edges: Literal["keep", "drop"] | float | None = None
-
-    @field_validator("edges", mode="before")
-    @classmethod
-    def _edges_not_a_bool(cls, value: Any) -> Any:
-        if isinstance(value, bool):  # JSON true would otherwise pass as the threshold 1.0
-            raise ValueError('edges must be "keep", "drop" or a number')
-        return value
-
-    @field_validator("edges")
-    @classmethod
-    def _edges_in_range(cls, value: str | float | None) -> str | float | None:
-        return _check_edges(value)
+    edges: Edges = None
 
     @field_validator("vibe", "prompt")
     @classmethod
