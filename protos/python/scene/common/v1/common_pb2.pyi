@@ -80,14 +80,28 @@ class ModelInfo(_message.Message):
     last_error: str
     def __init__(self, role: _Optional[str] = ..., requested_model_id: _Optional[str] = ..., model_id: _Optional[str] = ..., loaded: _Optional[bool] = ..., loading: _Optional[bool] = ..., fallback: _Optional[bool] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., load_time_s: _Optional[float] = ..., last_error: _Optional[str] = ...) -> None: ...
 
+class Limits(_message.Message):
+    __slots__ = ("max_image_pixels", "max_prompt_chars", "max_vibe_chars", "max_message_bytes")
+    MAX_IMAGE_PIXELS_FIELD_NUMBER: _ClassVar[int]
+    MAX_PROMPT_CHARS_FIELD_NUMBER: _ClassVar[int]
+    MAX_VIBE_CHARS_FIELD_NUMBER: _ClassVar[int]
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    max_image_pixels: int
+    max_prompt_chars: int
+    max_vibe_chars: int
+    max_message_bytes: int
+    def __init__(self, max_image_pixels: _Optional[int] = ..., max_prompt_chars: _Optional[int] = ..., max_vibe_chars: _Optional[int] = ..., max_message_bytes: _Optional[int] = ...) -> None: ...
+
 class GetInfoResponse(_message.Message):
-    __slots__ = ("service", "version", "models", "cpu_threads")
+    __slots__ = ("service", "version", "models", "cpu_threads", "limits")
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
     CPU_THREADS_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
     service: str
     version: str
     models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
     cpu_threads: int
-    def __init__(self, service: _Optional[str] = ..., version: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., cpu_threads: _Optional[int] = ...) -> None: ...
+    limits: Limits
+    def __init__(self, service: _Optional[str] = ..., version: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., cpu_threads: _Optional[int] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ...) -> None: ...
