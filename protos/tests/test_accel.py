@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -90,3 +93,16 @@ def test_compiled_runtimes_are_refused_off_the_cpu_and_unknown_names_are_refused
 def test_fingerprints_are_stable_and_tell_inputs_apart():
     assert fingerprint("m", {"a": 1, "b": 2}) == fingerprint("m", {"b": 2, "a": 1})
     assert fingerprint("m", 1) != fingerprint("m", 2)
+
+
+def test_openvino_conversion_sends_no_telemetry():
+    pytest.importorskip("openvino")
+    # In a fresh interpreter: the converter decides between telemetry and its stub on import.
+    code = (
+        "from scene_rpc.accel import import_openvino\n"
+        "import_openvino()\n"
+        "from openvino.tools.ovc import convert_impl\n"
+        "print(convert_impl.tm.__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "openvino.tools.ovc.telemetry_stub"

@@ -26,6 +26,7 @@ import importlib.metadata
 import json
 import logging
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -52,6 +53,22 @@ class Runtime(StrEnum):
 
 _DISTRIBUTIONS = {Runtime.OPENVINO: "openvino", Runtime.ONNX: "onnxruntime",
                   Runtime.TORCH: "torch"}
+
+
+def import_openvino():
+    """``openvino`` with its usage telemetry switched off.
+
+    OpenVINO's converter reports each conversion to Google Analytics unless the user opted out,
+    from processes it forks off the service. A user's model server must not phone home, and the
+    forks broke the services: a forked sender inherits asyncio's signal wake-up socket, so when it
+    is terminated (no network, as in a container) its SIGTERM reaches the parent's event loop,
+    which then shuts the service down. The converter falls back to its own no-op stub when the
+    telemetry package cannot be imported, so it is made unimportable before the converter loads.
+    """
+    sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
+    import openvino
+
+    return openvino
 
 
 def runtime_version(runtime: Runtime) -> str | None:
@@ -247,8 +264,7 @@ class CompiledModule:
             example = tuple(t.detach().cpu().float() for t in inputs)
             with _EXPORT_LOCK, torch.no_grad(), warnings.catch_warnings():
                 if self.runtime is Runtime.OPENVINO:
-                    import openvino as ov
-
+                    ov = import_openvino()
                     model = ov.convert_model(module, example_input=example)
                     # float32 weights as they are: the default halves them to float16.
                     ov.save_model(model, staging / "model.xml", compress_to_fp16=False)
@@ -270,8 +286,7 @@ class CompiledModule:
 
     def _compile(self, folder: Path):
         if self.runtime is Runtime.OPENVINO:
-            import openvino as ov
-
+            ov = import_openvino()
             core = ov.Core()
             # float32 inference explicitly: on a CPU with bfloat16 support OpenVINO would
             # otherwise pick bfloat16, about 1e-2 off the float32 outputs.
