@@ -120,7 +120,7 @@ def model_ms(timing: dict) -> float:
 
 def synthetic_masks(width: int, height: int, count: int, seed: int = 0):
     """SAM-like masks: ellipses whose areas span 0.01% to 30% of the image, log-uniformly."""
-    from segment_service.amg import Mask
+    from segment_service.mask_geometry import Mask
 
     rng = np.random.default_rng(seed)
     masks = []
@@ -236,7 +236,7 @@ def build_full_size(out: Path, sam_size: str = "tiny") -> tuple[Path, Path]:
 
 
 def sweep_full_size_decoder(segmenter, prompts: int, repeats: int) -> None:
-    from segment_service.amg import build_point_grid
+    from segment_service.prompts import build_point_grid
 
     predictor = segmenter.sam.predictor
     embeddings = predictor.embed(test_image(1024, 1024))
@@ -351,7 +351,7 @@ async def compare_strategies(sam_size: str, quick: bool) -> None:
         segmenter = make_segmenter(sam_model=str(sam_dir), semantic_model=str(semantic_dir))
         # Random semantic weights give a meaningless map; the service's semantic strategy is
         # timed on the proxy map instead, patched in where the service places its prompts.
-        from segment_service.amg import crop_pixels
+        from segment_service.mask_geometry import crop_pixels
         from segment_service.prompts import semantic_prompts
 
         proxy = proxy_class_map(rgb)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segment_service.amg import Mask
 from segment_service.categories import Category, ade20k_id
 from segment_service.fusion import categories_of, fuse, label_shares, owner_map
+from segment_service.mask_geometry import Mask
 
 FLOOR = ade20k_id("floor")
 PERSON = ade20k_id("person")

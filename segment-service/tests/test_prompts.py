@@ -14,7 +14,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from segment_service.amg import AmgParams, Mask, generate_masks, plan_crops
+from segment_service.mask_generation import AmgParams, generate_masks
+from segment_service.mask_geometry import Mask, plan_crops
 from segment_service.prompts import build_point_grid, semantic_prompts
 
 SIDE = 512
@@ -23,6 +24,14 @@ SIDE = 512
 def test_grid_is_unchanged():
     assert torch.equal(build_point_grid(2), torch.tensor([[0.25, 0.25], [0.75, 0.25],
                                                           [0.25, 0.75], [0.75, 0.75]]))
+
+
+def test_point_grid_is_the_centres_of_an_n_by_n_grid():
+    grid = build_point_grid(4)
+    assert grid.shape == (16, 2)
+    assert torch.allclose(grid[0], torch.tensor([0.125, 0.125]))
+    assert torch.allclose(grid[1], torch.tensor([0.375, 0.125]))  # x varies fastest
+    assert torch.allclose(grid[-1], torch.tensor([0.875, 0.875]))
 
 
 def _class_at(class_map: np.ndarray, points: torch.Tensor) -> np.ndarray:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segment_service.amg import Mask
 from segment_service.categories import CATEGORY_BY_ADE20K_ID, NUM_ADE20K_CLASSES
+from segment_service.mask_geometry import Mask
 
 
 def _columns(mask: Mask, width: int) -> slice | np.ndarray:

@@ -11,8 +11,8 @@ import logging
 import threading
 
 from scene_rpc.lifecycle import LoadResult, ManagedModel
-from segment_service.amg import Sam2Predictor
 from segment_service.categories import ade20k_lookup
+from segment_service.sam_predictor import Sam2Predictor
 from segment_service.semantic import SemanticPredictor
 from segment_service.settings import Settings
 

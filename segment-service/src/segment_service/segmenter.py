@@ -22,17 +22,10 @@ from PIL import Image
 
 from scene_rpc.errors import InvalidInput
 from scene_rpc.metrics import PassMeter
-from segment_service.amg import (
-    AmgParams,
-    Crop,
-    WorkCancelled,
-    count_batches,
-    crop_pixels,
-    generate_masks,
-    plan_crops,
-)
 from segment_service.categories import ADE20K_NAMES
 from segment_service.fusion import categories_of, fuse, label_shares
+from segment_service.mask_generation import AmgParams, WorkCancelled, count_batches, generate_masks
+from segment_service.mask_geometry import Crop, crop_pixels, plan_crops
 from segment_service.models import SamModel, SemanticModel
 from segment_service.prompts import semantic_prompts
 from segment_service.settings import (
