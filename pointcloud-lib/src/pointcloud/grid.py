@@ -274,23 +274,25 @@ def _write(
         raise ValueError(f"color_quality must be an integer in 1..100, got {color_quality!r}")
     depth, keep = plan.grid, plan.keep
     height, width = depth.shape
-    if plan.count:
-        kept = depth if keep is None else depth[keep]
-        near, far = float(kept.min()), float(kept.max())
-    else:
-        near = far = 1.0
-    codes = _depth_codes(depth, keep, near, far)
-    geometry = np.empty((height, width, 3), np.uint8)
-    pairs = codes.view(np.uint8).reshape(height, width, 2)  # little endian: low byte first
-    geometry[..., 0] = pairs[..., 1]
-    geometry[..., 1] = pairs[..., 0]
-    geometry[..., 2] = plan.categories
-
-    # The two encoders release the GIL: both run beside the bounds (measured, FORMAT.md).
+    # Pillow's encoders release the GIL: the colour image starts at once, the geometry image as
+    # soon as its codes exist, and the bounds are worked out beside them (measured, FORMAT.md).
     with ThreadPoolExecutor(2) as pool:
         color_job = pool.submit(
-            _encode_image, _flatten_empty_blocks(plan.rgb, keep), color_codec, color_quality
+            lambda: _encode_image(_flatten_empty_blocks(plan.rgb, keep), color_codec, color_quality)
         )
+        if not plan.count:
+            near = far = 1.0
+        elif keep is None:
+            near, far = float(depth.min()), float(depth.max())
+        else:
+            near = float(np.min(depth, where=keep, initial=np.inf))
+            far = float(np.max(depth, where=keep, initial=-np.inf))
+        codes = _depth_codes(depth, keep, near, far)
+        geometry = np.empty((height, width, 3), np.uint8)
+        pairs = codes.view(np.uint8).reshape(height, width, 2)  # little endian: low byte first
+        geometry[..., 0] = pairs[..., 1]
+        geometry[..., 1] = pairs[..., 0]
+        geometry[..., 2] = plan.categories
         geometry_job = pool.submit(_encode_image, geometry, geometry_codec, None)
         lo, hi = _decoded_extremes(plan.rays, depth_table(near, far)[codes], keep)
         color, geometry_bytes = color_job.result(), geometry_job.result()
