@@ -166,7 +166,9 @@ def median_ms(fn, repeats: int):
     return result, wall
 
 
-def encode_all(scene: Scene, repeats: int, gltfpack: list[str] | None) -> tuple[list[Result], dict]:
+def encode_all(
+    scene: Scene, repeats: int, gltfpack: list[str] | None, draco_max_points: int = 0
+) -> tuple[list[Result], dict]:
     pack = pc.pack_planar if scene.mode == "planar" else pc.pack_equirect
     args = (scene.depth, scene.rgb, scene.categories)
     v1, v1_ms, v1_cpu = timed(lambda: bytes(pack(*args, cloud_id="b", **scene.projection)), repeats)
@@ -185,7 +187,7 @@ def encode_all(scene: Scene, repeats: int, gltfpack: list[str] | None) -> tuple[
     results.append(Result("ply (binary)", ply, v1_ms + ms, "ply"))
     if gltfpack:
         results.append(gltf_meshopt(cloud, gltfpack, v1_ms))
-    results.extend(draco(cloud, repeats, v1_ms))
+    results.extend(draco(cloud, repeats, v1_ms, draco_max_points))
     grid, grid_ms, grid_cpu = timed(
         lambda: pc.pack_grid(*args, mode=scene.mode, cloud_id="b", **scene.projection), repeats
     )
@@ -283,11 +285,13 @@ def gltf_meshopt(cloud: pc.PointCloud, gltfpack: list[str], v1_ms: float) -> Res
         )
 
 
-def draco(cloud: pc.PointCloud, repeats: int, v1_ms: float) -> list[Result]:
+def draco(cloud: pc.PointCloud, repeats: int, v1_ms: float, max_points: int) -> list[Result]:
     try:
         import DracoPy
     except ImportError:
         return [Result("draco", b"", None, "draco", note="DracoPy is not installed: skipped")]
+    if max_points and cloud.count > max_points:
+        return [Result("draco", b"", None, "draco", note="skipped: over --draco-max-points")]
     out = []
     for bits in (14, 16):
         data, ms = median_ms(
@@ -437,6 +441,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument(
+        "--draco-max-points",
+        type=int,
+        default=0,
+        help="skip Draco above this many points (its panorama encode takes minutes); 0: never",
+    )
     parser.add_argument("--only", help="scenes whose name contains one of these (comma-separated)")
     parser.add_argument(
         "--shared",
@@ -452,7 +462,7 @@ def main() -> int:
     gltfpack = gltfpack_command()
     encoded = {}
     for scene in scenes:
-        encoded[scene.name] = encode_all(scene, options.repeats, gltfpack)
+        encoded[scene.name] = encode_all(scene, options.repeats, gltfpack, options.draco_max_points)
     if not options.no_browser:
         browser_decode({name: results for name, (results, _) in encoded.items()}, options.repeats)
     for scene in scenes:
