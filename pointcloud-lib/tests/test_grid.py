@@ -119,6 +119,8 @@ def test_a_stored_v1_cloud_repacks_as_a_grid(mode, make_grid_scene) -> None:
     ratio = depth_of(mode, again.positions) / depth_of(mode, v1.positions)
     assert np.abs(ratio - 1).max() <= bound + 1e-6
     assert np.array_equal(again.segments, v1.segments)
+    assert again.header["bounds"]["min"] == again.positions.min(axis=0).tolist()
+    assert again.header["bounds"]["max"] == again.positions.max(axis=0).tolist()
 
 
 def test_repacking_needs_the_camera(make_cloud) -> None:
