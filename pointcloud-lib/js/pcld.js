@@ -3,7 +3,8 @@
 // decodePointCloud(buffer) -> {header, count, positions, colors, segments}   (version 1)
 // await decodePointCloudAsync(buffer) -> the same, for version 1 and version 2 (the grid
 //   variant: a JPEG and a PNG that the browser's own image decoders read, so it is async;
-//   needs createImageBitmap and OffscreenCanvas, i.e. a browser or a worker, not node).
+//   uses WebCodecs' ImageDecoder where present (secure contexts), else createImageBitmap and
+//   OffscreenCanvas: a browser or a worker, not node).
 //   positions: Float32Array (3 per point), colors: Uint8Array (3 per point), segments: Uint8Array
 //   (1 per point, an index into header.categories; header.palette holds its colour).
 // The arrays are views of the input buffer, ready for THREE.BufferAttribute; quantised positions
