@@ -3,7 +3,8 @@
 // decodePointCloud(buffer) -> {header, count, positions, colors, segments}   (version 1)
 // await decodePointCloudAsync(buffer) -> the same, for version 1 and version 2 (the grid
 //   variant: a JPEG and a PNG that the browser's own image decoders read, so it is async;
-//   needs createImageBitmap and OffscreenCanvas, i.e. a browser or a worker, not node).
+//   uses WebCodecs' ImageDecoder where present (secure contexts), else createImageBitmap and
+//   OffscreenCanvas: a browser or a worker, not node).
 //   positions: Float32Array (3 per point), colors: Uint8Array (3 per point), segments: Uint8Array
 //   (1 per point, an index into header.categories; header.palette holds its colour).
 // The arrays are views of the input buffer, ready for THREE.BufferAttribute; quantised positions
@@ -335,16 +336,19 @@ function depthTable(near, far) {
 // The float32 expressions of pointcloud.projection (_PinholeRays.write / _SphereRays.write), with
 // the per-column and per-row factors built in float64 and rounded to float32 as there. Each
 // returns the number of pixels with a point; past `count` it only counts (the caller refuses).
+// Pixels are read as one little-endian uint32 each (R in the low byte: every platform a browser
+// runs on is little-endian), one load instead of three.
 function backProjectPinhole(camera, gridW, gridH, table, geometry, rgba, out, colors, segments) {
   const { fx, fy, cx, cy, stride } = camera;
   const count = segments.length;
   const xPerCol = new Float32Array(gridW);
   for (let c = 0; c < gridW; c++) xPerCol[c] = (c * stride - cx) / fx;
   let n = 0;
-  for (let r = 0; r < gridH; r++) {
+  for (let r = 0, i = 0; r < gridH; r++) {
     const yFactor = Math.fround((cy - r * stride) / fy);
-    for (let c = 0, j = 4 * r * gridW; c < gridW; c++, j += 4) {
-      const code = (geometry[j] << 8) | geometry[j + 1];
+    for (let c = 0; c < gridW; c++, i++) {
+      const g = geometry[i];
+      const code = ((g & 0xff) << 8) | ((g >>> 8) & 0xff);
       if (code === 0) continue;
       if (n < count) {
         const z = table[code];
@@ -352,10 +356,11 @@ function backProjectPinhole(camera, gridW, gridH, table, geometry, rgba, out, co
         out[k] = z * xPerCol[c];
         out[k + 1] = z * yFactor;
         out[k + 2] = -z;
-        colors[k] = rgba[j];
-        colors[k + 1] = rgba[j + 1];
-        colors[k + 2] = rgba[j + 2];
-        segments[n] = geometry[j + 2];
+        const p = rgba[i];
+        colors[k] = p;
+        colors[k + 1] = p >>> 8;
+        colors[k + 2] = p >>> 16;
+        segments[n] = g >>> 16;
       }
       n++;
     }
@@ -374,12 +379,13 @@ function backProjectSphere(camera, gridW, gridH, table, geometry, rgba, out, col
     negCosLon[c] = -Math.cos(longitude);
   }
   let n = 0;
-  for (let r = 0; r < gridH; r++) {
+  for (let r = 0, i = 0; r < gridH; r++) {
     const latitude = (0.5 - (r * stride + 0.5) / height) * Math.PI;
     const cosLat = Math.fround(Math.cos(latitude));
     const sinLat = Math.fround(Math.sin(latitude));
-    for (let c = 0, j = 4 * r * gridW; c < gridW; c++, j += 4) {
-      const code = (geometry[j] << 8) | geometry[j + 1];
+    for (let c = 0; c < gridW; c++, i++) {
+      const g = geometry[i];
+      const code = ((g & 0xff) << 8) | ((g >>> 8) & 0xff);
       if (code === 0) continue;
       if (n < count) {
         const radius = table[code];
@@ -388,10 +394,11 @@ function backProjectSphere(camera, gridW, gridH, table, geometry, rgba, out, col
         out[k] = horizontal * sinLon[c];
         out[k + 1] = radius * sinLat;
         out[k + 2] = horizontal * negCosLon[c];
-        colors[k] = rgba[j];
-        colors[k + 1] = rgba[j + 1];
-        colors[k + 2] = rgba[j + 2];
-        segments[n] = geometry[j + 2];
+        const p = rgba[i];
+        colors[k] = p;
+        colors[k + 1] = p >>> 8;
+        colors[k + 2] = p >>> 16;
+        segments[n] = g >>> 16;
       }
       n++;
     }
@@ -475,8 +482,12 @@ function checkImages(entries, bodySize) {
   return found;
 }
 
-// The image's RGBA pixels (Uint8ClampedArray), decoded by the browser without colour management
-// (so that the geometry image's bytes come back exactly).
+// The image's pixels as one little-endian uint32 RGBA word each (Uint32Array, R in the low
+// byte), decoded by the browser without colour management (so that the geometry image's bytes
+// come back exactly). WebCodecs' ImageDecoder where the page has it (secure contexts: https,
+// localhost): it hands the decoded frame straight to copyTo, which converts to RGBA once; about
+// half the renderer CPU time of the fallback, createImageBitmap -> canvas -> getImageData,
+// which copies the pixels twice more (measured, FORMAT.md).
 async function decodeImage(name, entry, body, width, height) {
   const { codec } = entry;
   const data = body.subarray(entry.offset, entry.offset + entry.length);
@@ -489,6 +500,54 @@ async function decodeImage(name, entry, body, width, height) {
   ) {
     throw new Error(`image '${name}' is not a ${codec} file`);
   }
+  const rgba =
+    typeof ImageDecoder === "function"
+      ? await decodeWithImageDecoder(name, codec, data, width, height)
+      : await decodeWithCanvas(name, codec, data, width, height);
+  return new Uint32Array(rgba.buffer, rgba.byteOffset, width * height);
+}
+
+const SUBSAMPLED = new Set(["I420", "I420A", "I422", "I422A", "NV12"]);
+const undecodable = (name, codec) => new Error(`image '${name}' could not be decoded as ${codec}`);
+const wrongSize = (name, w, h, width, height) =>
+  new Error(`image '${name}' is ${w}x${h}, the grid is ${width}x${height}`);
+
+async function decodeWithImageDecoder(name, codec, data, width, height) {
+  let decoder;
+  let frame;
+  try {
+    decoder = new ImageDecoder({
+      data,
+      type: MIME[codec],
+      colorSpaceConversion: "none",
+      premultiplyAlpha: "none",
+    });
+    frame = (await decoder.decode()).image;
+  } catch {
+    decoder?.close();
+    throw undecodable(name, codec);
+  }
+  try {
+    const [w, h] = [frame.displayWidth, frame.displayHeight];
+    if (w !== width || h !== height) throw wrongSize(name, w, h, width, height);
+    // Subsampled chroma (lossy WebP, a 4:2:0 JPEG): copyTo would upsample it more crudely than
+    // the image decoders do (up to 12 levels off Pillow, measured), so let those decode it.
+    if (SUBSAMPLED.has(frame.format)) return decodeWithCanvas(name, codec, data, width, height);
+    const pixels = new Uint8Array(4 * width * height);
+    try {
+      await frame.copyTo(pixels, { format: "RGBA", colorSpace: "srgb" });
+    } catch {
+      // A browser whose copyTo cannot convert this frame's layout to RGBA: draw it instead.
+      return pixelsOfCanvas(frame, width, height);
+    }
+    return pixels;
+  } finally {
+    frame.close();
+    decoder.close();
+  }
+}
+
+async function decodeWithCanvas(name, codec, data, width, height) {
   let bitmap;
   try {
     bitmap = await createImageBitmap(new Blob([data], { type: MIME[codec] }), {
@@ -496,16 +555,21 @@ async function decodeImage(name, entry, body, width, height) {
       premultiplyAlpha: "none",
     });
   } catch {
-    throw new Error(`image '${name}' could not be decoded as ${codec}`);
+    throw undecodable(name, codec);
   }
-  if (bitmap.width !== width || bitmap.height !== height) {
-    const size = `${bitmap.width}x${bitmap.height}`;
+  try {
+    if (bitmap.width !== width || bitmap.height !== height) {
+      throw wrongSize(name, bitmap.width, bitmap.height, width, height);
+    }
+    return pixelsOfCanvas(bitmap, width, height);
+  } finally {
     bitmap.close();
-    throw new Error(`image '${name}' is ${size}, the grid is ${width}x${height}`);
   }
+}
+
+function pixelsOfCanvas(image, width, height) {
   const canvas = new OffscreenCanvas(width, height);
   const context = canvas.getContext("2d", { willReadFrequently: true });
-  context.drawImage(bitmap, 0, 0);
-  bitmap.close();
+  context.drawImage(image, 0, 0);
   return context.getImageData(0, 0, width, height).data;
 }

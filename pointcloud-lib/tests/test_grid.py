@@ -75,11 +75,30 @@ def test_grid_decodes_to_the_v1_points_within_the_bound(
     assert grid.header["mode"] == mode
 
 
-def test_bounds_are_those_of_the_decoded_positions(make_grid_scene) -> None:
-    depth, rgb, categories = make_grid_scene()
-    cloud = decode(pack_grid(depth, rgb, categories, cloud_id="b", depth_is_metric=True))
+@pytest.mark.parametrize("holes", [False, True])
+@pytest.mark.parametrize(("mode", "kwargs"), CASES)
+def test_bounds_are_those_of_the_decoded_positions(mode, kwargs, holes, make_grid_scene) -> None:
+    # The writer derives them from per-column and per-row extremes, never writing the points.
+    depth, rgb, categories = scene(make_grid_scene, kwargs, holes)
+    cloud = decode(pack_grid(depth, rgb, categories, mode=mode, cloud_id="b", **kwargs))
     assert cloud.header["bounds"]["min"] == cloud.positions.min(axis=0).tolist()
     assert cloud.header["bounds"]["max"] == cloud.positions.max(axis=0).tolist()
+
+
+def test_blocks_without_a_point_are_flattened_at_no_cost_to_any_point(make_grid_scene) -> None:
+    # Noise everywhere, points only in the left half: the empty right half goes flat, which
+    # shrinks the JPEG, and every point keeps the colour it has when nothing is flattened.
+    depth, _, categories = make_grid_scene(height=48, width=64, holes=False)
+    rgb = np.random.default_rng(3).integers(0, 256, (*depth.shape, 3), dtype=np.uint8)
+    half = depth.copy()
+    half[:, 32:] = 0.0
+    sparse = pack_grid(half, rgb, categories, cloud_id="f", depth_is_metric=True)
+    dense = pack_grid(depth, rgb, categories, cloud_id="f", depth_is_metric=True)
+    got, full = decode(sparse), decode(dense)
+    left = depth[:, :32] > 0
+    assert np.array_equal(got.colors, full.colors.reshape(*depth.shape, 3)[:, :32][left])
+    color_bytes = [decode(b).header["images"][0]["length"] for b in (sparse, dense)]
+    assert color_bytes[0] < 0.75 * color_bytes[1]
 
 
 def test_the_bound_is_below_a_thousandth_for_any_plausible_range() -> None:
@@ -100,6 +119,8 @@ def test_a_stored_v1_cloud_repacks_as_a_grid(mode, make_grid_scene) -> None:
     ratio = depth_of(mode, again.positions) / depth_of(mode, v1.positions)
     assert np.abs(ratio - 1).max() <= bound + 1e-6
     assert np.array_equal(again.segments, v1.segments)
+    assert again.header["bounds"]["min"] == again.positions.min(axis=0).tolist()
+    assert again.header["bounds"]["max"] == again.positions.max(axis=0).tolist()
 
 
 def test_repacking_needs_the_camera(make_cloud) -> None:

@@ -32,6 +32,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 PANORAMA = (1024, 2048)  # 2,097,152 points
+CANVAS = "canvas path: "
+PATHS = ["", CANVAS]  # the image decoders: ImageDecoder where the page has it, else a canvas
 
 
 def valid_cases(make_grid_scene) -> dict[str, tuple[bytes, bytes]]:
@@ -89,14 +91,19 @@ def results(make_grid_scene, malformed_grid, make_cloud) -> dict:
     cases.update({name: case.buffer for name, case in malformed_grid.items()})
     cases["v1 through the async path"] = encode(make_cloud(50), mode="planar", cloud_id="v")
     out = chromium.decode_in_chromium(js_decoder_path(), cases)
+    # The same cases through the fallback (createImageBitmap -> canvas), as a browser without
+    # WebCodecs' ImageDecoder decodes them.
+    fallback = chromium.decode_in_chromium(js_decoder_path(), cases, image_decoder=False)
+    out.update({f"{CANVAS}{name}": got for name, got in fallback.items()})
     grid, _ = big_panorama()
     out.update(chromium.decode_in_chromium(js_decoder_path(), {"2m": grid}, full=False))
     return out
 
 
-def test_chromium_agrees_with_python_within_the_bound(results, make_grid_scene) -> None:
+@pytest.mark.parametrize("path", PATHS)
+def test_chromium_agrees_with_python_within_the_bound(path, results, make_grid_scene) -> None:
     for name, (grid, v1_buffer) in valid_cases(make_grid_scene).items():
-        got = results[name]
+        got = results[path + name]
         assert "error" not in got, (name, got)
         python, v1 = decode(grid), decode(v1_buffer)
         assert got["count"] == python.count == v1.count, name  # nothing lost
@@ -132,10 +139,11 @@ def test_the_2m_point_panorama_loses_no_point_in_chromium(results) -> None:
     )
 
 
+@pytest.mark.parametrize("path", PATHS)
 def test_malformed_grid_buffers_raise_the_python_message_in_chromium(
-    results, malformed_grid
+    path, results, malformed_grid
 ) -> None:
     for name, case in malformed_grid.items():
-        got = results[name]
+        got = results[path + name]
         assert got.get("type") == "Error", (name, got)
         assert got["error"] == case.message, name

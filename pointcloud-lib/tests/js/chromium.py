@@ -59,11 +59,17 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 def decode_in_chromium(
-    decoder: Path, cases: dict[str, bytes], *, full: bool = True, repeat: int = 1
+    decoder: Path,
+    cases: dict[str, bytes],
+    *,
+    full: bool = True,
+    repeat: int = 1,
+    image_decoder: bool = True,
 ) -> dict[str, dict]:
     """name -> what the page's decodePointCloudAsync gave: ``{count, header, positions, colors,
     segments}`` (plain lists when ``full``), ``ms`` (each of ``repeat`` decodes, the fetch not
-    included), or ``{error}``."""
+    included), or ``{error}``. ``image_decoder=False`` hides WebCodecs' ImageDecoder from the
+    page, as a browser without it (or an insecure origin) would: the canvas path runs."""
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as folder:
@@ -78,6 +84,8 @@ def decode_in_chromium(
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
             try:
                 page = browser.new_page()
+                if not image_decoder:
+                    page.add_init_script("delete globalThis.ImageDecoder")
                 page.goto(url + "index.html")
                 page.wait_for_function("window.decodeCase !== undefined")
                 results = {}
