@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from orchestrator.glb import to_glb
+from orchestrator.glb import quantized_error_bound, to_glb
 from pointcloud import decode, encode, project_planar
 from pointcloud.descriptors import describe
 from pointcloud.splat import to_gaussian_ply, to_splat
@@ -63,7 +63,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object
     (folder / "vendor").symlink_to(VENDOR)
     (folder / "node_modules").symlink_to(JS_DIR / "node_modules")
     cloud = synthetic_cloud()
-    (folder / "scene.glb").write_bytes(to_glb(cloud))
+    (folder / "scene.glb").write_bytes(to_glb(cloud))  # quantised: the scene is 8 m across
+    (folder / "scene-float.glb").write_bytes(to_glb(cloud, positions="float"))
     focal = WIDTH / 2 / np.tan(np.radians(FOV_DEG / 2))
     (folder / "scene.splat").write_bytes(to_splat(cloud, angular_step=1 / focal))
     (folder / "gaussians.ply").write_bytes(to_gaussian_ply(cloud, angular_step=1 / focal))
@@ -106,16 +107,27 @@ def opened(browser: BrowserSession, url: str) -> Iterator[object]:
         context.close()
 
 
-def test_gltfloader_reads_the_glb(browser: BrowserSession, site) -> None:
+@pytest.mark.parametrize("file", ["scene.glb", "scene-float.glb"])
+def test_gltfloader_reads_the_glb(browser: BrowserSession, site, file: str) -> None:
     url, cloud = site
-    with opened(browser, f"{url}/glb.html") as page:
+    with opened(browser, f"{url}/glb.html?file={file}") as page:
         result = page.evaluate("window.result")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        name = file.removesuffix(".glb").replace("scene", "glb")
         pixels = np.asarray(Image.open(io.BytesIO(page.locator("canvas").screenshot(
-            path=str(ARTIFACTS / "engine-glb-gltfloader.png")))).convert("RGB"))
+            path=str(ARTIFACTS / f"engine-{name}-gltfloader.png")))).convert("RGB"))
     assert result["points"] == 1
     assert result["attributes"] == ["_segment", "color", "position"]
-    np.testing.assert_array_equal(np.array(result["positions"], np.float32), cloud.positions)
+    positions = np.array(result["positions"])
+    if file == "scene.glb":
+        # KHR_mesh_quantization: uint16 levels, the node's scale and offset put them back.
+        assert result["extensionsRequired"] == ["KHR_mesh_quantization"]
+        assert result["positionType"] == "Uint16Array"
+        bound = quantized_error_bound(*cloud.bounds())
+        assert np.abs(positions - cloud.positions).max() <= bound
+    else:
+        assert result["extensionsRequired"] == []
+        np.testing.assert_array_equal(positions.astype(np.float32), cloud.positions)
     np.testing.assert_array_equal(np.array(result["colors"]), cloud.colors)
     np.testing.assert_array_equal(np.array(result["segments"]), cloud.segments)
     assert result["userData"]["descriptors"] == cloud.header["descriptors"]

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from orchestrator.glb import to_glb
+from orchestrator.glb import Positions, to_glb
 from pointcloud import DEFAULT_FOV_DEG, decode
 from pointcloud.splat import to_gaussian_ply, to_splat
 
@@ -20,13 +20,14 @@ SPLAT_MEDIA_TYPE = "application/octet-stream"
 GAUSSIAN_PLY = "gaussians.ply"
 
 
-def build_glb(source: Path, record: dict[str, Any]) -> bytes:
-    return glb_from_pcld(source.read_bytes())
+def build_glb(source: Path, record: dict[str, Any], positions: Positions = "auto") -> bytes:
+    return glb_from_pcld(source.read_bytes(), positions)
 
 
-def glb_from_pcld(buffer: bytes | memoryview) -> bytes:
-    """A PCLD buffer as GLB (its header's camera and descriptors become the scene's extras)."""
-    return to_glb(decode(buffer))
+def glb_from_pcld(buffer: bytes | memoryview, positions: Positions = "auto") -> bytes:
+    """A PCLD buffer as GLB (its header's camera and descriptors become the scene's extras);
+    ``positions`` as :func:`orchestrator.glb.to_glb` takes it."""
+    return to_glb(decode(buffer), positions=positions)
 
 
 def build_splat(source: Path, record: dict[str, Any]) -> bytes:
