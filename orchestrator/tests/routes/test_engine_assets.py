@@ -16,6 +16,7 @@ from orchestrator.routes import generations
 from orchestrator.storage import STORED_ASSETS
 from pointcloud import PointCloud, decode, encode
 from pointcloud.splat import decode as decode_splat
+from pointcloud.splat import edge_opacity
 
 UNKNOWN = "0123456789abcdef0123456789abcdef"
 
@@ -95,6 +96,11 @@ async def test_splat_is_32_bytes_a_point(api):
     distance = np.linalg.norm(stored.positions, axis=1)
     expected = distance * 2 * np.tan(np.radians(30)) / 96 * 0.6
     np.testing.assert_allclose(records["scale"][:, 0], expected, rtol=1e-4)
+    # The generation was cleaned with the edge mask (EDGE_RTOL's default): opacity falls beside
+    # its depth edges (pointcloud-lib's tests check where, on synthetic steps).
+    rtol = api.record(generation_id)["edges"]["rtol"]
+    assert rtol == api.settings.edge_rtol > 0
+    np.testing.assert_array_equal(records["rgba"][:, 3], edge_opacity(stored, rtol))
 
 
 async def test_gaussian_ply_holds_the_splats(api):
@@ -108,6 +114,8 @@ async def test_gaussian_ply_holds_the_splats(api):
     splat = decode_splat((await api.client.get(f"{base}/scene.splat")).content)
     vertex = PlyData.read(io.BytesIO(response.content))["vertex"]
     assert vertex.count == len(splat)
+    alpha = 1 / (1 + np.exp(-vertex["opacity"].astype(np.float64)))
+    np.testing.assert_allclose(alpha * 255, splat["rgba"][:, 3], atol=0.5)
     np.testing.assert_allclose(np.exp(vertex["scale_0"]), splat["scale"][:, 0], rtol=1e-5)
 
 
