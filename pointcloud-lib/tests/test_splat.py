@@ -193,3 +193,10 @@ def test_a_panorama_sees_across_its_seam() -> None:
 
 def test_no_camera_no_edge_opacity(make_cloud) -> None:
     assert edge_opacity(make_cloud(10), 0.1) is None
+    # Points that do not fit the header's camera (two on one cell): no opacity either.
+    cloud = decode_pcld(pack_planar(step_scene(False), np.zeros((40, 60, 3), np.uint8),
+                                    depth_is_metric=True, cloud_id="twice"))
+    twice = PointCloud(np.concatenate([cloud.positions, cloud.positions[:1]]),
+                       np.concatenate([cloud.colors, cloud.colors[:1]]),
+                       np.concatenate([cloud.segments, cloud.segments[:1]]), header=cloud.header)
+    assert edge_opacity(twice, 0.1) is None
