@@ -1,5 +1,6 @@
-"""scene.glb: 0 errors from the Khronos validator, the stored cloud's exact positions, colours
-and categories back through trimesh and through a plain reading of the accessors."""
+"""scene.glb: 0 errors from the Khronos validator, the stored cloud's exact positions (float32)
+or positions within the stated bound (KHR_mesh_quantization), colours and categories back
+through trimesh and through a plain reading of the accessors."""
 
 from __future__ import annotations
 
@@ -11,16 +12,23 @@ import numpy as np
 import pytest
 import trimesh
 
-from orchestrator.glb import SEGMENT_ATTRIBUTE, to_glb
+from orchestrator.glb import (
+    POSITION_ERROR_M,
+    QUANTIZATION_EXTENSION,
+    SEGMENT_ATTRIBUTE,
+    quantized_error_bound,
+    to_glb,
+)
 from pointcloud import CATEGORY_NAMES, CATEGORY_PALETTE, PointCloud, decode, encode
 from pointcloud.descriptors import describe
 from tests.node import validate_gltf
 
 
-def stored_cloud(count: int, seed: int = 0) -> PointCloud:
+def stored_cloud(count: int, seed: int = 0, spread: float = 5.0,
+                 offset: float = 0.0) -> PointCloud:
     """A cloud as the orchestrator stores it: through PCLD, with a camera and descriptors."""
     rng = np.random.default_rng(seed)
-    cloud = PointCloud(rng.normal(0, 5, (count, 3)).astype(np.float32),
+    cloud = PointCloud((rng.normal(0, spread, (count, 3)) + offset).astype(np.float32),
                        rng.integers(0, 256, (count, 3), dtype=np.uint8),
                        rng.integers(0, 6, count, dtype=np.uint8))
     camera = {"model": "pinhole", "width": 96, "height": 64, "fx": 80.0, "fy": 80.0, "cx": 48.0,
@@ -53,12 +61,24 @@ def accessor_array(document: dict, blob: bytes, index: int, dtype: str, width: i
     return np.ascontiguousarray(rows).view(dtype).reshape(accessor["count"], width)
 
 
+def quantized_positions(document: dict, blob: bytes) -> np.ndarray:
+    """World positions of a quantised GLB: uint16 levels through the node's scale and offset, in
+    float32 as a GPU applies them (multiply, then add)."""
+    node = document["nodes"][0]
+    levels = accessor_array(document, blob, 0, "<u2", 3).astype(np.float32)
+    scale, offset = np.float32(node["scale"]), np.float32(node["translation"])
+    return levels * scale + offset
+
+
 def test_the_validator_finds_no_errors(tmp_path) -> None:
     paths = []
-    for name, cloud in (("points", stored_cloud(5000)), ("one", stored_cloud(1)),
-                        ("empty", stored_cloud(0))):
+    for name, cloud, positions in (
+            ("quantized", stored_cloud(5000), "auto"), ("float", stored_cloud(5000), "float"),
+            ("one", stored_cloud(1), "auto"), ("one-float", stored_cloud(1), "float"),
+            ("flat", stored_cloud(50, spread=0.0, offset=2.0), "quantized"),
+            ("empty", stored_cloud(0), "auto")):
         paths.append(tmp_path / f"{name}.glb")
-        paths[-1].write_bytes(to_glb(cloud))
+        paths[-1].write_bytes(to_glb(cloud, positions=positions))
     for report in validate_gltf(*paths):
         assert report["errors"] == 0, report
         assert report["warnings"] == 0, report
@@ -66,7 +86,8 @@ def test_the_validator_finds_no_errors(tmp_path) -> None:
 
 def test_accessors_hold_the_stored_cloud_exactly() -> None:
     cloud = stored_cloud(3000, seed=1)
-    document, blob = read_glb(to_glb(cloud))
+    document, blob = read_glb(to_glb(cloud, positions="float"))
+    assert "extensionsRequired" not in document and "scale" not in document["nodes"][0]
     primitive = document["meshes"][0]["primitives"][0]
     assert primitive["mode"] == 0  # POINTS
     attributes = primitive["attributes"]
@@ -90,13 +111,67 @@ def test_accessors_hold_the_stored_cloud_exactly() -> None:
     assert extras["point_count"] == 3000
 
 
-def test_trimesh_loads_positions_and_colours() -> None:
+@pytest.mark.parametrize("offset", [0.0, -40.0])
+def test_quantized_positions_stay_within_the_stated_bound(offset: float) -> None:
+    cloud = stored_cloud(4000, seed=6, offset=offset)
+    lo, hi = cloud.bounds()
+    bound = quantized_error_bound(lo, hi)
+    assert bound <= POSITION_ERROR_M  # so "auto" quantises
+    document, blob = read_glb(to_glb(cloud))
+    assert document["extensionsUsed"] == document["extensionsRequired"] == [QUANTIZATION_EXTENSION]
+    position = document["accessors"][0]
+    assert (position["componentType"], position.get("normalized", False)) == (5123, False)
+    assert document["bufferViews"][0]["byteStride"] == 8 and len(blob) == 16 * cloud.count
+    # The levels are PCLD's quantised variant's, so its bound (FORMAT.md) applies as stated.
+    pcld = encode(cloud, mode="planar", cloud_id="q", quantized=True)
+    header_length = struct.unpack_from("<I", pcld, 8)[0]
+    levels = np.frombuffer(pcld, "<u2", count=3 * cloud.count, offset=12 + header_length)
+    np.testing.assert_array_equal(accessor_array(document, blob, 0, "<u2", 3).ravel(), levels)
+    assert position["min"] == levels.reshape(-1, 3).min(axis=0).tolist()
+    assert position["max"] == levels.reshape(-1, 3).max(axis=0).tolist()
+    error = np.abs(quantized_positions(document, blob).astype(np.float64) - cloud.positions)
+    assert error.max() <= bound
+    # Colours and categories are untouched.
+    attributes = document["meshes"][0]["primitives"][0]["attributes"]
+    np.testing.assert_array_equal(
+        accessor_array(document, blob, attributes["COLOR_0"], "u1", 3), cloud.colors)
+    np.testing.assert_array_equal(
+        accessor_array(document, blob, attributes[SEGMENT_ATTRIBUTE], "u1", 1)[:, 0],
+        cloud.segments)
+
+
+def test_auto_keeps_float_when_the_bound_is_too_coarse() -> None:
+    # 400 m across on one axis: half a step is 3 mm, over the stated 1 mm.
+    cloud = stored_cloud(1000, seed=7, spread=80.0)
+    assert quantized_error_bound(*cloud.bounds()) > POSITION_ERROR_M
+    document, _blob = read_glb(to_glb(cloud))
+    assert document["accessors"][0]["componentType"] == 5126  # FLOAT
+    document, _blob = read_glb(to_glb(cloud, positions="quantized"))
+    assert document["extensionsRequired"] == [QUANTIZATION_EXTENSION]
+
+
+def test_an_axis_without_extent_keeps_an_invertible_transform() -> None:
+    cloud = stored_cloud(20, spread=0.0, offset=2.0)
+    document, blob = read_glb(to_glb(cloud, positions="quantized"))
+    assert document["nodes"][0]["scale"] == [1.0, 1.0, 1.0]
+    np.testing.assert_array_equal(quantized_positions(document, blob), cloud.positions)
+
+
+@pytest.mark.parametrize("positions", ["float", "quantized"])
+def test_trimesh_loads_positions_and_colours(positions: str) -> None:
     cloud = stored_cloud(2000, seed=2)
-    scene = trimesh.load(io.BytesIO(to_glb(cloud)), file_type="glb")
+    data = to_glb(cloud, positions=positions)
+    scene = trimesh.load(io.BytesIO(data), file_type="glb")
     (points,) = scene.geometry.values()
     assert isinstance(points, trimesh.PointCloud)
-    np.testing.assert_array_equal(np.asarray(points.vertices, np.float32), cloud.positions)
     np.testing.assert_array_equal(np.asarray(points.colors)[:, :3], cloud.colors)
+    # trimesh keeps the node's transform in its scene graph; dump() applies it.
+    (placed,) = scene.dump()
+    if positions == "float":
+        np.testing.assert_array_equal(np.asarray(placed.vertices, np.float32), cloud.positions)
+    else:
+        error = np.abs(np.asarray(placed.vertices) - cloud.positions)
+        assert error.max() <= quantized_error_bound(*cloud.bounds())
 
 
 def test_an_empty_cloud_is_an_empty_scene() -> None:
@@ -108,6 +183,7 @@ def test_an_empty_cloud_is_an_empty_scene() -> None:
 
 @pytest.mark.parametrize("count", [1, 7])
 def test_small_clouds_keep_the_glb_aligned(count: int) -> None:
-    data = to_glb(stored_cloud(count))
-    _document, blob = read_glb(data)
-    assert len(data) % 4 == 0 and len(blob) == 20 * count
+    for positions, size in (("float", 20), ("quantized", 16)):
+        data = to_glb(stored_cloud(count), positions=positions)
+        _document, blob = read_glb(data)
+        assert len(data) % 4 == 0 and len(blob) == size * count

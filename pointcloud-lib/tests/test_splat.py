@@ -1,13 +1,25 @@
 """The .splat layout: 32 bytes a point, decoded field by field; discs facing the viewer, sized by
-the pixel footprint."""
+the pixel footprint; opacity lowered beside dropped depth edges (synthetic depth steps)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pointcloud import PointCloud
-from pointcloud.splat import FLATNESS, FOOTPRINT_SIGMAS, RECORD, decode, to_splat
+from pointcloud import PointCloud, pack_equirect, pack_planar
+from pointcloud import decode as decode_pcld
+from pointcloud.splat import (
+    EDGE_OPACITY_FLOOR,
+    EDGE_REACH,
+    EDGE_SOFT,
+    FLATNESS,
+    FOOTPRINT_SIGMAS,
+    RECORD,
+    _grid_cells,
+    decode,
+    edge_opacity,
+    to_splat,
+)
 
 
 def rotation_matrix(wxyz: np.ndarray) -> np.ndarray:
@@ -92,3 +104,99 @@ def test_gaussian_ply_holds_the_same_gaussians(make_cloud, empty_cloud) -> None:
     np.testing.assert_allclose(np.linalg.norm(rotations, axis=1), 1, rtol=1e-6)
     np.testing.assert_array_equal(encode_rotation(rotations), splat["rotation"])
     assert PlyData.read(io.BytesIO(to_gaussian_ply(empty_cloud, 0.01)))["vertex"].count == 0
+
+
+def step_scene(blend: bool, *, width: int = 60, height: int = 40) -> np.ndarray:
+    """A wall 2 m away on the left, 4 m on the right; with ``blend``, one column between them at
+    3 m (the flying pixels a depth model leaves across the jump)."""
+    depth = np.full((height, width), 4.0, np.float32)
+    depth[:, : width // 2] = 2.0
+    if blend:
+        depth[:, width // 2] = 3.0
+    return depth
+
+
+def opacity_grid(cloud: PointCloud, alpha: np.ndarray) -> np.ndarray:
+    """The opacity of each point on its cell of the sampled grid; -1 where no point is."""
+    index, shape, _depth, _wrap = _grid_cells(cloud)
+    grid = np.full(shape[0] * shape[1], -1)
+    grid[index] = alpha
+    return grid.reshape(shape)
+
+
+@pytest.mark.parametrize("blend", [False, True])
+def test_opacity_falls_beside_a_dropped_depth_step(blend: bool) -> None:
+    depth = step_scene(blend)
+    height, width = depth.shape
+    rgb = np.zeros((height, width, 3), np.uint8)
+    cloud = decode_pcld(pack_planar(depth, rgb, depth_is_metric=True, fov_deg=60.0,
+                                    edge_rtol=0.1, cloud_id="step"))
+    grid = opacity_grid(cloud, edge_opacity(cloud, 0.1))
+    dropped = np.flatnonzero(grid[0] < 0)
+    # The mask drops the cells whose 3 x 3 neighbourhood spans the jump: 2 or 3 columns.
+    assert dropped.tolist() == list(range(width // 2 - 1, width // 2 + 1 + blend))
+    # The kept columns that have the far side of the jump within EDGE_REACH (across the dropped
+    # band: the first kept column beside it, and the second too when the band is only 2 wide)
+    # fall to the floor; every other point stays opaque.
+    first_left, first_right = dropped[0] - 1, dropped[-1] + 1
+    beside = [c for c in range(width) if c not in dropped and (
+        (c < dropped[0] and first_right - c <= EDGE_REACH)
+        or (c > dropped[-1] and c - first_left <= EDGE_REACH))]
+    assert beside == ([first_left, first_right] if blend else
+                      [first_left - 1, first_left, first_right, first_right + 1])
+    floor = round(EDGE_OPACITY_FLOOR * 255)
+    assert (grid[:, beside] == floor).all()
+    others = np.ones(width, bool)
+    others[dropped] = others[beside] = False
+    assert (grid[:, others] == 255).all()
+    splat = decode(to_splat(cloud, 0.01, opacity=edge_opacity(cloud, 0.1)))
+    assert sorted(set(splat["rgba"][:, 3].tolist())) == [floor, 255]
+
+
+def test_holes_without_a_depth_step_cost_no_opacity() -> None:
+    # A flat wall thinned by max_points: holes everywhere, but no jump across any of them.
+    depth = np.full((40, 60), 3.0, np.float32)
+    cloud = decode_pcld(pack_planar(depth, np.zeros((40, 60, 3), np.uint8), depth_is_metric=True,
+                                    edge_rtol=0.1, max_points=900, cloud_id="thin"))
+    assert cloud.count <= 900
+    assert (edge_opacity(cloud, 0.1) == 255).all()
+
+
+def test_a_span_near_the_threshold_lowers_opacity_gradually() -> None:
+    # Depth grows by a constant factor g per column: the 3 x 3 span over the depth is
+    # g - 1/g, here 0.075, kept (below rtol 0.1) but past EDGE_SOFT x rtol.
+    growth = np.exp(np.arcsinh(0.075 / 2))
+    depth = np.tile(2.0 * growth ** np.arange(30), (20, 1)).astype(np.float32)
+    cloud = decode_pcld(pack_planar(depth, np.zeros((20, 30, 3), np.uint8), depth_is_metric=True,
+                                    edge_rtol=0.1, cloud_id="slope"))
+    assert cloud.count == depth.size  # nothing dropped
+    grid = opacity_grid(cloud, edge_opacity(cloud, 0.1))
+    fall = (0.075 - EDGE_SOFT * 0.1) / (0.1 - EDGE_SOFT * 0.1)
+    expected = round(255 * (1 - (1 - EDGE_OPACITY_FLOOR) * fall))
+    # Inside (the window not clipped by the image's border, where the span is narrower).
+    np.testing.assert_allclose(grid[:, 5:-5], expected, atol=2)
+
+
+def test_a_panorama_sees_across_its_seam() -> None:
+    # The jump sits at the seam: the columns on either side of it are neighbours.
+    depth = np.full((32, 64), 2.0, np.float32)
+    depth[:, -3:] = 4.0
+    cloud = decode_pcld(pack_equirect(depth, np.zeros((32, 64, 3), np.uint8),
+                                      depth_is_metric=True, edge_rtol=0.1, cloud_id="pano"))
+    grid = opacity_grid(cloud, edge_opacity(cloud, 0.1))
+    dropped = np.flatnonzero(grid[16] < 0).tolist()
+    # Both sides of both jumps (61 | 60 and, across the seam, 63 | 0).
+    assert dropped == [0, 60, 61, 63]
+    # Column 1 sees column 62 (4 m) only through the seam.
+    assert grid[16, 1] < 255 and grid[16, 59] < 255 and grid[16, 10] == 255
+
+
+def test_no_camera_no_edge_opacity(make_cloud) -> None:
+    assert edge_opacity(make_cloud(10), 0.1) is None
+    # Points that do not fit the header's camera (two on one cell): no opacity either.
+    cloud = decode_pcld(pack_planar(step_scene(False), np.zeros((40, 60, 3), np.uint8),
+                                    depth_is_metric=True, cloud_id="twice"))
+    twice = PointCloud(np.concatenate([cloud.positions, cloud.positions[:1]]),
+                       np.concatenate([cloud.colors, cloud.colors[:1]]),
+                       np.concatenate([cloud.segments, cloud.segments[:1]]), header=cloud.header)
+    assert edge_opacity(twice, 0.1) is None

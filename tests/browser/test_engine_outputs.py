@@ -1,9 +1,12 @@
 """The engine-ready files in Chromium: scene.glb through the viewer's vendored three.js
-GLTFLoader, and scene.splat through a web Gaussian splat renderer from npm
-(@mkkellogg/gaussian-splats-3d), with a screenshot and pixel statistics.
+GLTFLoader (a bare page, and the viewer itself: its PCLD / GLB switch), and scene.splat through a
+web Gaussian splat renderer from npm (@mkkellogg/gaussian-splats-3d), with screenshots and pixel
+statistics.
 
 No stack here: the files are made by the same functions the routes call, from a synthetic scene,
-and served with the pages from a temporary folder. Screenshots go to test-artifacts/browser/.
+and served with the pages from a temporary folder; for the viewer, a small stand-in for the
+orchestrator serves its static files, the JS decoder and the few API paths it reads for one
+generation. Screenshots go to test-artifacts/browser/.
 """
 
 from __future__ import annotations
@@ -12,16 +15,20 @@ import contextlib
 import functools
 import http.server
 import io
+import json
 import shutil
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from orchestrator.glb import to_glb
+import pointcloud
+from orchestrator.glb import quantized_error_bound, to_glb
 from pointcloud import decode, encode, project_planar
 from pointcloud.descriptors import describe
 from pointcloud.splat import to_gaussian_ply, to_splat
@@ -32,7 +39,8 @@ pytestmark = [pytest.mark.browser]
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
-VENDOR = ROOT / "orchestrator" / "src" / "orchestrator" / "static" / "vendor"
+STATIC = ROOT / "orchestrator" / "src" / "orchestrator" / "static"
+VENDOR = STATIC / "vendor"
 PAGES = Path(__file__).parent / "pages"
 WIDTH, HEIGHT, FOV_DEG = 160, 120, 60.0
 
@@ -63,7 +71,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object
     (folder / "vendor").symlink_to(VENDOR)
     (folder / "node_modules").symlink_to(JS_DIR / "node_modules")
     cloud = synthetic_cloud()
-    (folder / "scene.glb").write_bytes(to_glb(cloud))
+    (folder / "scene.glb").write_bytes(to_glb(cloud))  # quantised: the scene is 8 m across
+    (folder / "scene-float.glb").write_bytes(to_glb(cloud, positions="float"))
     focal = WIDTH / 2 / np.tan(np.radians(FOV_DEG / 2))
     (folder / "scene.splat").write_bytes(to_splat(cloud, angular_step=1 / focal))
     (folder / "gaussians.ply").write_bytes(to_gaussian_ply(cloud, angular_step=1 / focal))
@@ -106,16 +115,27 @@ def opened(browser: BrowserSession, url: str) -> Iterator[object]:
         context.close()
 
 
-def test_gltfloader_reads_the_glb(browser: BrowserSession, site) -> None:
+@pytest.mark.parametrize("file", ["scene.glb", "scene-float.glb"])
+def test_gltfloader_reads_the_glb(browser: BrowserSession, site, file: str) -> None:
     url, cloud = site
-    with opened(browser, f"{url}/glb.html") as page:
+    with opened(browser, f"{url}/glb.html?file={file}") as page:
         result = page.evaluate("window.result")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        name = file.removesuffix(".glb").replace("scene", "glb")
         pixels = np.asarray(Image.open(io.BytesIO(page.locator("canvas").screenshot(
-            path=str(ARTIFACTS / "engine-glb-gltfloader.png")))).convert("RGB"))
+            path=str(ARTIFACTS / f"engine-{name}-gltfloader.png")))).convert("RGB"))
     assert result["points"] == 1
     assert result["attributes"] == ["_segment", "color", "position"]
-    np.testing.assert_array_equal(np.array(result["positions"], np.float32), cloud.positions)
+    positions = np.array(result["positions"])
+    if file == "scene.glb":
+        # KHR_mesh_quantization: uint16 levels, the node's scale and offset put them back.
+        assert result["extensionsRequired"] == ["KHR_mesh_quantization"]
+        assert result["positionType"] == "Uint16Array"
+        bound = quantized_error_bound(*cloud.bounds())
+        assert np.abs(positions - cloud.positions).max() <= bound
+    else:
+        assert result["extensionsRequired"] == []
+        np.testing.assert_array_equal(positions.astype(np.float32), cloud.positions)
     np.testing.assert_array_equal(np.array(result["colors"]), cloud.colors)
     np.testing.assert_array_equal(np.array(result["segments"]), cloud.segments)
     assert result["userData"]["descriptors"] == cloud.header["descriptors"]
@@ -145,3 +165,137 @@ def test_splat_renderer_draws_the_splats(browser: BrowserSession, site, query: s
     middle = middle.reshape(-1, 3).mean(axis=0)
     assert left[0] > 2 * left[2] and right[2] > 2 * right[0], (left, right)
     assert middle[1] > 1.5 * max(middle[0], middle[2]), middle
+
+
+GENERATION = "5" * 32
+
+
+class _OrchestratorStandIn(http.server.SimpleHTTPRequestHandler):
+    """The orchestrator as the viewer sees it, for one stored generation: the static viewer,
+    ``/lib/pcld.js``, ``/generations`` (list and record) and the generation's files."""
+
+    files: ClassVar[dict[str, tuple[bytes, str]]] = {}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, directory=str(STATIC), **kwargs)
+
+    def do_GET(self) -> None:
+        path = urllib.parse.urlsplit(self.path).path
+        if path in self.files:
+            body, media_type = self.files[path]
+            self.send_response(200)
+            self.send_header("Content-Type", media_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif path.startswith("/generations"):
+            self.send_error(404, "no such generation or file")
+        else:
+            super().do_GET()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def viewer_site() -> Iterator[tuple[str, object]]:
+    js_packages_or_skip("three")
+    cloud = synthetic_cloud()
+    record = {"id": GENERATION, "status": "completed", "prompt": "a wall and a box",
+              "mode": "standard", "created_at": "2026-01-01T00:00:00Z",
+              "point_count": cloud.count}
+    png = io.BytesIO()
+    Image.new("RGB", (8, 6), (200, 60, 60)).save(png, format="PNG")
+    base = f"/generations/{GENERATION}"
+    stored = encode(cloud, mode="planar", cloud_id=GENERATION, extra_header={
+        "descriptors": cloud.header["descriptors"]})
+    _OrchestratorStandIn.files = {
+        "/lib/pcld.js": (pointcloud.js_decoder_path().read_bytes(), "text/javascript"),
+        "/generations": (json.dumps({"items": [record], "total": 1, "limit": 12, "offset": 0})
+                         .encode(), "application/json"),
+        base: (json.dumps(record).encode(), "application/json"),
+        f"{base}/pointcloud.bin": (bytes(stored), "application/octet-stream"),
+        f"{base}/scene.glb": (to_glb(cloud), "model/gltf-binary"),
+        f"{base}/image.png": (png.getvalue(), "image/png"),
+    }
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OrchestratorStandIn)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/", cloud
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def _viewer_shot(page, name: str) -> np.ndarray:
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    png = page.locator("#viewer").screenshot(path=str(ARTIFACTS / name))
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.int16)
+
+
+def _wait_shown(page, source: str) -> None:
+    page.wait_for_selector(f'#viewer[data-state="loaded"][data-source="{source}"]',
+                           state="attached", timeout=60_000)
+
+
+def test_the_viewer_opens_the_glb(browser: BrowserSession, viewer_site) -> None:
+    url, cloud = viewer_site
+    context = browser.browser.new_context(viewport={"width": 1100, "height": 760})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        page.goto(f"{url}#g={GENERATION}")
+        _wait_shown(page, "pcld")
+        assert page.is_enabled("input[name=source][value=glb]")
+        from_pcld = _viewer_shot(page, "engine-viewer-pcld.png")
+
+        page.check("input[name=source][value=glb]")
+        _wait_shown(page, "glb")
+        assert any(u.endswith(f"/generations/{GENERATION}/scene.glb") for u in requested)
+        # Every script from this server: the vendored three.js, no CDN.
+        assert all(u.startswith(url) or u.startswith("data:") for u in requested), requested
+        assert int(page.get_attribute("#viewer", "data-point-count")) == cloud.count
+        assert "KHR_mesh_quantization" in page.text_content("#stats")
+        header = page.evaluate("sceneViewer.header")
+        assert header["descriptors"] == cloud.header["descriptors"]
+        lo, hi = cloud.bounds()
+        bound = quantized_error_bound(lo, hi)
+        np.testing.assert_allclose(header["bounds"]["min"], lo, atol=bound)
+        np.testing.assert_allclose(header["bounds"]["max"], hi, atol=bound)
+        # The legend comes from the GLB's extras: share and mean distance per category.
+        stats = page.locator("#legend li .legend-stats").all_text_contents()
+        wall = cloud.header["descriptors"]["categories"][5]
+        assert f"{wall['distance']['mean']:.1f} m" in stats[5]
+
+        from_glb = _viewer_shot(page, "engine-viewer-glb.png")
+        page.screenshot(path=str(ARTIFACTS / "engine-viewer-glb-page.png"))
+        covered = from_glb.max(axis=-1) > 40
+        assert covered.mean() > 0.5, f"the GLB covers {covered.mean():.0%} of the view"
+        # The same picture as the PCLD cloud: the viewer frames both from the capture camera.
+        assert np.abs(from_glb - from_pcld).max(axis=-1).mean() < 4
+        height, width = covered.shape
+        left = from_glb[height // 4 : -height // 4, width // 8 : width // 4].reshape(-1, 3)
+        right = from_glb[height // 4 : -height // 4, -width // 4 : -width // 8].reshape(-1, 3)
+        middle = from_glb[height // 2 - 8 : height // 2 + 8, width // 2 - 8 : width // 2 + 8]
+        left, right = left.mean(axis=0), right.mean(axis=0)
+        middle = middle.reshape(-1, 3).mean(axis=0)
+        assert left[0] > 2 * left[2] and right[2] > 2 * right[0], (left, right)
+        assert middle[1] > 1.5 * max(middle[0], middle[2]), middle
+
+        # Colour by category works on the GLB too (its _SEGMENT attribute).
+        page.check("input[name=colour][value=category]")
+        by_category = _viewer_shot(page, "engine-viewer-glb-categories.png")
+        assert np.abs(by_category - from_glb).max(axis=-1).mean() > 5
+
+        page.check("input[name=source][value=pcld]")
+        _wait_shown(page, "pcld")
+        assert not errors, f"console errors in the viewer: {errors}"
+    finally:
+        context.close()

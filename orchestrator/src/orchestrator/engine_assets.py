@@ -10,9 +10,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-from orchestrator.glb import to_glb
-from pointcloud import DEFAULT_FOV_DEG, decode
-from pointcloud.splat import to_gaussian_ply, to_splat
+import numpy as np
+
+from orchestrator.glb import Positions, to_glb
+from pointcloud import DEFAULT_FOV_DEG, PointCloud, decode
+from pointcloud.splat import edge_opacity, to_gaussian_ply, to_splat
 
 GLB = "scene.glb"
 SPLAT = "scene.splat"
@@ -20,26 +22,34 @@ SPLAT_MEDIA_TYPE = "application/octet-stream"
 GAUSSIAN_PLY = "gaussians.ply"
 
 
-def build_glb(source: Path, record: dict[str, Any]) -> bytes:
-    return glb_from_pcld(source.read_bytes())
+def build_glb(source: Path, record: dict[str, Any], positions: Positions = "auto") -> bytes:
+    return glb_from_pcld(source.read_bytes(), positions)
 
 
-def glb_from_pcld(buffer: bytes | memoryview) -> bytes:
-    """A PCLD buffer as GLB (its header's camera and descriptors become the scene's extras)."""
-    return to_glb(decode(buffer))
+def glb_from_pcld(buffer: bytes | memoryview, positions: Positions = "auto") -> bytes:
+    """A PCLD buffer as GLB (its header's camera and descriptors become the scene's extras);
+    ``positions`` as :func:`orchestrator.glb.to_glb` takes it."""
+    return to_glb(decode(buffer), positions=positions)
 
 
 def build_splat(source: Path, record: dict[str, Any]) -> bytes:
     cloud = decode(source.read_bytes())
-    # No per-point opacity yet: it is to fall near depth edges once the cloud carries an edge
-    # mask (not stored today), so every Gaussian is opaque.
-    return to_splat(cloud, angular_step(cloud.header, record, cloud.count))
+    return to_splat(cloud, angular_step(cloud.header, record, cloud.count),
+                    opacity(cloud, record))
 
 
 def build_gaussian_ply(source: Path, record: dict[str, Any]) -> bytes:
     """The Gaussians of :func:`build_splat` as a 3D Gaussian Splatting PLY."""
     cloud = decode(source.read_bytes())
-    return to_gaussian_ply(cloud, angular_step(cloud.header, record, cloud.count))
+    return to_gaussian_ply(cloud, angular_step(cloud.header, record, cloud.count),
+                           opacity(cloud, record))
+
+
+def opacity(cloud: PointCloud, record: dict[str, Any]) -> np.ndarray | None:
+    """Per-point opacity lowered near depth edges when the generation was cleaned with an edge
+    mask (its record's ``edges.rtol``); None (opaque) otherwise."""
+    rtol = (record.get("edges") or {}).get("rtol")
+    return edge_opacity(cloud, float(rtol)) if rtol else None
 
 
 def angular_step(header: dict[str, Any], record: dict[str, Any], count: int) -> float:

@@ -10,7 +10,23 @@ One mesh with one POINTS primitive:
 - ``_SEGMENT``: uint8 SCALAR, the category index (an application-specific attribute: glTF
   reserves names without a leading underscore), also with a 4-byte stride.
 
-20 bytes a point in all. The scene's ``extras`` hold the categories, the palette, the camera
+20 bytes a point in all. Or, by default when the error stays within :data:`POSITION_ERROR_M`,
+``POSITION`` quantised with KHR_mesh_quantization: uint16 VEC3 (not normalised), stride 8,
+holding PCLD's own quantisation levels (``pointcloud.quantize``: ``q = round((p - min) / step)``,
+step = extent / 65535 rounded up to a float32), and the node's ``scale`` (the step) and
+``translation`` (the bounds' minimum) turn them back into metres, ``p = q * step + min``: PCLD's
+formula, so its error bound (FORMAT.md, "Quantised positions") holds as stated there for a
+reader that applies the transform in float32:
+
+    |decoded - original| <= step / 2 + 2^-22 * max(|min|, |max|) + 2^-149
+
+16 bytes a point. The extension is in ``extensionsUsed`` and ``extensionsRequired`` (a reader
+without it would misplace the points). Integer, not normalised, levels keep the node transform
+the whole decoding: trimesh (4.x) ignores ``normalized`` and reads them right. A scene 20 m
+across stays within 0.16 mm; the 1 mm default fits scenes up to about 130 m across on their
+widest axis, wider ones keep float32.
+
+The scene's ``extras`` hold the categories, the palette, the camera
 (when the PCLD header has one) and the audio descriptors; three.js puts them in
 ``gltf.scene.userData``. Positions keep the PCLD convention, which is glTF's own: metres,
 right-handed, +Y up, the viewer at the origin looking down -Z.
@@ -25,21 +41,39 @@ empty values recursively, inside ``extras`` too (a category without points would
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pygltflib
 
 from pointcloud import CATEGORY_NAMES, CATEGORY_PALETTE, PointCloud
+from pointcloud.codec import quantization_step, quantize
 
 MEDIA_TYPE = "model/gltf-binary"
 SEGMENT_ATTRIBUTE = "_SEGMENT"
 _POINTS = 0  # glTF primitive mode
+QUANTIZATION_EXTENSION = "KHR_mesh_quantization"
+POSITION_ERROR_M = 1e-3
+"""The stated error: ``positions="auto"`` quantises when :func:`quantized_error_bound` is within
+it (a millimetre: far below what a depth model resolves)."""
+
+Positions = Literal["auto", "float", "quantized"]
 
 
-def to_glb(cloud: PointCloud, extras: dict[str, Any] | None = None) -> bytes:
+def quantized_error_bound(lo: np.ndarray, hi: np.ndarray) -> float:
+    """Metres: the largest per-coordinate error of quantised positions within [lo, hi]."""
+    step = quantization_step(lo, hi).astype(np.float64)
+    magnitude = max(np.abs(lo).max(), np.abs(hi).max())
+    return float(step.max() / 2 + 2.0**-22 * magnitude + 2.0**-149)
+
+
+def to_glb(cloud: PointCloud, extras: dict[str, Any] | None = None, *,
+           positions: Positions = "auto") -> bytes:
     """The cloud as GLB bytes. ``extras`` adds to the scene's extras; by default they hold what
     the cloud's PCLD header says (categories, palette, camera, descriptors, id, mode).
+
+    ``positions``: ``float`` (float32, exact), ``quantized`` (KHR_mesh_quantization, whatever
+    the error) or ``auto`` (quantised when its error bound is within :data:`POSITION_ERROR_M`).
 
     A cloud with no points gives a valid GLB with an empty scene (glTF has no empty accessor).
     """
@@ -65,9 +99,36 @@ def to_glb(cloud: PointCloud, extras: dict[str, Any] | None = None) -> bytes:
 
     count = cloud.count
     lo, hi = cloud.bounds()
-    position_size, padded_size = 12 * count, 4 * count
+    quantized = positions == "quantized" or (
+        positions == "auto" and quantized_error_bound(lo, hi) <= POSITION_ERROR_M)
+    # Every attribute element starts on a 4-byte boundary (glTF): uint16 x3 takes a stride of 8.
+    position_size, padded_size = (8 if quantized else 12) * count, 4 * count
     blob = np.zeros(position_size + 2 * padded_size, np.uint8)
-    blob[:position_size] = np.ascontiguousarray(cloud.positions, dtype="<f4").view(np.uint8).ravel()
+    node = pygltflib.Node(name="pointcloud", mesh=0)
+    if quantized:
+        step = quantization_step(lo, hi)
+        levels = quantize(cloud.positions, lo, step)
+        blob[:position_size].view("<u2").reshape(count, 4)[:, :3] = levels
+        position_accessor = pygltflib.Accessor(
+            bufferView=0, componentType=pygltflib.UNSIGNED_SHORT, count=count,
+            type=pygltflib.VEC3,
+            min=levels.min(axis=0).tolist(), max=levels.max(axis=0).tolist())
+        position_view = pygltflib.BufferView(buffer=0, byteOffset=0, byteLength=position_size,
+                                             byteStride=8, target=pygltflib.ARRAY_BUFFER)
+        # q * step + min, float32 values. An axis without extent (step 0, every q 0) keeps
+        # scale 1: an invertible matrix.
+        node.translation = [float(v) for v in lo]
+        node.scale = [float(s) if s > 0 else 1.0 for s in step]
+        gltf.extensionsUsed = [QUANTIZATION_EXTENSION]
+        gltf.extensionsRequired = [QUANTIZATION_EXTENSION]
+    else:
+        blob[:position_size] = np.ascontiguousarray(
+            cloud.positions, dtype="<f4").view(np.uint8).ravel()
+        position_accessor = pygltflib.Accessor(
+            bufferView=0, componentType=pygltflib.FLOAT, count=count, type=pygltflib.VEC3,
+            min=[float(v) for v in lo], max=[float(v) for v in hi])
+        position_view = pygltflib.BufferView(buffer=0, byteOffset=0, byteLength=position_size,
+                                             target=pygltflib.ARRAY_BUFFER)
     colors = blob[position_size : position_size + padded_size].reshape(count, 4)
     colors[:, :3] = cloud.colors
     segments = blob[position_size + padded_size :].reshape(count, 4)
@@ -75,17 +136,14 @@ def to_glb(cloud: PointCloud, extras: dict[str, Any] | None = None) -> bytes:
 
     gltf.buffers = [pygltflib.Buffer(byteLength=blob.size)]
     gltf.bufferViews = [
-        pygltflib.BufferView(buffer=0, byteOffset=0, byteLength=position_size,
-                             target=pygltflib.ARRAY_BUFFER),
+        position_view,
         pygltflib.BufferView(buffer=0, byteOffset=position_size, byteLength=padded_size,
                              byteStride=4, target=pygltflib.ARRAY_BUFFER),
         pygltflib.BufferView(buffer=0, byteOffset=position_size + padded_size,
                              byteLength=padded_size, byteStride=4, target=pygltflib.ARRAY_BUFFER),
     ]
     gltf.accessors = [
-        pygltflib.Accessor(bufferView=0, componentType=pygltflib.FLOAT, count=count,
-                           type=pygltflib.VEC3, min=[float(v) for v in lo],
-                           max=[float(v) for v in hi]),
+        position_accessor,
         pygltflib.Accessor(bufferView=1, componentType=pygltflib.UNSIGNED_BYTE, count=count,
                            type=pygltflib.VEC3, normalized=True),
         pygltflib.Accessor(bufferView=2, componentType=pygltflib.UNSIGNED_BYTE, count=count,
@@ -95,7 +153,7 @@ def to_glb(cloud: PointCloud, extras: dict[str, Any] | None = None) -> bytes:
     setattr(attributes, SEGMENT_ATTRIBUTE, 2)
     gltf.meshes = [pygltflib.Mesh(name="pointcloud", primitives=[
         pygltflib.Primitive(attributes=attributes, mode=_POINTS)])]
-    gltf.nodes = [pygltflib.Node(name="pointcloud", mesh=0)]
+    gltf.nodes = [node]
     gltf.scenes[0].nodes = [0]
     return _container(gltf, scene_extras, blob)
 
@@ -110,7 +168,7 @@ def _container(gltf: pygltflib.GLTF2, scene_extras: dict[str, Any],
     json_chunk += b" " * (-len(json_chunk) % 4)
     chunks = [_u32(len(json_chunk)), b"JSON", json_chunk]
     if blob is not None:
-        chunks += [_u32(blob.size), b"BIN\0", memoryview(blob)]  # 20 bytes a point: aligned
+        chunks += [_u32(blob.size), b"BIN\0", memoryview(blob)]  # 16 or 20 a point: aligned
     length = 12 + sum(len(c) if not isinstance(c, memoryview) else c.nbytes for c in chunks)
     return b"".join((b"glTF", _u32(2), _u32(length), *chunks))
 

@@ -11,10 +11,12 @@ import threading
 import numpy as np
 import trimesh
 
+from orchestrator.glb import quantized_error_bound
 from orchestrator.routes import generations
 from orchestrator.storage import STORED_ASSETS
 from pointcloud import PointCloud, decode, encode
 from pointcloud.splat import decode as decode_splat
+from pointcloud.splat import edge_opacity
 
 UNKNOWN = "0123456789abcdef0123456789abcdef"
 
@@ -26,9 +28,16 @@ async def completed(api) -> str:
 
 
 def glb_positions(data: bytes) -> np.ndarray:
-    scene = trimesh.load(io.BytesIO(data), file_type="glb")
-    (points,) = scene.geometry.values()
-    return np.asarray(points.vertices, np.float32)
+    """World positions (trimesh's dump() applies the node transform of quantised positions)."""
+    (points,) = trimesh.load(io.BytesIO(data), file_type="glb").dump()
+    return np.asarray(points.vertices)
+
+
+def assert_glb_holds(data: bytes, stored: PointCloud) -> None:
+    """Quantised (the default for a scene this small): within the stated bound."""
+    assert b"KHR_mesh_quantization" in data[:4096]
+    error = np.abs(glb_positions(data) - stored.positions)
+    assert error.max() <= quantized_error_bound(*stored.bounds())
 
 
 async def test_descriptors_in_the_record_and_the_stored_header(api):
@@ -57,10 +66,19 @@ async def test_glb_is_built_once_and_holds_the_stored_cloud(api):
     assert first.status_code == 200
     assert first.headers["content-type"] == "model/gltf-binary"
     stored = decode((await api.client.get(f"{base}/pointcloud.bin")).content)
-    np.testing.assert_array_equal(glb_positions(first.content), stored.positions)
+    assert_glb_holds(first.content, stored)
     assert (api.folder(generation_id) / "scene.glb").read_bytes() == first.content
     again = await api.client.get(f"{base}/scene.glb")
     assert again.content == first.content
+    # format=float: the exact float32 positions, made per request (the cached file stays).
+    exact = await api.client.get(f"{base}/scene.glb", params={"format": "float"})
+    assert exact.status_code == 200 and exact.headers["content-type"] == "model/gltf-binary"
+    assert b"KHR_mesh_quantization" not in exact.content[:4096]
+    np.testing.assert_array_equal(glb_positions(exact.content).astype(np.float32),
+                                  stored.positions)
+    assert (api.folder(generation_id) / "scene.glb").read_bytes() == first.content
+    forced = await api.client.get(f"{base}/scene.glb", params={"format": "quantized"})
+    assert forced.content == first.content
 
 
 async def test_splat_is_32_bytes_a_point(api):
@@ -78,6 +96,11 @@ async def test_splat_is_32_bytes_a_point(api):
     distance = np.linalg.norm(stored.positions, axis=1)
     expected = distance * 2 * np.tan(np.radians(30)) / 96 * 0.6
     np.testing.assert_allclose(records["scale"][:, 0], expected, rtol=1e-4)
+    # The generation was cleaned with the edge mask (EDGE_RTOL's default): opacity falls beside
+    # its depth edges (pointcloud-lib's tests check where, on synthetic steps).
+    rtol = api.record(generation_id)["edges"]["rtol"]
+    assert rtol == api.settings.edge_rtol > 0
+    np.testing.assert_array_equal(records["rgba"][:, 3], edge_opacity(stored, rtol))
 
 
 async def test_gaussian_ply_holds_the_splats(api):
@@ -91,6 +114,8 @@ async def test_gaussian_ply_holds_the_splats(api):
     splat = decode_splat((await api.client.get(f"{base}/scene.splat")).content)
     vertex = PlyData.read(io.BytesIO(response.content))["vertex"]
     assert vertex.count == len(splat)
+    alpha = 1 / (1 + np.exp(-vertex["opacity"].astype(np.float64)))
+    np.testing.assert_allclose(alpha * 255, splat["rgba"][:, 3], atol=0.5)
     np.testing.assert_allclose(np.exp(vertex["scale_0"]), splat["scale"][:, 0], rtol=1e-5)
 
 
@@ -132,7 +157,7 @@ async def test_failed_cancelled_and_unknown_generations_are_404(api):
     api.fakes.depth.behaviour.stall = False
     for generation_id, word in ((failed, "failed"), (cancelled, "cancelled"),
                                 (UNKNOWN, "no generation")):
-        for asset in ("scene.glb", "scene.splat", "gaussians.ply"):
+        for asset in ("scene.glb", "scene.glb?format=float", "scene.splat", "gaussians.ply"):
             response = await api.client.get(f"/generations/{generation_id}/{asset}")
             assert response.status_code == 404, (generation_id, asset)
             assert word in response.json()["detail"]
@@ -166,7 +191,7 @@ async def test_generate_answers_glb_on_request(api):
         assert "glb;dur=" in response.headers["server-timing"]
         generation_id = response.headers["x-generation-id"]
         stored = decode((api.folder(generation_id) / "pointcloud.bin").read_bytes())
-        np.testing.assert_array_equal(glb_positions(response.content), stored.positions)
+        assert_glb_holds(response.content, stored)
 
 
 async def test_openapi_describes_the_engine_files(api):

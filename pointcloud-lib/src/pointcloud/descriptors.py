@@ -90,14 +90,15 @@ def distances(positions: np.ndarray) -> np.ndarray:
     return np.sqrt(out, out=out)
 
 
-# Rows of the per-block scratch array: x, y, z, distance, red, green, blue.
-_ROWS = 7
+# Rows of the per-block float32 scratch array: x, y, z, distance. Colours stay uint8 in rows
+# of their own: their run sums are exact in uint32 (a run is at most one block, 32768 x 255 <
+# 2**32) and skip a float cast of three values a point.
 _GEOMETRY = 4
-# Points per block: the block's scratch (7 float32 rows) stays in a typical L2 cache between
-# the passes over it (the de-interleave, the distance, the three reductions). float32 keeps the
-# de-interleave cheap (a float64 cast doubles the time of the whole function); colour sums stay
-# exact (a block's 16384 x 255 is far below 2**24) and coordinate sums are float32 over at most
-# one block, then float64 across blocks and runs.
+_CHANNELS = 3
+# Points per block: the block's scratch stays in a typical L2 cache between the passes over it
+# (the de-interleave, the distance, the reductions). float32 keeps the de-interleave cheap (a
+# float64 cast doubles the time of the whole function); coordinate sums are float32 over at
+# most one block, then float64 across blocks and runs.
 _BLOCK_POINTS = 1 << 15
 
 
@@ -107,42 +108,47 @@ def _point_stats(
     count = segments.shape[0]
     stats = {
         "count": np.zeros(categories, np.int64),
-        "sum": np.zeros((categories, _ROWS)),
+        "sum": np.zeros((categories, _GEOMETRY + _CHANNELS)),
         "min": np.full((categories, _GEOMETRY), np.inf),
         "max": np.full((categories, _GEOMETRY), -np.inf),
     }
     if count == 0:
         return stats
-    starts = _run_starts(segments)
-    if starts.size > max(64, count * _MAX_RUNS_PER_POINT):
+    changes = segments[1:] != segments[:-1]
+    if np.count_nonzero(changes) > max(64, count * _MAX_RUNS_PER_POINT):
         order = np.argsort(segments, kind="stable")
         positions, colors, segments = positions[order], colors[order], segments[order]
-        starts = _run_starts(segments)
+        changes = segments[1:] != segments[:-1]
     # Every block boundary starts a run too, so that no run straddles two blocks.
-    starts = np.union1d(starts, np.arange(0, count, _BLOCK_POINTS))
+    changes[_BLOCK_POINTS - 1 :: _BLOCK_POINTS] = True
+    starts = np.flatnonzero(np.concatenate(([True], changes)))
     bounds = np.searchsorted(starts, np.arange(0, count + _BLOCK_POINTS, _BLOCK_POINTS))
-    # Per run: float32 like the block (an output of another type makes reduceat cast through a
+    # Per run, in the block's types (an output of another type makes reduceat cast through a
     # buffer, several times slower).
-    sums = np.empty((_ROWS, starts.size), np.float32)
+    sums = np.empty((_GEOMETRY, starts.size), np.float32)
+    color_sums = np.empty((_CHANNELS, starts.size), np.uint32)
     lows = np.empty((_GEOMETRY, starts.size), np.float32)
     highs = np.empty((_GEOMETRY, starts.size), np.float32)
-    scratch = np.empty((_ROWS, _BLOCK_POINTS), np.float32)
+    scratch = np.empty((_GEOMETRY + 1, _BLOCK_POINTS), np.float32)
+    channel_scratch = np.empty((_CHANNELS, _BLOCK_POINTS), np.uint8)
     for block, first in enumerate(range(0, count, _BLOCK_POINTS)):
         last = min(first + _BLOCK_POINTS, count)
         rows = scratch[:, : last - first]
         np.copyto(rows[:3], positions[first:last].T)
-        distance = rows[3]
+        distance, square = rows[3], rows[4]
         np.multiply(rows[0], rows[0], out=distance)
-        square = rows[4]  # red's row, before red is copied in
         distance += np.multiply(rows[1], rows[1], out=square)
         distance += np.multiply(rows[2], rows[2], out=square)
         np.sqrt(distance, out=distance)
-        np.copyto(rows[4:], colors[first:last].T)
+        channels = channel_scratch[:, : last - first]
+        np.copyto(channels, colors[first:last].T)
         runs = slice(bounds[block], bounds[block + 1])
         local = starts[runs] - first
-        np.add.reduceat(rows, local, axis=1, out=sums[:, runs])
-        np.minimum.reduceat(rows[:_GEOMETRY], local, axis=1, out=lows[:, runs])
-        np.maximum.reduceat(rows[:_GEOMETRY], local, axis=1, out=highs[:, runs])
+        geometry = rows[:_GEOMETRY]
+        np.add.reduceat(geometry, local, axis=1, out=sums[:, runs])
+        np.add.reduceat(channels, local, axis=1, dtype=np.uint32, out=color_sums[:, runs])
+        np.minimum.reduceat(geometry, local, axis=1, out=lows[:, runs])
+        np.maximum.reduceat(geometry, local, axis=1, out=highs[:, runs])
     run_category = segments[starts].astype(np.intp)
     if run_category.max() >= categories:
         raise ValueError(
@@ -156,18 +162,11 @@ def _point_stats(
     lengths = np.diff(starts, append=count)[order]
     # Point counts from the run lengths: no pass over the points of their own.
     stats["count"][present] = np.add.reduceat(lengths, first_runs)
-    stats["sum"][present] = np.add.reduceat(
-        sums[:, order].astype(np.float64), first_runs, axis=1
-    ).T
+    folded = np.concatenate((sums[:, order].astype(np.float64), color_sums[:, order]))
+    stats["sum"][present] = np.add.reduceat(folded, first_runs, axis=1).T
     stats["min"][present] = np.minimum.reduceat(lows[:, order], first_runs, axis=1).T
     stats["max"][present] = np.maximum.reduceat(highs[:, order], first_runs, axis=1).T
     return stats
-
-
-def _run_starts(segments: np.ndarray) -> np.ndarray:
-    """Index of the first point of every run of equal categories."""
-    changes = np.flatnonzero(segments[1:] != segments[:-1]) + 1
-    return np.concatenate(([0], changes)).astype(np.intp)
 
 
 def _labels_by_category(

@@ -17,9 +17,16 @@ One Gaussian per point. Its size is the footprint of the pixel it came from at i
 pinhole image, 2 pi stride / width for a panorama); it is a disc facing the viewer (flattened
 along the view ray, its local z axis turned onto the ray), since a depth map sees surfaces only
 from the camera.
+
+Opacity falls near depth edges (:func:`edge_opacity`) when the cloud was cleaned of flying pixels
+with an edge mask: the points kept beside a dropped edge, and those whose neighbourhood spans
+nearly the mask's threshold, are the likeliest to be half foreground, half background.
 """
 
 from __future__ import annotations
+
+import math
+from typing import Any
 
 import numpy as np
 
@@ -99,6 +106,120 @@ def to_gaussian_ply(
         table[:, 10:13] = np.log(np.maximum(scale, np.float32(_MIN_SCALE)))
         table[:, 13:17] = rotation
     return header + table.tobytes()
+
+
+EDGE_OPACITY_FLOOR = 0.2
+"""Opacity (fraction of opaque) of a point at or beyond the edge threshold."""
+
+EDGE_SOFT = 0.5
+"""Opacity starts to fall where the neighbourhood's relative span reaches this fraction of the
+edge threshold ``rtol`` and reaches :data:`EDGE_OPACITY_FLOOR` at ``rtol``."""
+
+EDGE_REACH = 4
+"""Cells (of the sampled grid) searched on every side for the far side of a dropped edge: the
+3 x 3 edge mask drops a band of 2 cells across a sharp jump and 3 across a one-pixel blend
+(every cell whose own 3 x 3 neighbourhood touches the jump), so the kept cells on either side
+are up to 4 apart."""
+
+
+def edge_opacity(cloud: PointCloud, rtol: float) -> np.ndarray | None:
+    """uint8 opacity per point, lowered near depth edges; None when the cloud's header has no
+    camera to put its points back on their pixels (or they do not fit it).
+
+    ``rtol`` is the threshold the edge mask used (:func:`pointcloud.edge_mask`): a pixel is an
+    edge where ``max - min`` of its 3 x 3 neighbourhood exceeds ``rtol`` x its depth. Each point
+    goes back to its cell of the sampled grid (the camera's width, height and stride), and two
+    relative spans are measured over the *kept* cells around it (missing cells are ignored, so
+    holes from thinning or invalid depth cost nothing): the 3 x 3 span, the mask's own
+    statistic, and the span over ``2 * EDGE_REACH + 1`` cells divided by ``EDGE_REACH``, which
+    sees across a band of dropped edge pixels to the other side of the jump (on a smooth slope
+    both equal the per-cell change). The larger one, ``r``, sets the opacity: opaque up to
+    ``EDGE_SOFT * rtol``, falling linearly to :data:`EDGE_OPACITY_FLOOR` at ``rtol`` and beyond.
+    """
+    cells = _grid_cells(cloud)
+    if cells is None:
+        return None
+    index, shape, depth, wrap = cells
+    grid = np.full(shape[0] * shape[1], np.nan, np.float32)
+    grid[index] = depth
+    if np.count_nonzero(grid == grid) != cloud.count:  # two points on one cell: not its grid
+        return None
+    grid = grid.reshape(shape)
+    span = np.maximum(_span(grid, 1, wrap)[index],
+                      _span(grid, EDGE_REACH, wrap)[index] / np.float32(EDGE_REACH))
+    ratio = span / depth
+    soft = EDGE_SOFT * rtol
+    fall = np.clip((ratio - soft) / (rtol - soft), 0, 1)
+    opacity = 1 - (1 - EDGE_OPACITY_FLOOR) * fall
+    return np.rint(opacity * 255).astype(np.uint8)
+
+
+def _grid_cells(
+    cloud: PointCloud,
+) -> tuple[np.ndarray, tuple[int, int], np.ndarray, bool] | None:
+    """Flat cell index on the sampled grid, the grid's shape, the depth (distance along the
+    optical axis, or from the viewer for a panorama) of every point, and whether columns wrap.
+    The projection's inverse, as ``pointcloud.grid.pack_grid_from_cloud`` computes it."""
+    camera: Any = cloud.header.get("camera")
+    if not isinstance(camera, dict) or cloud.count == 0:
+        return None
+    try:
+        width, height, stride = (int(camera[k]) for k in ("width", "height", "stride"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    grid_w, grid_h = -(-width // stride), -(-height // stride)
+    # float32 is ample: points sit at cell centres, far from the half-cell rounding boundaries
+    # (a float32 angle is off by about 1e-7 rad, 1e-4 of a cell of a 2048-wide panorama), and
+    # it takes half the time of float64.
+    p = cloud.positions
+    x, y, z = (np.ascontiguousarray(p[:, axis]) for axis in range(3))
+    panorama = camera.get("model") == "equirectangular"
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if panorama:
+            horizontal = np.hypot(x, z)
+            depth = np.hypot(horizontal, y)
+            half = np.float32(0.5)
+            u = (np.arctan2(x, -z) * np.float32(1 / (2 * math.pi)) + half) * np.float32(width)
+            v = (half - np.arctan2(y, horizontal) * np.float32(1 / math.pi)) * np.float32(height)
+            u -= half
+            v -= half
+        elif all(k in camera for k in ("fx", "fy", "cx", "cy")):
+            depth = -z
+            u = x / depth * np.float32(camera["fx"]) + np.float32(camera["cx"])
+            v = np.float32(camera["cy"]) - y / depth * np.float32(camera["fy"])
+        else:
+            return None
+        cols = np.rint(u / np.float32(stride))
+        rows = np.rint(v / np.float32(stride))
+    if panorama:
+        cols %= grid_w
+    inside = (cols >= 0) & (cols < grid_w) & (rows >= 0) & (rows < grid_h) & (depth > 0)
+    if not inside.all():
+        return None
+    index = rows.astype(np.intp) * grid_w + cols.astype(np.intp)
+    return index, (grid_h, grid_w), depth.astype(np.float32), panorama
+
+
+def _span(grid: np.ndarray, radius: int, wrap: bool) -> np.ndarray:
+    """Flat ``max - min`` over the (2 radius + 1)^2 window of every cell, NaN cells ignored
+    (``fmax``/``fmin``); separable, rows then columns."""
+    height, width = grid.shape
+    padded = np.pad(grid, radius, mode="constant", constant_values=np.nan)
+    if wrap:  # a panorama's columns are circular
+        padded[:, :radius] = padded[:, width : width + radius]
+        padded[:, -radius:] = padded[:, radius : 2 * radius]
+    result = []
+    for op in (np.fmax, np.fmin):
+        across = padded[:, radius : radius + width].copy()
+        for k in range(1, radius + 1):
+            op(across, padded[:, radius - k : radius - k + width], out=across)
+            op(across, padded[:, radius + k : radius + k + width], out=across)
+        down = across[radius : radius + height].copy()
+        for k in range(1, radius + 1):
+            op(down, across[radius - k : radius - k + height], out=down)
+            op(down, across[radius + k : radius + k + height], out=down)
+        result.append(down)
+    return (result[0] - result[1]).ravel()
 
 
 def _gaussians(

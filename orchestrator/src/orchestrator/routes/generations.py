@@ -74,7 +74,9 @@ async def get_asset(
     runtime: RuntimeDep,
     format: Annotated[Literal["float", "quantized", "grid"] | None, Query(
         description="pointcloud.bin only: `quantized` re-packs the stored cloud smaller; `grid` "
-                    "gives the grid variant (PCLD version 2), made once and kept.")] = None,
+                    "gives the grid variant (PCLD version 2), made once and kept. scene.glb: "
+                    "`float` or `quantized` POSITION (KHR_mesh_quantization), made per request; "
+                    "by default quantised when within 1 mm, cached.")] = None,
 ) -> Response:
     """`image.png`, `depth.png` (16-bit normalised depth, 65535 = near), `segments.png` (palette
     image: index = category), `pointcloud.bin` (pointcloud-lib v1), `pointcloud.ply` (made from
@@ -85,7 +87,13 @@ async def get_asset(
     Splatting PLY), each built on the first request and cached."""
     if asset not in ASSETS:
         raise ApiError(404, f"no asset {asset!r}; a generation has {', '.join(ASSETS)}")
-    if asset in CACHED_BUILDERS:
+    if asset == engine_assets.GLB and format in ("float", "quantized"):
+        path = runtime.store.asset_path(generation_id, "pointcloud.bin")
+        if path is not None:
+            body = await blocking(engine_assets.build_glb, path, {}, format)
+            return Response(body, media_type=glb.MEDIA_TYPE, headers={
+                "Content-Disposition": f'inline; filename="{generation_id}-{asset}"'})
+    elif asset in CACHED_BUILDERS:
         path = await blocking(runtime.store.derived_asset, generation_id, asset,
                               CACHED_BUILDERS[asset])
     else:

@@ -1,6 +1,7 @@
 // Wires the page: the job form and its progress, the gallery, the viewer and its controls.
 // Generations open through the URL hash (#g=<id>), so a view can be linked and reloaded.
 import { decodePointCloudAsync } from 'pcld';
+import { GLTFLoader } from 'three/addons/loaders/GLTFLoader.js';
 
 import * as api from './api.js';
 import { PointCloudViewer, webglAvailable } from './viewer.js';
@@ -45,6 +46,7 @@ const ui = {
   downloadGlb: $('download-glb'),
   downloadSplat: $('download-splat'),
   downloadGaussianPly: $('download-gsply'),
+  sources: document.querySelectorAll('input[name="source"]'),
 };
 
 const state = {
@@ -285,6 +287,14 @@ const DOWNLOADS = [['downloadPly', 'pointcloud.ply'], ['downloadBin', 'pointclou
   ['downloadGlb', 'scene.glb'], ['downloadSplat', 'scene.splat'],
   ['downloadGaussianPly', 'gaussians.ply']];
 
+/** The PCLD / GLB choice: usable once a generation is open; opening one shows its PCLD. */
+function setSource(id, source) {
+  for (const choice of ui.sources) {
+    choice.disabled = !id;
+    choice.checked = choice.value === source;
+  }
+}
+
 function setDownloads(id) {
   for (const [link, asset] of DOWNLOADS.map(([key, name]) => [ui[key], name])) {
     if (id) {
@@ -329,6 +339,7 @@ async function openGeneration(id) {
     if (!(await viewer.show(cloud)) || stale()) return;
     const uploadMs = performance.now() - uploadStarted;
     setDownloads(id);
+    setSource(id, 'pcld');
     state.openGeneration = id;
     markOpenInGallery();
 
@@ -344,6 +355,7 @@ async function openGeneration(id) {
     if (stale()) return;
     Object.assign(ui.viewer.dataset, {
       generationId: id,
+      source: 'pcld',
       pointCount: String(cloud.count),
       mode: cloud.header.mode,
       fetchMs: fetchMs.toFixed(1),
@@ -358,6 +370,44 @@ async function openGeneration(id) {
     ui.sceneTitle.textContent = 'Could not open the generation';
     reportError(`Could not open generation ${id}`, err);
   }
+}
+
+/** The open generation's scene.glb through three.js's GLTFLoader (what a web engine would do),
+ * in place of its PCLD cloud: the same view, legend (from the GLB's extras) and controls. */
+async function openGlb(id) {
+  const token = ++state.loadToken;
+  const stale = () => token !== state.loadToken;
+  ui.viewer.dataset.state = 'loading';
+  try {
+    if (!viewer) throw new Error('WebGL is unavailable in this browser');
+    const started = performance.now();
+    const gltf = await new GLTFLoader().loadAsync(api.assetUrl(id, 'scene.glb'));
+    if (stale()) return;
+    const loadMs = performance.now() - started;
+    const header = gltf.scene.userData;
+    showLegend(header);
+    const count = viewer.showGltf(gltf);
+    const quantized = (gltf.parser.json.extensionsUsed || []).includes('KHR_mesh_quantization');
+    ui.stats.textContent = `${count.toLocaleString()} points · ${header.mode} · scene.glb`
+      + `${quantized ? ' (KHR_mesh_quantization)' : ''} · GLTFLoader in ${loadMs.toFixed(0)} ms`;
+    await viewer.renderNow();
+    if (stale()) return;
+    Object.assign(ui.viewer.dataset, {
+      generationId: id, source: 'glb', pointCount: String(count), mode: header.mode,
+    });
+    ui.viewer.dataset.state = 'loaded';
+  } catch (err) {
+    if (stale()) return;
+    ui.viewer.dataset.state = 'error';
+    reportError(`Could not open the GLB of generation ${id}`, err);
+  }
+}
+
+function onSourceChange(source) {
+  const id = state.openGeneration;
+  if (!id) return;
+  if (source === 'glb') openGlb(id);
+  else openGeneration(id);
 }
 
 function onHashChange() {
@@ -398,6 +448,9 @@ function bindControls() {
     choice.addEventListener('change', () => viewer?.setColouring(choice.value));
   }
   ui.pointSize.addEventListener('input', () => viewer?.setPointSize(Number(ui.pointSize.value)));
+  for (const choice of ui.sources) {
+    choice.addEventListener('change', () => onSourceChange(choice.value));
+  }
   window.addEventListener('hashchange', onHashChange);
 }
 
@@ -413,6 +466,7 @@ function start() {
   }
   bindControls();
   setDownloads(null);
+  setSource(null, 'pcld');
   refreshGallery();
   onHashChange();
   document.body.dataset.ready = 'true';

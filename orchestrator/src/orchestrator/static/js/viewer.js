@@ -19,7 +19,8 @@ const vertexShader = /* glsl */ `
     gl_Position = projectionMatrix * mvPosition;
     // A point stands for one source pixel: its footprint grows with its distance from the capture
     // camera (the origin), so the cloud is hole-free from there and scales sensibly elsewhere.
-    float worldSize = length(position) * uAngularSize;
+    // In world space: a quantised GLB's positions are levels that its node's matrix scales.
+    float worldSize = length((modelMatrix * vec4(position, 1.0)).xyz) * uAngularSize;
     gl_PointSize = clamp(uSize * worldSize * uProjScale / max(-mvPosition.z, 1e-4), 1.0, 64.0);
     int category = int(clamp(segment, 0.0, 5.0) + 0.5);
     vColor = mix(rgb, uPalette[category], uByCategory);
@@ -124,6 +125,42 @@ export class PointCloudViewer {
   }
 
   /**
+   * Show a glTF point cloud as GLTFLoader made it (scene.glb: POINTS with COLOR_0, `_SEGMENT`
+   * and the categories, palette and mode in the scene's extras), drawn with the same shader as
+   * a PCLD cloud, so colouring and point size work alike. Returns its point count.
+   */
+  showGltf(gltf) {
+    this._removePoints();
+    const root = gltf.scene;
+    const header = root.userData;
+    let count = 0;
+    root.traverse((object) => {
+      if (!object.isPoints) return;
+      const { geometry } = object;
+      // The shader's names: colour bytes (normalised) and the category (`_SEGMENT`, which
+      // GLTFLoader keeps as `_segment`).
+      geometry.setAttribute('rgb', geometry.getAttribute('color'));
+      geometry.setAttribute('segment', geometry.getAttribute('_segment'));
+      object.material = this.material;
+      object.frustumCulled = false;
+      count += geometry.getAttribute('position').count;
+    });
+    root.updateMatrixWorld(true);
+    // From the accessors' min/max (GLTFLoader's bounding boxes) through the node transforms: no
+    // walk over the points.
+    const box = new THREE.Box3().setFromObject(root);
+    this.points = root;
+    this.scene.add(root);
+    this.header = { ...header, bounds: { min: box.min.toArray(), max: box.max.toArray() } };
+    this.panorama = PANORAMA_MODES.has(header.mode);
+    this._setPalette(header.palette);
+    this.material.uniforms.uAngularSize.value = pixelAngle(this.panorama, count);
+    this._frame(box);
+    this.requestRender();
+    return count;
+  }
+
+  /**
    * Draw one frame now and resolve, with its time in ms, once the GPU has finished it (for a new
    * cloud that includes uploading its buffers). A WebGL2 fence is polled, so the page stays
    * responsive while a slow GPU (or a software one) works.
@@ -164,7 +201,7 @@ export class PointCloudViewer {
     if (this.points) {
       this.scene.remove(this.points);
       // Frees the GPU copies; the typed arrays go with the decoded buffer.
-      for (const slice of this.points.children) slice.geometry.dispose();
+      this.points.traverse((object) => object.geometry?.dispose());
       this.points = null;
     }
     this.header = null;
