@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from orchestrator.errors import ApiError, QueueFull
-from orchestrator.jobs import MAX_EVENTS_PER_JOB, JobInputs, JobManager, Prepared
+from orchestrator.job_manager import JobManager
+from orchestrator.jobs import MAX_EVENTS_PER_JOB, JobInputs, Prepared
 from orchestrator.settings import Settings
 from orchestrator.storage import GenerationStore
 
@@ -66,7 +67,7 @@ async def test_jobs_start_in_submission_order(manager):
     views = [manager.submit(inputs(p))[0] for p in "abcde"]
     await settle()
     assert script.started == ["a", "b"]
-    assert [manager.view(v["id"])["queue_position"] for v in views[2:]] == [1, 2, 3]
+    assert [manager.view(v.id).queue_position for v in views[2:]] == [1, 2, 3]
     with pytest.raises(QueueFull) as refused:
         manager.submit(inputs("f"))
     assert refused.value.status == 429 and "Retry-After" in refused.value.headers
@@ -74,7 +75,7 @@ async def test_jobs_start_in_submission_order(manager):
         script.release.setdefault(prompt, asyncio.Event()).set()
         await settle()
     for view in views:
-        await manager.wait(view["id"])
+        await manager.wait(view.id)
     assert script.started == list("abcde")
     assert manager.stats == {"running": 0, "queued": 0, "max_concurrent_jobs": 2,
                              "max_queued_jobs": 3}
@@ -83,8 +84,8 @@ async def test_jobs_start_in_submission_order(manager):
 async def test_progress_events_are_throttled_and_monotonic(manager):
     view, _ = manager.submit(inputs("a"))
     manager.runner_script.release.setdefault("a", asyncio.Event()).set()
-    await manager.wait(view["id"])
-    job = manager.get(view["id"])
+    await manager.wait(view.id)
+    job = manager.get(view.id)
     progress = [e.data["progress"] for e in job.events if e.name == "progress"]
     # 400 reports from the services, at most one event per percent of overall progress.
     assert 10 <= len(progress) <= 101
@@ -96,7 +97,7 @@ async def test_progress_events_are_throttled_and_monotonic(manager):
 
 async def test_the_stage_names_the_model_still_running(manager):
     view, _ = manager.submit(inputs("a"))
-    job = manager.get(view["id"])
+    job = manager.get(view.id)
     await settle()
     job.stages.clear()
     job.enter_stage("depth")
@@ -105,21 +106,21 @@ async def test_the_stage_names_the_model_still_running(manager):
     assert [e.name for e in job.events[-2:]] == ["stage", "progress"]
     assert job.events[-2].data["stage"] == "segment"
     manager.runner_script.release.setdefault("a", asyncio.Event()).set()
-    await manager.wait(view["id"])
+    await manager.wait(view.id)
 
 
 async def test_failures_keep_their_status_and_message(manager):
     view, _ = manager.submit(inputs("a"))
     manager.runner_script.fail["a"] = ApiError(503, "the depth service is down")
     manager.runner_script.release.setdefault("a", asyncio.Event()).set()
-    job = await manager.wait(view["id"])
-    assert (job["status"], job["error_status"], job["error"]) == (
+    job = await manager.wait(view.id)
+    assert (job.status, job.error_status, job.error) == (
         "failed", 503, "the depth service is down")
     manager.runner_script.fail["b"] = RuntimeError("a bug")
     view, _ = manager.submit(inputs("b"))
     manager.runner_script.release.setdefault("b", asyncio.Event()).set()
-    job = await manager.wait(view["id"])
-    assert job["error_status"] == 500 and "a bug" in job["error"]
+    job = await manager.wait(view.id)
+    assert job.error_status == 500 and "a bug" in job.error
 
 
 async def test_finished_jobs_leave_memory_but_replay_from_disk(manager):
@@ -127,14 +128,14 @@ async def test_finished_jobs_leave_memory_but_replay_from_disk(manager):
     for prompt in "abc":
         view, _ = manager.submit(inputs(prompt))
         manager.runner_script.release.setdefault(prompt, asyncio.Event()).set()
-        await manager.wait(view["id"])
-        ids.append(view["id"])
+        await manager.wait(view.id)
+        ids.append(view.id)
     # job_history=2: the first job is only on disk now.
     assert manager.get(ids[0]) is None and manager.get(ids[2]) is not None
-    assert manager.view(ids[0])["status"] == "completed"
+    assert manager.view(ids[0]).status == "completed"
     replay = [event async for event in manager.events(ids[0], 0)]
     assert [e.name for e in replay] == ["completed"]
     assert [e async for e in manager.events(ids[0], replay[0].id)] == []
     live = [event.name async for event in manager.events(ids[2], 0)]
     assert live[0] == "queued" and live[-1] == "completed"
-    assert [item["id"] for item in await manager.list(10)] == ids[::-1]
+    assert [item.id for item in await manager.list(10)] == ids[::-1]

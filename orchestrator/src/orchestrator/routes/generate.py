@@ -92,7 +92,7 @@ async def generate(
     submission.inputs.grid = format == "grid" or (
         format is None and accept is not None and GRID_ACCEPT in accept)
     view, _ = runtime.jobs.submit(submission.inputs, fingerprint=submission.fingerprint)
-    job = runtime.jobs.get(view["id"])
+    job = runtime.jobs.get(view.id)
     await _wait(runtime, job, request.receive)
     headers = {"X-Generation-Id": job.id, "Server-Timing": server_timing(job.timing_ms),
                "Location": f"/generations/{job.id}"}
