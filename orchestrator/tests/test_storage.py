@@ -145,3 +145,57 @@ def test_a_derived_asset_is_built_once_and_a_failed_build_leaves_nothing(store):
     assert store.derived_asset(ID, "metadata.json", build) is None
     store.write_record(rec({"id": ID, "status": "failed", "created_at": "1"}))
     assert store.derived_asset(ID, "scene.splat", build) is None
+
+
+def test_the_listing_index_pages_without_reading_the_store(store, tmp_path, monkeypatch):
+    ids = [f"{i:032x}" for i in range(30)]
+    for i, generation_id in enumerate(ids):
+        status = "failed" if i % 3 == 0 else "completed"
+        store.write_record(rec({"id": generation_id, "status": status,
+                                "created_at": f"2026-01-01T00:00:{i:02d}Z"}))
+    newest_first = ids[::-1]
+    reads = []
+    real_read = store.read_record
+    monkeypatch.setattr(store, "read_record", lambda gid: reads.append(gid) or real_read(gid))
+    records, total = store.page(5, offset=10)
+    assert [r.id for r in records] == newest_first[10:15] and total == 30
+    assert reads == newest_first[10:15]  # the page's records, nothing else
+    failed, total_failed = store.page(4, offset=2, status="failed")
+    assert total_failed == 10
+    assert [r.id for r in failed] == [g for g in newest_first if int(g, 16) % 3 == 0][2:6]
+    assert store.page(5, offset=40) == ([], 30)
+    monkeypatch.undo()
+
+    # A status change moves the record between the per-status lists; a delete removes it.
+    store.write_record(rec({"id": ids[0], "status": "completed",
+                            "created_at": "2026-01-01T00:00:00Z"}))
+    assert store.page(1, status="failed")[1] == 9
+    store.commit(stage(store, ids[1]), rec({"id": ids[1], "status": "completed",
+                                            "created_at": "2026-01-01T00:00:01Z"}))
+    assert store.delete(ids[1])
+    assert store.page(100)[1] == 29 and ids[1] not in [r.id for r in store.page(100)[0]]
+
+    # Removed behind the store's back: skipped, and out of the index once a page meets it.
+    (store.root / ids[-1] / "metadata.json").unlink()
+    assert [r.id for r in store.page(2)[0]] == newest_first[1:2]
+    assert store.page(2)[1] == 28
+
+    # The index of a reopened store is rebuilt from the files alone.
+    store.close()
+    again = GenerationStore(tmp_path / "data")
+    again.open()
+    assert [r.id for r in again.page(100)[0]] == [r.id for r in store.page(100)[0]]
+    assert again.page(1, status="failed")[1] == 9
+    again.close()
+
+
+def test_an_unreadable_record_is_left_out_of_the_index(store, tmp_path):
+    store.write_record(rec({"id": ID, "status": "completed"}))
+    bad = store.root / ("b" * 32)
+    bad.mkdir()
+    (bad / "metadata.json").write_text("{not json")
+    store.close()
+    again = GenerationStore(tmp_path / "data")
+    again.open()
+    assert [r.id for r in again.page(10)[0]] == [ID]
+    again.close()

@@ -61,7 +61,8 @@ def get_generation(generation_id: GenerationIdDep, runtime: RuntimeDep) -> Gener
     "/{id}/{asset}",
     summary="A file of a completed generation",
     response_class=Response,
-    responses={200: {"content": {t: {} for t in sorted(set(MEDIA_TYPES.values()))}}},
+    responses={200: {"content": {t: {"schema": {"type": "string", "format": "binary"}}
+                                 for t in sorted({*MEDIA_TYPES.values(), GRID_MEDIA_TYPE})}}},
 )
 async def get_asset(
     generation_id: GenerationIdDep,

@@ -85,7 +85,7 @@ async def get_job(job_id: JobIdDep, runtime: RuntimeDep) -> JobView:
     "/{id}/events",
     summary="A job's progress as Server-Sent Events",
     response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {}},
+    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
                      "description": "Events `queued`, `started`, `stage`, `progress`, then one of "
                                     "`completed`, `failed`, `cancelled`, each with an `id` and the "
                                     "job's state as JSON `data`. Ends after the terminal event."}},
