@@ -136,7 +136,11 @@ class GenerationRecord(Generation):
         return cls(**fields)
 
     def public(self) -> Generation:
-        return Generation.model_validate(self.model_dump(exclude={"job"}))
+        # The fields are validated already: copied, not validated again (a page of records
+        # goes through here).
+        return Generation.model_construct(
+            self.model_fields_set - {"job"},
+            **{name: getattr(self, name) for name in Generation.model_fields})
 
     def to_json(self) -> bytes:
         return self.model_dump_json(indent=1).encode()
