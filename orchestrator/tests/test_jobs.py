@@ -139,3 +139,25 @@ async def test_finished_jobs_leave_memory_but_replay_from_disk(manager):
     live = [event.name async for event in manager.events(ids[2], 0)]
     assert live[0] == "queued" and live[-1] == "completed"
     assert [item.id for item in await manager.list(10)] == ids[::-1]
+
+
+async def test_a_result_the_record_model_lacks_fails_the_job_and_stores_nothing(manager):
+    """A runner's result key the record model does not know is a bug: the job ends failed with
+    a record (not stuck running), and its staged files are gone."""
+    script = manager.runner_script
+    original = script.__class__.__call__
+
+    async def with_unknown_key(job):
+        prepared = await original(script, job)
+        prepared.result["not_a_field"] = 1
+        return prepared
+
+    manager.runner = with_unknown_key
+    view, _ = manager.submit(inputs("a"))
+    script.release.setdefault("a", asyncio.Event()).set()
+    job = await manager.wait(view.id)
+    assert job.status == "failed" and job.error_status == 500
+    assert "not_a_field" in job.error
+    assert manager.store.read_record(view.id).status == "failed"
+    assert list(manager.store.tmp.iterdir()) == []
+    assert sorted(p.name for p in (manager.store.root / view.id).iterdir()) == ["metadata.json"]

@@ -264,13 +264,16 @@ class JobManager:
         job.stage = None
         self._finish_timing(job)
         now = utcnow()
-        # The completed event will carry the next id; the record names it for replays.
-        record = job.record(status="completed", progress=1.0, updated_at=now, finished_at=now,
-                            last_event_id=len(job.events) + 1)
         try:
+            # The completed event will carry the next id; the record names it for replays.
+            record = job.record(status="completed", progress=1.0, updated_at=now,
+                                finished_at=now, last_event_id=len(job.events) + 1)
             self.store.commit(prepared.staging, record)
         except Exception as exc:
             log.exception("job %s: storing the generation failed", job.id)
+            self.store.discard(prepared.staging)
+            # What could not be stored is not shown either (and may be what failed).
+            job.result = {}
             self._end(job, "failed", f"could not store the generation: {exc}", 500)
             return
         job.status = "completed"
@@ -295,8 +298,8 @@ class JobManager:
         self._finish_timing(job)
         if self.metrics is not None:
             self.metrics.job_finished(job)
-        record = job.record(updated_at=job.finished_at, last_event_id=len(job.events) + 1)
         try:
+            record = job.record(updated_at=job.finished_at, last_event_id=len(job.events) + 1)
             self.store.write_record(record)
         except Exception:
             log.exception("job %s: writing its record failed", job.id)
