@@ -35,3 +35,14 @@ def test_the_views_hide_the_bookkeeping():
     view = JobView.from_record(record)
     assert view.prompt == "p" and view.queue_position is None
     assert view.result_url == f"/generations/{ID}/pointcloud.bin"
+
+
+def test_a_field_in_an_older_shape_is_left_out_not_the_whole_record():
+    raw = (f'{{"id": "{ID}", "status": "completed", "prompt": "kept", "bounds": [0, 1],'
+           ' "labels": [{"label": "sky"}]}').encode()
+    record = GenerationRecord.from_json(raw)
+    assert record.prompt == "kept" and record.bounds is None and record.labels is None
+    with pytest.raises(ValueError):
+        GenerationRecord.from_json(f'{{"id": "{ID}", "status": "lost"}}'.encode())
+    with pytest.raises(ValueError):
+        GenerationRecord.from_json(b"[1, 2]")

@@ -10,9 +10,13 @@ the code that made it, not something to drop silently.
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+log = logging.getLogger(__name__)
 
 Status = Literal["queued", "running", "completed", "failed", "cancelled"]
 Mode = Literal["standard", "panorama"]
@@ -134,6 +138,22 @@ class GenerationRecord(Generation):
         if unknown:
             raise TypeError(f"not fields of the generation record: {sorted(unknown)}")
         return cls(**fields)
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> GenerationRecord:
+        """A stored record. A field whose stored shape this version does not accept (written
+        by an older one) is left out with a warning rather than losing the whole record; only
+        a record without a valid id and status is refused (ValueError)."""
+        try:
+            return cls.model_validate_json(raw)
+        except ValidationError as exc:
+            data = json.loads(raw)
+            bad = {error["loc"][0] for error in exc.errors() if error["loc"]}
+            if not isinstance(data, dict) or not bad or bad & {"id", "status"}:
+                raise
+            log.warning("record %s: fields %s left out (not in this version's shape)",
+                        data.get("id"), sorted(bad))
+            return cls.model_validate({k: v for k, v in data.items() if k not in bad})
 
     def public(self) -> Generation:
         # The fields are validated already: copied, not validated again (a page of records

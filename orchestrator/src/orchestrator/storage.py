@@ -229,8 +229,7 @@ class GenerationStore:
         if not valid_id(generation_id):
             return None
         try:
-            return GenerationRecord.model_validate_json(
-                (self.root / generation_id / METADATA).read_bytes())
+            return GenerationRecord.from_json((self.root / generation_id / METADATA).read_bytes())
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:  # ValidationError is a ValueError
