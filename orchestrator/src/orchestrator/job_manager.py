@@ -61,10 +61,10 @@ class JobManager:
         self.store.recover_interrupted(utcnow())
         horizon = time.time() - self.settings.idempotency_ttl_s
         for entry in self.store.index.entries():
-            key = entry.job.idempotency_key
-            created = _timestamp(entry.created_at)
+            key = entry.idempotency_key
+            created = _timestamp(entry.created_at) if key else 0.0
             if key and created >= horizon:
-                self._idempotency[key] = (entry.id, entry.job.fingerprint, created)
+                self._idempotency[key] = (entry.id, entry.fingerprint, created)
 
     async def close(self) -> None:
         """Shutdown: nothing queued or running survives the process, so each ends ``failed:

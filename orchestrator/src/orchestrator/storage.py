@@ -32,6 +32,7 @@ import tempfile
 import threading
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,15 +71,32 @@ class DataDirInUse(RuntimeError):
     pass
 
 
-class IndexEntry(BaseModel):
-    """What listing and restart need of a record, read without the rest of it."""
+class _IndexFields(BaseModel):
+    """The fields of a record the index keeps, parsed without the rest of the JSON."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore")
 
     id: str
     status: str
     created_at: str = ""
     job: JobBookkeeping = JobBookkeeping()
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """What listing and restart need of a record (small: there is one per stored record)."""
+
+    id: str
+    status: str
+    created_at: str
+    idempotency_key: str | None = None
+    fingerprint: str | None = None
+
+    @classmethod
+    def of(cls, record: GenerationRecord | _IndexFields) -> IndexEntry:
+        key = record.job.idempotency_key
+        return cls(record.id, record.status, record.created_at, key,
+                   record.job.fingerprint if key else None)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -91,11 +109,15 @@ class RecordIndex:
 
     Thread-safe: the sync routes read it from the threadpool while the event loop writes."""
 
-    def __init__(self) -> None:
+    def __init__(self, entries: list[IndexEntry] = ()) -> None:
         self._lock = threading.Lock()
-        self._entries: dict[str, IndexEntry] = {}
-        self._order: SortedList = SortedList()
+        self._entries = {entry.id: entry for entry in entries}
+        # Sorted once (not entry by entry) when built from the files.
+        self._order = SortedList(entry.key for entry in self._entries.values())
         self._by_status: dict[str, SortedList] = {}
+        for status in {entry.status for entry in self._entries.values()}:
+            self._by_status[status] = SortedList(
+                entry.key for entry in self._entries.values() if entry.status == status)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -162,22 +184,22 @@ class GenerationStore:
 
     def rebuild_index(self) -> None:
         """Read every record's index fields (only those: the rest of the JSON is skipped)."""
-        index = RecordIndex()
+        entries = []
         with os.scandir(self.root) as folders:
             for folder in folders:
                 if not valid_id(folder.name):
                     continue
                 try:
-                    raw = (self.root / folder.name / METADATA).read_bytes()
-                    entry = IndexEntry.model_validate_json(raw)
+                    fields = _IndexFields.model_validate_json(
+                        (self.root / folder.name / METADATA).read_bytes())
                 except FileNotFoundError:
                     continue
                 except (OSError, ValidationError) as exc:
                     log.warning("unreadable record %s: %s", folder.name, exc)
                     continue
-                if entry.id == folder.name:
-                    index.put(entry)
-        self.index = index
+                if fields.id == folder.name:
+                    entries.append(IndexEntry.of(fields))
+        self.index = RecordIndex(entries)
 
     def close(self) -> None:
         if self._lock_file is not None:
@@ -222,8 +244,7 @@ class GenerationStore:
         folder = self.folder(record.id)
         folder.mkdir(exist_ok=True)
         _atomic_write(folder / METADATA, record.to_json())
-        self.index.put(IndexEntry(id=record.id, status=record.status,
-                                  created_at=record.created_at, job=record.job))
+        self.index.put(IndexEntry.of(record))
 
     def read_record(self, generation_id: str) -> GenerationRecord | None:
         if not valid_id(generation_id):
