@@ -28,6 +28,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
 import zlib
@@ -95,7 +96,8 @@ class IndexEntry:
     @classmethod
     def of(cls, record: GenerationRecord | _IndexFields) -> IndexEntry:
         key = record.job.idempotency_key
-        return cls(record.id, record.status, record.created_at, key,
+        # One string per status for all entries, not one per record.
+        return cls(record.id, sys.intern(record.status), record.created_at, key,
                    record.job.fingerprint if key else None)
 
     @property
