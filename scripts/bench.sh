@@ -31,7 +31,7 @@ fi
 
 mkdir -p bench-results
 benches=(pointcloud-lib/bench/*.py depth-service/bench/*.py segment-service/bench/*.py \
-         imagegen-service/bench/*.py orchestrator/bench/*.py scripts/bench_e2e.py)
+         imagegen-service/bench/*.py orchestrator/bench/*.py scripts/bench_e2e.py scripts/bench_listing.py)
 failed=0
 for bench in "${benches[@]}"; do
   [ -f "$bench" ] || continue

@@ -1,140 +1,32 @@
-"""The job manager with a scripted runner: FIFO order, events, eviction and replay from disk."""
+"""A job on its own: its record never holds the inputs, and its live view and the view rebuilt
+from its record agree."""
 
 from __future__ import annotations
 
-import asyncio
+import numpy as np
 
-import pytest
-
-from orchestrator.errors import ApiError, QueueFull
-from orchestrator.jobs import MAX_EVENTS_PER_JOB, JobInputs, JobManager, Prepared
-from orchestrator.settings import Settings
-from orchestrator.storage import GenerationStore
+from orchestrator.jobs import Job, JobInputs
+from orchestrator.records import GenerationRecord, JobView
 
 
-class ScriptedRunner:
-    """Each job waits for its release; records the order in which jobs started."""
-
-    def __init__(self, store: GenerationStore):
-        self.store = store
-        self.started: list[str] = []
-        self.release: dict[str, asyncio.Event] = {}
-        self.fail: dict[str, Exception] = {}
-
-    async def __call__(self, job) -> Prepared:
-        self.started.append(job.inputs.prompt)
-        gate = self.release.setdefault(job.inputs.prompt, asyncio.Event())
-        job.enter_stage("depth")
-        for step in range(1, 201):
-            job.stage_progress("depth", step / 200)
-            job.stage_progress("segment", step / 200)
-        await gate.wait()
-        if job.inputs.prompt in self.fail:
-            raise self.fail[job.inputs.prompt]
-        staging = self.store.staging(job.id)
-        for name in ("image.png", "depth.png", "segments.png", "pointcloud.bin"):
-            (staging / name).write_bytes(b"x")
-        return Prepared(staging, {"point_count": 1})
-
-
-@pytest.fixture
-def manager(tmp_path):
-    settings = Settings(data_dir=tmp_path, max_concurrent_jobs=2, max_queued_jobs=3,
-                        job_history=2)
-    store = GenerationStore(tmp_path)
-    store.open()
-    runner = ScriptedRunner(store)
-    manager = JobManager(settings, store, runner)
-    manager.start()
-    manager.runner_script = runner
-    yield manager
-    store.close()
-
-
-def inputs(prompt: str) -> JobInputs:
-    return JobInputs(source="prompt", mode="standard", prompt=prompt, vibe="",
-                     openai_api_key="sk-x")
-
-
-async def settle():
-    for _ in range(5):
-        await asyncio.sleep(0)
-
-
-async def test_jobs_start_in_submission_order(manager):
-    script = manager.runner_script
-    views = [manager.submit(inputs(p))[0] for p in "abcde"]
-    await settle()
-    assert script.started == ["a", "b"]
-    assert [manager.view(v["id"])["queue_position"] for v in views[2:]] == [1, 2, 3]
-    with pytest.raises(QueueFull) as refused:
-        manager.submit(inputs("f"))
-    assert refused.value.status == 429 and "Retry-After" in refused.value.headers
-    for prompt in "abcde":
-        script.release.setdefault(prompt, asyncio.Event()).set()
-        await settle()
-    for view in views:
-        await manager.wait(view["id"])
-    assert script.started == list("abcde")
-    assert manager.stats == {"running": 0, "queued": 0, "max_concurrent_jobs": 2,
-                             "max_queued_jobs": 3}
-
-
-async def test_progress_events_are_throttled_and_monotonic(manager):
-    view, _ = manager.submit(inputs("a"))
-    manager.runner_script.release.setdefault("a", asyncio.Event()).set()
-    await manager.wait(view["id"])
-    job = manager.get(view["id"])
-    progress = [e.data["progress"] for e in job.events if e.name == "progress"]
-    # 400 reports from the services, at most one event per percent of overall progress.
-    assert 10 <= len(progress) <= 101
-    assert progress == sorted(progress)
-    assert [e.id for e in job.events] == list(range(1, len(job.events) + 1))
-    assert job.events[-1].name == "completed"
-    assert len(job.events) < MAX_EVENTS_PER_JOB
-
-
-async def test_the_stage_names_the_model_still_running(manager):
-    view, _ = manager.submit(inputs("a"))
-    job = manager.get(view["id"])
-    await settle()
-    job.stages.clear()
+async def test_the_record_holds_no_inputs_and_the_two_views_agree():
+    job = Job(JobInputs(source="upload", mode="panorama", prompt=None, vibe="calm",
+                        rgb=np.zeros((2, 4, 3), np.uint8), openai_api_key="sk-secret",
+                        quality="draft"), idempotency_key="k", fingerprint="f")
     job.enter_stage("depth")
     job.stage_progress("depth", 1.0)
-    assert job.stage == "segment"
-    assert [e.name for e in job.events[-2:]] == ["stage", "progress"]
-    assert job.events[-2].data["stage"] == "segment"
-    manager.runner_script.release.setdefault("a", asyncio.Event()).set()
-    await manager.wait(view["id"])
-
-
-async def test_failures_keep_their_status_and_message(manager):
-    view, _ = manager.submit(inputs("a"))
-    manager.runner_script.fail["a"] = ApiError(503, "the depth service is down")
-    manager.runner_script.release.setdefault("a", asyncio.Event()).set()
-    job = await manager.wait(view["id"])
-    assert (job["status"], job["error_status"], job["error"]) == (
-        "failed", 503, "the depth service is down")
-    manager.runner_script.fail["b"] = RuntimeError("a bug")
-    view, _ = manager.submit(inputs("b"))
-    manager.runner_script.release.setdefault("b", asyncio.Event()).set()
-    job = await manager.wait(view["id"])
-    assert job["error_status"] == 500 and "a bug" in job["error"]
-
-
-async def test_finished_jobs_leave_memory_but_replay_from_disk(manager):
-    ids = []
-    for prompt in "abc":
-        view, _ = manager.submit(inputs(prompt))
-        manager.runner_script.release.setdefault(prompt, asyncio.Event()).set()
-        await manager.wait(view["id"])
-        ids.append(view["id"])
-    # job_history=2: the first job is only on disk now.
-    assert manager.get(ids[0]) is None and manager.get(ids[2]) is not None
-    assert manager.view(ids[0])["status"] == "completed"
-    replay = [event async for event in manager.events(ids[0], 0)]
-    assert [e.name for e in replay] == ["completed"]
-    assert [e async for e in manager.events(ids[0], replay[0].id)] == []
-    live = [event.name async for event in manager.events(ids[2], 0)]
-    assert live[0] == "queued" and live[-1] == "completed"
-    assert [item["id"] for item in await manager.list(10)] == ids[::-1]
+    job.record_timing("depth", 0.25)
+    record = job.record(status="completed", last_event_id=9)
+    assert isinstance(record, GenerationRecord)
+    assert "sk-secret" not in record.model_dump_json()
+    assert (record.job.idempotency_key, record.job.fingerprint, record.job.last_event_id) == (
+        "k", "f", 9)
+    stored = GenerationRecord.from_json(record.to_json())
+    live = job.view().model_dump(exclude={"status", "stages", "queue_position", "progress",
+                                          "stage"})
+    rebuilt = JobView.from_record(stored).model_dump(
+        exclude={"status", "stages", "queue_position", "progress", "stage"})
+    assert live == rebuilt
+    assert rebuilt["timing_ms"] == {"depth": 250.0} and rebuilt["quality"] == "draft"
+    # Each event carries the view as JSON-ready data.
+    assert job.events[-1].data["stages"]["depth"] == 1.0

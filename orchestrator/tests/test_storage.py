@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from orchestrator.records import GenerationRecord
 from orchestrator.storage import DataDirInUse, GenerationStore, valid_id
 
 ID = "0123456789abcdef0123456789abcdef"
@@ -18,6 +19,10 @@ def store(tmp_path):
     store.open()
     yield store
     store.close()
+
+
+def rec(fields: dict) -> GenerationRecord:
+    return GenerationRecord.model_validate(fields)
 
 
 def stage(store: GenerationStore, generation_id: str = ID):
@@ -34,19 +39,19 @@ def test_ids_are_32_hex_digits():
 
 
 def test_a_record_is_written_whole(store):
-    store.write_record({"id": ID, "status": "queued", "created_at": "1"})
+    store.write_record(rec({"id": ID, "status": "queued", "created_at": "1"}))
     folder = store.root / ID
     assert [p.name for p in folder.iterdir()] == ["metadata.json"]
     assert json.loads((folder / "metadata.json").read_text())["status"] == "queued"
-    assert store.read_record(ID)["status"] == "queued"
+    assert store.read_record(ID).status == "queued"
     assert store.read_record("f" * 32) is None
     assert store.read_record("../../etc/passwd") is None
 
 
 def test_commit_moves_the_assets_then_writes_the_completed_record(store):
-    store.write_record({"id": ID, "status": "running"})
+    store.write_record(rec({"id": ID, "status": "running"}))
     staging = stage(store)
-    store.commit(staging, {"id": ID, "status": "completed"})
+    store.commit(staging, rec({"id": ID, "status": "completed"}))
     assert not staging.exists()
     assert sorted(p.name for p in (store.root / ID).iterdir()) == sorted(
         [*FILES, "metadata.json"])
@@ -57,7 +62,7 @@ def test_commit_moves_the_assets_then_writes_the_completed_record(store):
 
 def test_assets_of_a_record_that_is_not_completed_are_not_served(store):
     # As if a crash happened after the moves and before the record said completed.
-    store.write_record({"id": ID, "status": "running"})
+    store.write_record(rec({"id": ID, "status": "running"}))
     for name, data in FILES.items():
         (store.root / ID / name).write_bytes(data)
     assert store.asset_path(ID, "image.png") is None
@@ -65,10 +70,10 @@ def test_assets_of_a_record_that_is_not_completed_are_not_served(store):
 
 def test_recovery_fails_unfinished_records_and_removes_their_files(store, tmp_path):
     running, queued, done = "a" * 32, "b" * 32, "c" * 32
-    store.write_record({"id": running, "status": "running", "job": {"last_event_id": 7}})
+    store.write_record(rec({"id": running, "status": "running", "job": {"last_event_id": 7}}))
     (store.root / running / "image.png").write_bytes(b"partial")
-    store.write_record({"id": queued, "status": "queued"})
-    store.commit(stage(store, done), {"id": done, "status": "completed"})
+    store.write_record(rec({"id": queued, "status": "queued"}))
+    store.commit(stage(store, done), rec({"id": done, "status": "completed"}))
     leftover = store.staging("d" * 32)
     store.close()
 
@@ -76,13 +81,13 @@ def test_recovery_fails_unfinished_records_and_removes_their_files(store, tmp_pa
     again.open()
     assert not leftover.exists()  # staging of a process that died
     changed = again.recover_interrupted("2026-01-01T00:00:00Z")
-    assert sorted(r["id"] for r in changed) == [running, queued]
+    assert sorted(r.id for r in changed) == [running, queued]
     for generation_id in (running, queued):
         record = again.read_record(generation_id)
-        assert record["status"] == "failed" and record["error"] == "interrupted"
-        assert record["finished_at"] == "2026-01-01T00:00:00Z"
+        assert record.status == "failed" and record.error == "interrupted"
+        assert record.finished_at == "2026-01-01T00:00:00Z"
         assert [p.name for p in (again.root / generation_id).iterdir()] == ["metadata.json"]
-    assert again.read_record(done)["status"] == "completed"
+    assert again.read_record(done).status == "completed"
     assert again.asset_path(done, "pointcloud.bin") is not None
     again.close()
 
@@ -98,15 +103,15 @@ def test_one_process_per_data_directory(store, tmp_path):
 
 def test_listing_is_newest_first_and_skips_foreign_entries(store):
     for i, generation_id in enumerate(("1" * 32, "2" * 32, "3" * 32)):
-        store.write_record({"id": generation_id, "status": "completed",
-                            "created_at": f"2026-01-0{i + 1}T00:00:00Z"})
+        store.write_record(rec({"id": generation_id, "status": "completed",
+                                "created_at": f"2026-01-0{i + 1}T00:00:00Z"}))
     (store.root / "notes.txt").write_text("not a generation")
     (store.root / ("e" * 32)).mkdir()  # no record yet
-    assert [r["id"] for r in store.list_records()] == ["3" * 32, "2" * 32, "1" * 32]
+    assert [r.id for r in store.list_records()] == ["3" * 32, "2" * 32, "1" * 32]
 
 
 def test_delete(store):
-    store.commit(stage(store), {"id": ID, "status": "completed"})
+    store.commit(stage(store), rec({"id": ID, "status": "completed"}))
     assert store.delete(ID)
     assert not (store.root / ID).exists()
     assert list(store.tmp.iterdir()) == []
@@ -115,7 +120,7 @@ def test_delete(store):
 
 
 def test_a_derived_asset_is_built_once_and_a_failed_build_leaves_nothing(store):
-    store.commit(stage(store), {"id": ID, "status": "completed", "created_at": "1"})
+    store.commit(stage(store), rec({"id": ID, "status": "completed", "created_at": "1"}))
     folder = store.root / ID
     before = sorted(p.name for p in folder.iterdir())
 
@@ -138,5 +143,59 @@ def test_a_derived_asset_is_built_once_and_a_failed_build_leaves_nothing(store):
     assert calls == [("pointcloud.bin", "completed")]
     # Only known derived names, and only for completed generations.
     assert store.derived_asset(ID, "metadata.json", build) is None
-    store.write_record({"id": ID, "status": "failed", "created_at": "1"})
+    store.write_record(rec({"id": ID, "status": "failed", "created_at": "1"}))
     assert store.derived_asset(ID, "scene.splat", build) is None
+
+
+def test_the_listing_index_pages_without_reading_the_store(store, tmp_path, monkeypatch):
+    ids = [f"{i:032x}" for i in range(30)]
+    for i, generation_id in enumerate(ids):
+        status = "failed" if i % 3 == 0 else "completed"
+        store.write_record(rec({"id": generation_id, "status": status,
+                                "created_at": f"2026-01-01T00:00:{i:02d}Z"}))
+    newest_first = ids[::-1]
+    reads = []
+    real_read = store.read_record
+    monkeypatch.setattr(store, "read_record", lambda gid: reads.append(gid) or real_read(gid))
+    records, total = store.page(5, offset=10)
+    assert [r.id for r in records] == newest_first[10:15] and total == 30
+    assert reads == newest_first[10:15]  # the page's records, nothing else
+    failed, total_failed = store.page(4, offset=2, status="failed")
+    assert total_failed == 10
+    assert [r.id for r in failed] == [g for g in newest_first if int(g, 16) % 3 == 0][2:6]
+    assert store.page(5, offset=40) == ([], 30)
+    monkeypatch.undo()
+
+    # A status change moves the record between the per-status lists; a delete removes it.
+    store.write_record(rec({"id": ids[0], "status": "completed",
+                            "created_at": "2026-01-01T00:00:00Z"}))
+    assert store.page(1, status="failed")[1] == 9
+    store.commit(stage(store, ids[1]), rec({"id": ids[1], "status": "completed",
+                                            "created_at": "2026-01-01T00:00:01Z"}))
+    assert store.delete(ids[1])
+    assert store.page(100)[1] == 29 and ids[1] not in [r.id for r in store.page(100)[0]]
+
+    # Removed behind the store's back: skipped, and out of the index once a page meets it.
+    (store.root / ids[-1] / "metadata.json").unlink()
+    assert [r.id for r in store.page(2)[0]] == newest_first[1:2]
+    assert store.page(2)[1] == 28
+
+    # The index of a reopened store is rebuilt from the files alone.
+    store.close()
+    again = GenerationStore(tmp_path / "data")
+    again.open()
+    assert [r.id for r in again.page(100)[0]] == [r.id for r in store.page(100)[0]]
+    assert again.page(1, status="failed")[1] == 9
+    again.close()
+
+
+def test_an_unreadable_record_is_left_out_of_the_index(store, tmp_path):
+    store.write_record(rec({"id": ID, "status": "completed"}))
+    bad = store.root / ("b" * 32)
+    bad.mkdir()
+    (bad / "metadata.json").write_text("{not json")
+    store.close()
+    again = GenerationStore(tmp_path / "data")
+    again.open()
+    assert [r.id for r in again.page(10)[0]] == [ID]
+    again.close()

@@ -21,7 +21,7 @@ from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddle
 import pointcloud
 from orchestrator import __version__
 from orchestrator.errors import ApiError
-from orchestrator.jobs import JobManager
+from orchestrator.job_manager import JobManager
 from orchestrator.limits import BodyLimitMiddleware
 from orchestrator.metrics import HttpMetricsMiddleware, Metrics
 from orchestrator.metrics import router as metrics_router

@@ -28,7 +28,8 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
-    from orchestrator.jobs import Job, JobManager
+    from orchestrator.job_manager import JobManager
+    from orchestrator.jobs import Job
     from orchestrator.storage import GenerationStore
 
 # Stages of the pipeline reported as histograms (Job.timing_ms keys); other timings (decode,

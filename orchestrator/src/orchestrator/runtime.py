@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 
 from orchestrator.errors import ApiError
-from orchestrator.jobs import JobManager
+from orchestrator.job_manager import JobManager
 from orchestrator.services import ModelServices
 from orchestrator.settings import Settings
 from orchestrator.storage import GenerationStore, valid_id

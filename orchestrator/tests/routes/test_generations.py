@@ -193,3 +193,59 @@ async def test_binary_formats_are_gzipped_when_asked_and_grids_are_not(api, gene
     grid = await api.client.get(base, params={"format": "grid"},
                                 headers={"Accept-Encoding": "gzip"})
     assert "content-encoding" not in grid.headers  # JPEG and PNG inside: gzip would only cost
+
+
+async def test_a_restart_fails_a_job_cut_mid_run_and_clears_its_event_id(make_api):
+    """A job interrupted mid-run (its record still says running, with the id of the last event
+    it sent): after the restart it is failed/interrupted, its stale event id is gone (the end
+    replays with an id above any the old process used) and the listing shows no bookkeeping."""
+    async with make_api() as api:
+        generated = await api.generate("first")
+        done_id = generated.headers["x-generation-id"]
+        record = api.record(done_id)
+    cut_id = "c" * 32
+    record.update(id=cut_id, status="running", stage="depth", progress=0.4,
+                  created_at="2999-01-01T00:00:00Z", finished_at=None)
+    record["job"]["last_event_id"] = 7
+    folder = api.data_dir / "generations" / cut_id
+    folder.mkdir()
+    (folder / "metadata.json").write_text(json.dumps(record))
+    (folder / "depth.png").write_bytes(b"partial")
+
+    async with make_api() as api:
+        job = (await api.client.get(f"/jobs/{cut_id}")).json()
+        assert (job["status"], job["error"], job["error_status"]) == ("failed", "interrupted", 503)
+        assert job["stage"] is None
+        stored = api.record(cut_id)
+        assert stored["job"]["last_event_id"] is None
+        assert "last_event_id" not in stored and "queue_position" not in stored
+        assert api.files_in(folder) == ["metadata.json"]
+        events = await api.client.get(f"/jobs/{cut_id}/events", params={"after": 7})
+        assert "event: failed" in events.text
+        page = (await api.client.get("/generations")).json()
+        assert [item["id"] for item in page["items"]] == [cut_id, done_id]
+        for item in page["items"]:
+            assert not {"job", "last_event_id", "queue_position"} & set(item)
+        assert (await api.client.get("/generations", params={"status": "failed"})).json()[
+            "total"] == 1
+
+
+async def test_records_of_earlier_versions_still_load(api):
+    """An old record: a key this version does not know, optional ones missing, and the stray
+    top-level keys the old restart recovery wrote."""
+    old_id = "d" * 32
+    folder = api.data_dir / "generations" / old_id
+    folder.mkdir(parents=True)
+    (folder / "metadata.json").write_text(json.dumps({
+        "id": old_id, "status": "failed", "error": "interrupted", "created_at": "2020-01-01",
+        "prompt": "old", "some_retired_field": {"x": 1}, "last_event_id": None,
+        "queue_position": None, "job": {"idempotency_key": None, "last_event_id": 9}}))
+    api.runtime.store.rebuild_index()
+    shown = (await api.client.get(f"/generations/{old_id}")).json()
+    assert shown["status"] == "failed" and shown["prompt"] == "old"
+    assert not {"some_retired_field", "last_event_id", "queue_position", "job"} & set(shown)
+    assert api.runtime.store.read_record(old_id).job.last_event_id is None
+    page = (await api.client.get("/generations")).json()
+    assert [item["id"] for item in page["items"]] == [old_id]
+    job = (await api.client.get(f"/jobs/{old_id}")).json()
+    assert job["status"] == "failed" and job["mode"] == "standard"

@@ -29,6 +29,8 @@ PCLD_MEDIA_TYPE = "application/octet-stream"
 QUANTIZED_ACCEPT = "application/x-pcld-quantized"
 # Accept value that asks for the grid variant (PCLD version 2); answered with that media type.
 GRID_ACCEPT = GRID_MEDIA_TYPE
+# The OpenAPI schema of a binary answer.
+BINARY = {"type": "string", "format": "binary"}
 TIMING_ORDER = ("queue", "imagegen", "decode", "depth", "segment", "models", "pointcloud",
                 "descriptors", "requantize", "png", "storage", "total", "glb")
 
@@ -53,7 +55,8 @@ async def until_disconnected(receive: Receive) -> None:
     responses={
         200: {"description": "The point cloud in the pointcloud-lib v1 binary format (or, with "
                              "`format=glb`, as glTF 2.0 binary).",
-              "content": {PCLD_MEDIA_TYPE: {}, glb.MEDIA_TYPE: {}}},
+              "content": {media_type: {"schema": BINARY} for media_type in (
+                  PCLD_MEDIA_TYPE, GRID_MEDIA_TYPE, glb.MEDIA_TYPE)}},
         400: {"description": "An unusable upload, or a prompt OpenAI refused."},
         401: {"description": "No OpenAI key for a prompt, or OpenAI rejected it."},
         409: {"description": "The generation was cancelled (POST /jobs/{id}/cancel)."},
@@ -92,7 +95,7 @@ async def generate(
     submission.inputs.grid = format == "grid" or (
         format is None and accept is not None and GRID_ACCEPT in accept)
     view, _ = runtime.jobs.submit(submission.inputs, fingerprint=submission.fingerprint)
-    job = runtime.jobs.get(view["id"])
+    job = runtime.jobs.get(view.id)
     await _wait(runtime, job, request.receive)
     headers = {"X-Generation-Id": job.id, "Server-Timing": server_timing(job.timing_ms),
                "Location": f"/generations/{job.id}"}

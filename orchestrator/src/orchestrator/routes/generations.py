@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, Response
@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse, Response
 from orchestrator import engine_assets, glb
 from orchestrator.errors import ApiError
 from orchestrator.pipeline import GRID_MEDIA_TYPE, blocking, regrid, requantize
+from orchestrator.records import Generation, GenerationList
 from orchestrator.runtime import GenerationIdDep, RuntimeDep
 from orchestrator.storage import ASSETS
 from pointcloud import decode, to_ply
@@ -30,43 +31,38 @@ CACHED_BUILDERS = {engine_assets.GLB: engine_assets.build_glb,
                    engine_assets.GAUSSIAN_PLY: engine_assets.build_gaussian_ply}
 
 
-def public(record: dict[str, Any]) -> dict[str, Any]:
-    """A record as the API shows it: without the job's bookkeeping."""
-    return {key: value for key, value in record.items() if key != "job"}
-
-
 def _not_found() -> ApiError:
     return ApiError(404, "no generation with this id")
 
 
-@router.get("", summary="Stored generations, newest first")
+@router.get("", summary="Stored generations, newest first", response_model=GenerationList)
 def list_generations(
     runtime: RuntimeDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
     status: Annotated[Literal["queued", "running", "completed", "failed", "cancelled"] | None,
                       Query(description="Only generations with this status.")] = None,
-) -> dict[str, Any]:
-    records = runtime.store.list_records()
-    if status is not None:
-        records = [r for r in records if r.get("status") == status]
-    items = [public(r) for r in records[offset:offset + limit]]
-    return {"items": items, "total": len(records), "limit": limit, "offset": offset}
+) -> GenerationList:
+    # The store's index: a page reads its own records only.
+    records, total = runtime.store.page(limit, offset, status)
+    return GenerationList(items=[r.public() for r in records], total=total, limit=limit,
+                          offset=offset)
 
 
-@router.get("/{id}", summary="A generation's metadata")
-def get_generation(generation_id: GenerationIdDep, runtime: RuntimeDep) -> dict[str, Any]:
+@router.get("/{id}", summary="A generation's metadata", response_model=Generation)
+def get_generation(generation_id: GenerationIdDep, runtime: RuntimeDep) -> Generation:
     record = runtime.store.read_record(generation_id)
     if record is None:
         raise _not_found()
-    return public(record)
+    return record.public()
 
 
 @router.get(
     "/{id}/{asset}",
     summary="A file of a completed generation",
     response_class=Response,
-    responses={200: {"content": {t: {} for t in sorted(set(MEDIA_TYPES.values()))}}},
+    responses={200: {"content": {t: {"schema": {"type": "string", "format": "binary"}}
+                                 for t in sorted({*MEDIA_TYPES.values(), GRID_MEDIA_TYPE})}}},
 )
 async def get_asset(
     generation_id: GenerationIdDep,
@@ -103,7 +99,7 @@ async def get_asset(
         record = runtime.store.read_record(generation_id)
         if record is None:
             raise _not_found()
-        raise ApiError(404, f"generation {generation_id} is {record.get('status')}; it has no "
+        raise ApiError(404, f"generation {generation_id} is {record.status}; it has no "
                             "files")
     download = {"Content-Disposition": f'inline; filename="{generation_id}-{asset}"'}
     if asset == "pointcloud.ply":

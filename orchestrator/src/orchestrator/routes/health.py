@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from orchestrator import __version__
+from orchestrator.records import HealthView
 from orchestrator.runtime import RuntimeDep
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health", summary="The orchestrator's state and each service's health and models")
-async def health(runtime: RuntimeDep) -> dict[str, Any]:
+@router.get("/health", summary="The orchestrator's state and each service's health and models",
+            response_model=HealthView)
+async def health(runtime: RuntimeDep) -> HealthView:
     """Always 200 while the orchestrator can answer: `status` is `ok`, or `degraded` with a
     `reason` naming each service that is down or not serving."""
     services = await runtime.services.health()
@@ -22,10 +22,5 @@ async def health(runtime: RuntimeDep) -> dict[str, Any]:
         if not report["serving"]:
             why = report.get("error") or report["status"]
             problems.append(f"the {name} service at {report['address']} is not serving ({why})")
-    return {
-        "status": "degraded" if problems else "ok",
-        "reason": "; ".join(problems) or None,
-        "version": __version__,
-        "services": services,
-        "jobs": runtime.jobs.stats,
-    }
+    return HealthView(status="degraded" if problems else "ok", reason="; ".join(problems) or None,
+                      version=__version__, services=services, jobs=runtime.jobs.stats)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from orchestrator.errors import ApiError
+from orchestrator.records import JobAccepted, JobList, JobView
 from orchestrator.runtime import JobIdDep, RuntimeDep
 from orchestrator.submission import OPENAPI_BODY, decode_upload, read_submission
 
@@ -24,6 +25,7 @@ def _not_found() -> ApiError:
     "",
     status_code=202,
     summary="Submit a generation",
+    response_model=JobAccepted,
     openapi_extra=OPENAPI_BODY,
     responses={202: {"description": "Queued: follow `events_url`, poll `status_url`; the result "
                                     "is at `result_url` once completed."},
@@ -55,22 +57,22 @@ async def submit_job(
     return _accepted(view, replayed=not created)
 
 
-def _accepted(view: dict[str, Any], *, replayed: bool) -> JSONResponse:
-    body = {key: view[key] for key in ("id", "status", "status_url", "events_url", "result_url")}
-    headers = {"Location": view["status_url"]}
+def _accepted(view: JobView, *, replayed: bool) -> JSONResponse:
+    body = JobAccepted.model_validate(view.model_dump()).model_dump()
+    headers = {"Location": view.status_url}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
     return JSONResponse(body, status_code=202, headers=headers)
 
 
-@router.get("", summary="Recent jobs, newest first")
+@router.get("", summary="Recent jobs, newest first", response_model=JobList)
 async def list_jobs(runtime: RuntimeDep,
-                    limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
-    return {"items": await runtime.jobs.list(limit), **runtime.jobs.stats}
+                    limit: Annotated[int, Query(ge=1, le=500)] = 50) -> JobList:
+    return JobList(items=await runtime.jobs.list(limit), **runtime.jobs.stats)
 
 
-@router.get("/{id}", summary="A job's state")
-async def get_job(job_id: JobIdDep, runtime: RuntimeDep) -> dict[str, Any]:
+@router.get("/{id}", summary="A job's state", response_model=JobView)
+async def get_job(job_id: JobIdDep, runtime: RuntimeDep) -> JobView:
     """`{status, stage, progress, queue_position, timing_ms, error, ...}`. Statuses: queued,
     running, completed, failed, cancelled. `queue_position` 1 is the next to start."""
     view = runtime.jobs.view(job_id)
@@ -83,7 +85,7 @@ async def get_job(job_id: JobIdDep, runtime: RuntimeDep) -> dict[str, Any]:
     "/{id}/events",
     summary="A job's progress as Server-Sent Events",
     response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {}},
+    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
                      "description": "Events `queued`, `started`, `stage`, `progress`, then one of "
                                     "`completed`, `failed`, `cancelled`, each with an `id` and the "
                                     "job's state as JSON `data`. Ends after the terminal event."}},
@@ -115,8 +117,8 @@ def _event_id(header: str | None) -> int:
         return 0
 
 
-@router.post("/{id}/cancel", summary="Cancel a job")
-async def cancel_job(job_id: JobIdDep, runtime: RuntimeDep) -> dict[str, Any]:
+@router.post("/{id}/cancel", summary="Cancel a job", response_model=JobView)
+async def cancel_job(job_id: JobIdDep, runtime: RuntimeDep) -> JobView:
     """A queued job is cancelled at once; a running one has its model calls cancelled and ends
     `cancelled` with nothing stored. A finished job is left as it is."""
     view = await runtime.jobs.cancel(job_id)
@@ -125,6 +127,7 @@ async def cancel_job(job_id: JobIdDep, runtime: RuntimeDep) -> dict[str, Any]:
     return view
 
 
-@router.delete("/{id}", summary="Cancel a job (the same as POST /jobs/{id}/cancel)")
-async def delete_job(job_id: JobIdDep, runtime: RuntimeDep) -> dict[str, Any]:
+@router.delete("/{id}", summary="Cancel a job (the same as POST /jobs/{id}/cancel)",
+               response_model=JobView)
+async def delete_job(job_id: JobIdDep, runtime: RuntimeDep) -> JobView:
     return await cancel_job(job_id, runtime)
