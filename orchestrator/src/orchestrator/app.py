@@ -20,7 +20,7 @@ from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddle
 
 import pointcloud
 from orchestrator import __version__
-from orchestrator.errors import ApiError
+from orchestrator.errors import INTERNAL_DETAIL, ApiError, InternalErrorMiddleware
 from orchestrator.jobs import JobManager
 from orchestrator.limits import BodyLimitMiddleware
 from orchestrator.metrics import HttpMetricsMiddleware, Metrics
@@ -72,8 +72,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="A text prompt or a photo becomes a coloured, semantically labelled point cloud.",
         lifespan=lifespan,
     )
+    # Innermost: an unexpected error becomes a 500 here, the connection kept (errors.py).
+    app.add_middleware(InternalErrorMiddleware)
     if settings.gzip_level:
-        # Innermost: compresses what the routes answer, negotiated with Accept-Encoding.
+        # Next: compresses what the routes answer, negotiated with Accept-Encoding.
         app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=settings.gzip_level,
                            exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES,
                                                   GRID_MEDIA_TYPE))
@@ -135,5 +137,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Only errors of the middlewares themselves get here (InternalErrorMiddleware answers
+        # the routes').
         log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
-        return JSONResponse({"detail": "internal error"}, status_code=500)
+        return JSONResponse({"detail": INTERNAL_DETAIL}, status_code=500)

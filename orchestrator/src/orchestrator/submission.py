@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
+import pydantic_core
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import (
@@ -56,6 +58,25 @@ def _edges_not_a_bool(value: Any) -> Any:
     return value
 
 
+# Whitespace a text box sends (browsers send a textarea's newlines as CR LF); any other control
+# character (C0, DEL, C1) or a lone surrogate is refused: the text travels to OpenAI, into logs
+# and into stored records, where a NUL or an escape sequence has no business.
+_ALLOWED_CONTROLS = frozenset("\t\n\r")
+
+
+def _no_control_characters(value: str | None) -> str | None:
+    if value is None:
+        return value
+    for position, char in enumerate(value):
+        if char not in _ALLOWED_CONTROLS and unicodedata.category(char) in ("Cc", "Cs"):
+            raise ValueError(f"control character U+{ord(char):04X} at position {position}; "
+                             "only tab and line breaks are allowed")
+    return value
+
+
+# Free text of a request (prompt, vibe, caption): the same check in JSON and multipart bodies.
+Text = Annotated[str, AfterValidator(_no_control_characters)]
+
 # The request's `edges`, checked the same way in a JSON body and in multipart fields.
 Edges = Annotated[Literal["keep", "drop"] | float | None,
                   BeforeValidator(_edges_not_a_bool), AfterValidator(_check_edges)]
@@ -66,8 +87,8 @@ class PromptRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    prompt: str = Field(min_length=1, description="What the scene shows.")
-    vibe: str = Field("", description="A short mood or style phrase woven into the prompt.")
+    prompt: Text = Field(min_length=1, description="What the scene shows.")
+    vibe: Text = Field("", description="A short mood or style phrase woven into the prompt.")
     mode: Mode = Field("standard", description="standard: a landscape image; panorama: a 2:1 "
                                                "equirectangular panorama (a sphere of points).")
     quality: Quality = Field(DEFAULT_QUALITY, description="draft: a quick look (semantic labels "
@@ -100,11 +121,11 @@ class UploadFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    vibe: str = ""
+    vibe: Text = ""
     mode: Mode = "standard"
     quality: Quality = DEFAULT_QUALITY
     # A caption to remember the upload by; not sent anywhere.
-    prompt: str | None = None
+    prompt: Text | None = None
     edges: Edges = None
 
     @field_validator("vibe", "prompt")
@@ -172,7 +193,10 @@ def _validation_error(exc: ValidationError, prefix: tuple[str, ...]) -> RequestV
 async def _read_json(request: Request, settings: Settings) -> Submission:
     raw = await request.body()
     try:
-        data = json.loads(raw)
+        # pydantic's parser, not the json module's: it stops at a nesting depth limit with a
+        # ValueError, where json.loads recurses into a RecursionError (a 500, connection lost),
+        # and it refuses NaN and Infinity, which are not JSON.
+        data = pydantic_core.from_json(raw, allow_inf_nan=False)
     except ValueError as exc:
         raise RequestValidationError([{"type": "json_invalid", "loc": ("body",),
                                        "msg": f"the body is not valid JSON: {exc}"}]) from None
