@@ -26,7 +26,7 @@ from orchestrator.limits import BodyLimitMiddleware
 from orchestrator.metrics import HttpMetricsMiddleware, Metrics
 from orchestrator.metrics import router as metrics_router
 from orchestrator.pipeline import GRID_MEDIA_TYPE, Pipeline
-from orchestrator.routes import generate, generations, health, jobs
+from orchestrator.routes import generate, generations, health, jobs, limits
 from orchestrator.runtime import Runtime
 from orchestrator.services import ModelServices
 from orchestrator.settings import Settings
@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store.open()
         services = ModelServices(settings)
         try:
+            await services.start()
             manager = JobManager(settings, store, Pipeline(settings, services, store),
                                  metrics=metrics)
             if metrics is not None:
@@ -105,7 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Server spans for HTTP requests; the generation span (jobs.py) is their child.
         FastAPIInstrumentor.instrument_app(app, excluded_urls="metrics,health")
     _add_error_handlers(app)
-    for module in (generate, jobs, generations, health):
+    for module in (generate, jobs, generations, health, limits):
         app.include_router(module.router)
 
     @app.api_route("/lib/pcld.js", methods=["GET", "HEAD"], include_in_schema=False)

@@ -151,8 +151,10 @@ class Pipeline:
         job.stage_progress("imagegen", 1.0)
         with _timed(job, "decode"):
             try:
+                # Against what depth and segment take: a larger image would fail there as
+                # the client's fault (INVALID_ARGUMENT) when it is imagegen's.
                 rgb = await blocking(decode_image_bytes, response.image_png,
-                                     max_pixels=self.settings.max_image_pixels)
+                                     max_pixels=self.services.limits.max_image_pixels or 2**62)
             except InvalidInput as exc:
                 raise ApiError(502, f"the imagegen service returned an unusable image: {exc}",
                                ) from None

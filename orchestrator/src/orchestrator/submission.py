@@ -30,6 +30,7 @@ from starlette.datastructures import UploadFile
 from orchestrator.errors import ApiError
 from orchestrator.imaging import exif_focal_length_px
 from orchestrator.jobs import JobInputs
+from orchestrator.limits import RequestLimits
 from orchestrator.pipeline import blocking, check_panorama
 from orchestrator.quality import DEFAULT_QUALITY, QUALITIES, Quality
 from orchestrator.settings import Settings
@@ -99,20 +100,10 @@ class PromptRequest(BaseModel):
                           "...` or `X-OpenAI-Key`. Used for this generation only, never stored.")
     edges: Edges = Field(None, description=EDGES_DESCRIPTION)
 
-    @field_validator("prompt")
+    @field_validator("prompt", "vibe")
     @classmethod
-    def _prompt_length(cls, value: str, info) -> str:
-        limit = info.context["settings"].max_prompt_chars if info.context else None
-        if limit is not None and len(value) > limit:
-            raise ValueError(f"the prompt has {len(value)} characters; the limit is {limit}")
-        return value
-
-    @field_validator("vibe")
-    @classmethod
-    def _vibe_length(cls, value: str, info) -> str:
-        limit = info.context["settings"].max_vibe_chars if info.context else None
-        if limit is not None and len(value) > limit:
-            raise ValueError(f"the vibe has {len(value)} characters; the limit is {limit}")
+    def _length(cls, value: str, info) -> str:
+        _check_length(value, info)
         return value
 
 
@@ -131,12 +122,20 @@ class UploadFields(BaseModel):
     @field_validator("vibe", "prompt")
     @classmethod
     def _length(cls, value: str | None, info) -> str | None:
-        settings = info.context["settings"] if info.context else None
-        limit = None if settings is None else (
-            settings.max_vibe_chars if info.field_name == "vibe" else settings.max_prompt_chars)
-        if value is not None and limit is not None and len(value) > limit:
-            raise ValueError(f"{len(value)} characters; the limit is {limit}")
+        if value is not None:
+            _check_length(value, info)
         return value
+
+
+def _check_length(value: str, info) -> None:
+    """The field's length against the request limits in the validation context (limits.py)."""
+    limits: RequestLimits | None = info.context["limits"] if info.context else None
+    if limits is None:
+        return
+    limit = limits.max_vibe_chars if info.field_name == "vibe" else limits.max_prompt_chars
+    if limit and len(value) > limit:
+        raise ValueError(f"the {info.field_name} has {len(value)} characters; the limit is "
+                         f"{limit}")
 
 
 # The request-body documentation of /generate and /jobs (one endpoint, two content types).
@@ -170,7 +169,15 @@ class Submission:
     inputs: JobInputs
     # Identifies the request's content (never the key) for idempotency checks.
     fingerprint: str
+    # The limits it was checked against (the same for the whole request).
+    limits: RequestLimits
     image_bytes: bytes | None = None
+
+
+def limits_now(request: Request) -> RequestLimits:
+    """The request limits in force: the orchestrator's settings and what the services advertise
+    (kept fresh by the app's ``ModelServices``)."""
+    return request.app.state.runtime.services.limits
 
 
 async def read_submission(request: Request, settings: Settings) -> Submission:
@@ -201,7 +208,8 @@ async def _read_json(request: Request, settings: Settings) -> Submission:
         raise RequestValidationError([{"type": "json_invalid", "loc": ("body",),
                                        "msg": f"the body is not valid JSON: {exc}"}]) from None
     try:
-        body = PromptRequest.model_validate(data, context={"settings": settings})
+        limits = limits_now(request)
+        body = PromptRequest.model_validate(data, context={"limits": limits})
     except ValidationError as exc:
         raise _validation_error(exc, ("body",)) from None
     key = body.openai_api_key.get_secret_value() if body.openai_api_key else None
@@ -215,7 +223,7 @@ async def _read_json(request: Request, settings: Settings) -> Submission:
                        openai_api_key=key, quality=body.quality)
     inputs.edges = body.edges
     return Submission(inputs, _fingerprint("prompt", body.prompt, body.vibe, body.mode, None,
-                                           body.quality, edges=body.edges))
+                                           body.quality, edges=body.edges), limits)
 
 
 def openai_key_from_headers(request: Request) -> str | None:
@@ -241,7 +249,8 @@ async def _read_multipart(request: Request, settings: Settings) -> Submission:
             raise RequestValidationError([{"type": "value_error", "loc": ("body",),
                                            "msg": "only the `image` field may be a file"}])
         try:
-            values = UploadFields.model_validate(fields, context={"settings": settings})
+            limits = limits_now(request)
+            values = UploadFields.model_validate(fields, context={"limits": limits})
         except ValidationError as exc:
             raise _validation_error(exc, ("body",)) from None
         data = await upload.read(settings.max_upload_bytes + 1)
@@ -258,14 +267,14 @@ async def _read_multipart(request: Request, settings: Settings) -> Submission:
     digest = hashlib.sha256(data).hexdigest()
     fingerprint = _fingerprint("upload", values.prompt, values.vibe, values.mode, digest,
                                values.quality, edges=values.edges)
-    return Submission(inputs, fingerprint, image_bytes=data)
+    return Submission(inputs, fingerprint, limits, image_bytes=data)
 
 
 async def decode_upload(submission: Submission, settings: Settings) -> None:
     """Decode the uploaded image (in a thread), checking it is an image within the limits."""
     try:
         rgb = await blocking(decode_image_bytes, submission.image_bytes,
-                             max_pixels=settings.max_image_pixels)
+                             max_pixels=submission.limits.max_image_pixels or 2**62)
     except ImageTooLarge as exc:
         raise ApiError(413, f"the uploaded {exc}") from None
     except InvalidInput as exc:
