@@ -75,8 +75,13 @@ def _no_control_characters(value: str | None) -> str | None:
     return value
 
 
+# The same rule for the OpenAPI schema, so that clients (and the API fuzzer) know it; the
+# validator above gives the clearer message.
+TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
+
 # Free text of a request (prompt, vibe, caption): the same check in JSON and multipart bodies.
-Text = Annotated[str, AfterValidator(_no_control_characters)]
+Text = Annotated[str, AfterValidator(_no_control_characters),
+                 Field(json_schema_extra={"pattern": TEXT_PATTERN})]
 
 # The request's `edges`, checked the same way in a JSON body and in multipart fields.
 Edges = Annotated[Literal["keep", "drop"] | float | None,
@@ -150,10 +155,11 @@ OPENAPI_BODY = {
                     "image": {"type": "string", "format": "binary",
                               "description": "A photo (PNG, JPEG, WebP...): the image-to-3D "
                                              "path, no image generation and no key needed."},
-                    "vibe": {"type": "string"},
+                    "vibe": {"type": "string", "pattern": TEXT_PATTERN},
                     "mode": {"type": "string", "enum": ["standard", "panorama"],
                              "default": "standard"},
-                    "prompt": {"type": "string", "description": "An optional caption."},
+                    "prompt": {"type": "string", "pattern": TEXT_PATTERN,
+                               "description": "An optional caption."},
                     "quality": {"type": "string", "enum": list(QUALITIES),
                                 "default": DEFAULT_QUALITY},
                     "edges": {"type": "string", "description": EDGES_DESCRIPTION},

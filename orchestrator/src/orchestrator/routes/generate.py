@@ -53,7 +53,7 @@ async def until_disconnected(receive: Receive) -> None:
     responses={
         200: {"description": "The point cloud in the pointcloud-lib v1 binary format (or, with "
                              "`format=glb`, as glTF 2.0 binary).",
-              "content": {PCLD_MEDIA_TYPE: {}, glb.MEDIA_TYPE: {}}},
+              "content": {PCLD_MEDIA_TYPE: {}, glb.MEDIA_TYPE: {}, GRID_MEDIA_TYPE: {}}},
         400: {"description": "An unusable upload, or a prompt OpenAI refused."},
         401: {"description": "No OpenAI key for a prompt, or OpenAI rejected it."},
         409: {"description": "The generation was cancelled (POST /jobs/{id}/cancel)."},
