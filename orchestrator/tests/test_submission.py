@@ -77,3 +77,45 @@ async def test_tabs_line_breaks_and_non_ascii_text_pass(api):
     response = await api.generate("a lake\r\nat dusk\twith a café 🌅", vibe="zärtlich\nruhig")
     assert response.status_code == 200, response.text
     assert api.fakes.imagegen.calls[0].request.prompt == "a lake\r\nat dusk\twith a café 🌅"
+
+
+def part(name: bytes, value: bytes, filename: bytes | None = None) -> bytes:
+    disposition = b'form-data; name="' + name + b'"'
+    if filename is not None:
+        disposition += b'; filename="' + filename + b'"'
+    return b"--b\r\nContent-Disposition: " + disposition + b"\r\n\r\n" + value + b"\r\n"
+
+
+IMAGE_PART = part(b"image", b"not an image", b"a.png")
+
+
+@pytest.mark.parametrize("body", [
+    part(b"vibe", b"\xff\xfe\xfd") + IMAGE_PART + b"--b--\r\n",  # not UTF-8
+    b"--b\r\n",  # cut short
+    b"garbage" * 100,
+    b"--b\r\nContent-Disposition: form-data\r\n\r\nx\r\n--b--\r\n",  # a part with no name
+    b"".join(part(b"f%d" % i, b"x") for i in range(20)) + b"--b--\r\n",  # too many fields
+    IMAGE_PART + IMAGE_PART + b"--b--\r\n",  # two files
+    part(b"vibe", b"xx", b"v.txt") + IMAGE_PART + b"--b--\r\n",  # a text field sent as a file
+    part(b"\xff", b"xx") + b"--b--\r\n",
+    part(b"edges", b"nan") + IMAGE_PART + b"--b--\r\n",
+    part(b"edges", b"9" * 5000) + IMAGE_PART + b"--b--\r\n",
+    part(b"vibe", b"v" * 70_000) + IMAGE_PART + b"--b--\r\n",  # over the part size limit
+])
+async def test_odd_multipart_bodies_are_4xx_with_a_detail(api, body):
+    response = await api.client.post("/jobs", content=body,
+                                     headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["detail"]
+    assert api.fakes.depth.calls == []
+
+
+@pytest.mark.parametrize("path", [
+    "/jobs?limit=" + "9" * 5000,
+    "/generations?offset=" + "9" * 5000,
+    "/jobs/0123456789abcdef0123456789abcdef/events?after=" + "9" * 5000,
+    "/generations/0123456789abcdef0123456789abcdef/pointcloud.bin?format=" + "x" * 5000,
+])
+async def test_huge_numbers_in_queries_are_4xx(api, path):
+    response = await api.client.get(path)
+    assert 400 <= response.status_code < 500, response.text
