@@ -102,3 +102,13 @@ async def test_zero_means_no_limit_of_the_orchestrators_own(make_api, fakes, fie
         text = "w" * 5000
         body = {"prompt": text} if field == "max_prompt_chars" else {"vibe": text}
         assert (await api.submit(**body)).status_code == 202
+
+
+async def test_a_generated_image_over_what_depth_takes_is_imagegens_fault_not_the_clients(
+        make_api, fakes):
+    fakes.depth.limits.max_image_pixels = 1000  # the fake imagegen makes 96x64 = 6144 pixels
+    async with make_api() as api:
+        response = await api.generate("a harbour")
+        assert response.status_code == 502, response.text
+        assert "imagegen service returned an unusable image" in response.json()["detail"]
+        assert api.fakes.depth.calls == []  # refused before depth was asked

@@ -73,6 +73,11 @@ def tightest(*limits: int | None) -> int:
     return min(known) if known else 0
 
 
+def pixel_cap(limit: int) -> int:
+    """A pixel limit for decoders, which need a number: 0 (none) becomes one no image reaches."""
+    return limit or 2**62
+
+
 def pixels_within(message_bytes: int, bytes_per_pixel: int) -> int:
     """The most pixels whose message fits ``message_bytes`` (0 = no message limit)."""
     if not message_bytes:

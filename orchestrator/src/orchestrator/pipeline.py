@@ -24,6 +24,7 @@ import numpy as np
 from orchestrator import imaging, quality
 from orchestrator.errors import ApiError
 from orchestrator.jobs import Job, Prepared
+from orchestrator.limits import pixel_cap
 from orchestrator.services import ModelServices
 from orchestrator.settings import Settings
 from orchestrator.storage import GenerationStore
@@ -154,7 +155,7 @@ class Pipeline:
                 # Against what depth and segment take: a larger image would fail there as
                 # the client's fault (INVALID_ARGUMENT) when it is imagegen's.
                 rgb = await blocking(decode_image_bytes, response.image_png,
-                                     max_pixels=self.services.limits.max_image_pixels or 2**62)
+                                     max_pixels=pixel_cap(self.services.limits.max_image_pixels))
             except InvalidInput as exc:
                 raise ApiError(502, f"the imagegen service returned an unusable image: {exc}",
                                ) from None

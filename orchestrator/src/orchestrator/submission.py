@@ -30,7 +30,7 @@ from starlette.datastructures import UploadFile
 from orchestrator.errors import ApiError
 from orchestrator.imaging import exif_focal_length_px
 from orchestrator.jobs import JobInputs
-from orchestrator.limits import RequestLimits
+from orchestrator.limits import RequestLimits, pixel_cap
 from orchestrator.pipeline import blocking, check_panorama
 from orchestrator.quality import DEFAULT_QUALITY, QUALITIES, Quality
 from orchestrator.settings import Settings
@@ -277,10 +277,11 @@ async def _read_multipart(request: Request, settings: Settings) -> Submission:
 
 
 async def decode_upload(submission: Submission, settings: Settings) -> None:
-    """Decode the uploaded image (in a thread), checking it is an image within the limits."""
+    """Decode the uploaded image (in a thread), checking it is an image within the limits the
+    submission was read with (``submission.limits``)."""
     try:
         rgb = await blocking(decode_image_bytes, submission.image_bytes,
-                             max_pixels=submission.limits.max_image_pixels or 2**62)
+                             max_pixels=pixel_cap(submission.limits.max_image_pixels))
     except ImageTooLarge as exc:
         raise ApiError(413, f"the uploaded {exc}") from None
     except InvalidInput as exc:
