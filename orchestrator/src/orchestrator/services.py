@@ -230,9 +230,10 @@ class ModelServices:
             return
         log.info("request limits: %s", after.as_dict())
         if after.max_generated_pixels > after.max_image_pixels:
-            log.warning("imagegen may make images of up to %d pixels; depth and segment take "
-                        "%d: a larger generated image would fail after it was paid for",
-                        after.max_generated_pixels, after.max_image_pixels)
+            # Information, not an alarm: the images the API asks for are far smaller (the API
+            # takes no size), but one larger would fail after it was paid for.
+            log.info("imagegen may make images of up to %d pixels; depth and segment take %d",
+                     after.max_generated_pixels, after.max_image_pixels)
 
     async def _keep_limits_fresh(self) -> None:
         while True:
