@@ -193,3 +193,22 @@ async def test_health_says_not_serving_during_a_graceful_shutdown(api):
     health = (await api.client.get("/health")).json()
     assert health["status"] == "degraded"
     assert health["services"]["segment"]["status"] == "NOT_SERVING"
+
+
+async def test_an_unexpected_error_is_a_generic_500_and_the_connection_survives(api, monkeypatch,
+                                                                               caplog):
+    async def broken(limit):
+        raise ValueError("operands could not be broadcast together with shapes (3,) (4,)")
+
+    monkeypatch.setattr(api.runtime.jobs, "list", broken)
+    response = await api.client.get("/jobs")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal error"}
+    assert "broadcast" in caplog.text  # the traceback is in the log, not in the answer
+    monkeypatch.undo()
+    after = await api.client.get("/jobs")
+    assert after.status_code == 200
+    # Over the same connection: the server did not close it after the 500.
+    stream = "network_stream"
+    assert (after.extensions[stream].get_extra_info("client_addr")
+            == response.extensions[stream].get_extra_info("client_addr"))

@@ -44,11 +44,22 @@ from scene.imagegen.v1 import imagegen_pb2, imagegen_pb2_grpc
 from scene.segment.v1 import segment_pb2, segment_pb2_grpc
 from scene_rpc import server as rpc_server
 from scene_rpc.arrays import array_to_proto
-from scene_rpc.errors import ServiceError
+from scene_rpc.errors import InvalidInput, ServiceError
 from scene_rpc.images import decode_image
 
-MAX_PIXELS = 8192 * 8192
 VERSION = "fake-0"
+# What the real services advertise by default (GetInfo.limits; 0 = none): depth and segment
+# their input pixels and message size, imagegen the caller's own prompt and vibe text and the
+# pixels of the images it makes. Each fake enforces what it advertises, as the real ones do.
+MAX_PIXELS = 16_777_216
+DEFAULT_LIMITS = {
+    "depth": {"max_image_pixels": MAX_PIXELS,
+              "max_message_bytes": rpc_server.DEFAULT_MAX_MESSAGE_BYTES},
+    "segment": {"max_image_pixels": MAX_PIXELS,
+                "max_message_bytes": rpc_server.DEFAULT_MAX_MESSAGE_BYTES},
+    "imagegen": {"max_prompt_chars": 4000, "max_vibe_chars": 300, "max_image_pixels": MAX_PIXELS,
+                 "max_message_bytes": rpc_server.DEFAULT_MAX_MESSAGE_BYTES},
+}
 
 # (ADE20K id, label, audio category) per category, as the real fusion would report them.
 FAKE_LABELS = {
@@ -173,6 +184,10 @@ class FakeService:
 
     def __init__(self) -> None:
         self.behaviour = Behaviour()
+        # Advertised in GetInfo and enforced; tests may change it (or advertise=False: a
+        # service from before the limits contract).
+        self.limits = common_pb2.Limits(**DEFAULT_LIMITS[self.name])
+        self.advertise_limits = True
         self.calls: list[CallRecord] = []
         self.server: grpc.aio.Server | None = None
         self.health = None
@@ -199,7 +214,13 @@ class FakeService:
 
     def reset(self) -> None:
         self.behaviour = Behaviour()
+        self.limits = common_pb2.Limits(**DEFAULT_LIMITS[self.name])
+        self.advertise_limits = True
         self.calls.clear()
+
+    @property
+    def max_pixels(self) -> int:
+        return self.limits.max_image_pixels or 2**62
 
     def calls_to(self, method: str) -> list[CallRecord]:
         return [c for c in self.calls if c.method == method]
@@ -265,11 +286,14 @@ class FakeService:
         return result
 
     def info(self) -> common_pb2.GetInfoResponse:
-        return common_pb2.GetInfoResponse(
+        info = common_pb2.GetInfoResponse(
             service=self.name, version=VERSION, cpu_threads=1,
             models=[common_pb2.ModelInfo(role=self.name, requested_model_id=self.model_id,
                                          model_id=self.model_id, loaded=True, device="cpu",
                                          dtype="float32")])
+        if self.advertise_limits:
+            info.limits.CopyFrom(self.limits)
+        return info
 
 
 class FakeDepthService(FakeService, depth_pb2_grpc.DepthServiceServicer):
@@ -286,7 +310,7 @@ class FakeDepthService(FakeService, depth_pb2_grpc.DepthServiceServicer):
     async def _events(self, record: CallRecord):
         started = time.perf_counter()
         request = record.request
-        rgb = decode_image(request.image, max_pixels=MAX_PIXELS)
+        rgb = decode_image(request.image, max_pixels=self.max_pixels)
         async for event in self._steps(record, "tiles"):
             yield event
         normalized = fake_depth(rgb)
@@ -330,7 +354,7 @@ class FakeSegmentService(FakeService, segment_pb2_grpc.SegmentServiceServicer):
 
     async def _events(self, record: CallRecord):
         started = time.perf_counter()
-        rgb = decode_image(record.request.image, max_pixels=MAX_PIXELS)
+        rgb = decode_image(record.request.image, max_pixels=self.max_pixels)
         async for event in self._steps(record, "semantic"):
             yield event
         categories = fake_categories(rgb)
@@ -391,6 +415,10 @@ class FakeImageGenService(FakeService, imagegen_pb2_grpc.ImageGenServiceServicer
         request = record.request
         if not request.openai_api_key:
             raise ServiceError(grpc.StatusCode.UNAUTHENTICATED, "no OpenAI API key was given")
+        for name, text, limit in (("prompt", request.prompt, self.limits.max_prompt_chars),
+                                  ("vibe", request.vibe, self.limits.max_vibe_chars)):
+            if limit and len(text) > limit:
+                raise InvalidInput(f"the {name} has {len(text)} characters; the limit is {limit}")
         async for event in self._steps(record, "openai"):
             yield event
         png = self.png_for(request.prompt, request.vibe, request.mode)
@@ -468,6 +496,10 @@ async def _serve(args: argparse.Namespace) -> None:
     fakes.depth.behaviour.metric = args.metric_depth
     fakes.segment.behaviour.delay_s = args.segment_delay
     fakes.imagegen.behaviour.delay_s = args.imagegen_delay
+    for setting in args.limit:
+        target, _, value = setting.partition("=")
+        service, _, field_name = target.partition(".")
+        setattr(getattr(fakes, service).limits, field_name, int(value))
     only = set(args.services.split(","))
     await fakes.start({"depth": args.depth_port, "segment": args.segment_port,
                        "imagegen": args.imagegen_port}, only=only)
@@ -496,6 +528,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--services", default="depth,segment,imagegen",
                         help="which fakes to run (comma-separated); one process per service "
                              "keeps their CPU work from queueing behind each other")
+    parser.add_argument("--limit", action="append", default=[], metavar="SERVICE.FIELD=N",
+                        help="advertise (and enforce) another limit, e.g. "
+                             "depth.max_image_pixels=4096 or imagegen.max_vibe_chars=20")
     parser.add_argument("--image-size", type=_size, default=(1024, 1024),
                         help="WIDTHxHEIGHT of generated standard images (panoramas: 2H x H)")
     args = parser.parse_args(argv)

@@ -20,13 +20,13 @@ from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddle
 
 import pointcloud
 from orchestrator import __version__
-from orchestrator.errors import ApiError
+from orchestrator.errors import INTERNAL_DETAIL, ApiError, InternalErrorMiddleware
 from orchestrator.job_manager import JobManager
 from orchestrator.limits import BodyLimitMiddleware
 from orchestrator.metrics import HttpMetricsMiddleware, Metrics
 from orchestrator.metrics import router as metrics_router
 from orchestrator.pipeline import GRID_MEDIA_TYPE, Pipeline
-from orchestrator.routes import generate, generations, health, jobs
+from orchestrator.routes import generate, generations, health, jobs, limits
 from orchestrator.runtime import Runtime
 from orchestrator.services import ModelServices
 from orchestrator.settings import Settings
@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store.open()
         services = ModelServices(settings)
         try:
+            await services.start()
             manager = JobManager(settings, store, Pipeline(settings, services, store),
                                  metrics=metrics)
             if metrics is not None:
@@ -72,8 +73,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="A text prompt or a photo becomes a coloured, semantically labelled point cloud.",
         lifespan=lifespan,
     )
+    # Innermost: an unexpected error becomes a 500 here, the connection kept (errors.py).
+    app.add_middleware(InternalErrorMiddleware)
     if settings.gzip_level:
-        # Innermost: compresses what the routes answer, negotiated with Accept-Encoding.
+        # Next: compresses what the routes answer, negotiated with Accept-Encoding.
         app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=settings.gzip_level,
                            exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES,
                                                   GRID_MEDIA_TYPE))
@@ -103,7 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Server spans for HTTP requests; the generation span (jobs.py) is their child.
         FastAPIInstrumentor.instrument_app(app, excluded_urls="metrics,health")
     _add_error_handlers(app)
-    for module in (generate, jobs, generations, health):
+    for module in (generate, jobs, generations, health, limits):
         app.include_router(module.router)
 
     @app.api_route("/lib/pcld.js", methods=["GET", "HEAD"], include_in_schema=False)
@@ -135,5 +138,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Only errors of the middlewares themselves get here (InternalErrorMiddleware answers
+        # the routes').
         log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
-        return JSONResponse({"detail": "internal error"}, status_code=500)
+        return JSONResponse({"detail": INTERNAL_DETAIL}, status_code=500)

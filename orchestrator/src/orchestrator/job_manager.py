@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 
 from orchestrator import tracing
-from orchestrator.errors import ApiError, QueueFull
+from orchestrator.errors import INTERNAL_DETAIL, ApiError, QueueFull
 from orchestrator.jobs import (
     MAX_EVENTS_PER_JOB,
     TERMINAL,
@@ -248,8 +248,10 @@ class JobManager:
         except ApiError as exc:
             self._end(job, "failed", exc.detail, exc.status)
         except Exception as exc:
+            # A bug, not the client's fault: its text stays in the log, the client gets the
+            # generic answer every unexpected error gets.
             log.exception("job %s failed unexpectedly", job.id)
-            self._end(job, "failed", f"internal error: {type(exc).__name__}: {exc}", 500)
+            self._end(job, "failed", INTERNAL_DETAIL, 500)
         else:
             self._complete(job, prepared)
         finally:

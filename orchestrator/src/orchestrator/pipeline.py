@@ -24,6 +24,7 @@ import numpy as np
 from orchestrator import imaging, quality
 from orchestrator.errors import ApiError
 from orchestrator.jobs import Job, Prepared
+from orchestrator.limits import pixel_cap
 from orchestrator.services import ModelServices
 from orchestrator.settings import Settings
 from orchestrator.storage import GenerationStore
@@ -151,8 +152,10 @@ class Pipeline:
         job.stage_progress("imagegen", 1.0)
         with _timed(job, "decode"):
             try:
+                # Against what depth and segment take: a larger image would fail there as
+                # the client's fault (INVALID_ARGUMENT) when it is imagegen's.
                 rgb = await blocking(decode_image_bytes, response.image_png,
-                                     max_pixels=self.settings.max_image_pixels)
+                                     max_pixels=pixel_cap(self.services.limits.max_image_pixels))
             except InvalidInput as exc:
                 raise ApiError(502, f"the imagegen service returned an unusable image: {exc}",
                                ) from None

@@ -3,11 +3,18 @@ limit per service, per-call deadlines, progress from the streaming RPCs and the 
 
 An address may name several replicas (a comma-separated list, or a ``dns:///`` name with several
 records): the channel balances calls over them round robin.
+
+Each service's limits (``GetInfo.limits``) are learned at start and kept fresh: read again every
+``LIMITS_REFRESH_S``, every few seconds while a service has not answered yet, at once after a
+failed call (a restarted service may come back with other limits) and from every health probe's
+answer. Polling rather than watching the channel's state: with several replicas behind one
+channel, one restarting does not change the channel's state, and a poll is one small call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import logging
@@ -21,6 +28,7 @@ from google.protobuf.json_format import MessageToDict
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from orchestrator.errors import ApiError, from_rpc_error
+from orchestrator.limits import Advertised, RequestLimits
 from orchestrator.settings import SegmentModeSetting, Settings
 from scene.common.v1 import common_pb2
 from scene.depth.v1 import depth_pb2, depth_pb2_grpc
@@ -111,8 +119,23 @@ class ServiceClient:
         self.slots = asyncio.Semaphore(self.concurrency)
         self.health_stub = health_pb2_grpc.HealthStub(self.channel)
         self.version = ""
+        # What the service advertises; None until it has answered a GetInfo.
+        self.limits: Advertised | None = None
+        # Called after a failed call, so the service's limits are read again soon.
+        self.on_failure: Callable[[], None] | None = None
+
+    def learn(self, info: common_pb2.GetInfoResponse) -> None:
+        """Remember what a GetInfo answer says of the service (its version and limits)."""
+        self.version = info.version
+        # A service older than the limits contract advertises none (all 0): only the
+        # orchestrator's own settings apply to it.
+        self.limits = Advertised.from_proto(info.limits)
 
     def error(self, exc: grpc.aio.AioRpcError) -> ApiError:
+        if self.on_failure is not None and exc.code() in (
+                grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INVALID_ARGUMENT,
+                grpc.StatusCode.RESOURCE_EXHAUSTED):
+            self.on_failure()
         return from_rpc_error(self.name, self.address, exc, self.deadline_s)
 
     async def probe(self, timeout_s: float, info_call) -> dict[str, Any]:
@@ -135,7 +158,7 @@ class ServiceClient:
         if isinstance(info, BaseException):
             report["info"] = None
         else:
-            self.version = info.version
+            self.learn(info)
             report["info"] = MessageToDict(
                 info, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
         return report
@@ -166,13 +189,74 @@ class ModelServices:
         self._depth_stub = depth_pb2_grpc.DepthServiceStub(self.depth.channel)
         self._segment_stub = segment_pb2_grpc.SegmentServiceStub(self.segment.channel)
         self._imagegen_stub = imagegen_pb2_grpc.ImageGenServiceStub(self.imagegen.channel)
+        self._info_calls = {"depth": self._depth_stub.GetInfo,
+                            "segment": self._segment_stub.GetInfo,
+                            "imagegen": self._imagegen_stub.GetInfo}
+        self._refresh_now = asyncio.Event()
+        self._refresher: asyncio.Task | None = None
+        for c in self.clients:
+            c.on_failure = self._refresh_now.set
 
     @property
     def clients(self) -> tuple[ServiceClient, ServiceClient, ServiceClient]:
         return self.depth, self.segment, self.imagegen
 
+    async def start(self) -> None:
+        """Learn the services' limits (those that answer within HEALTH_TIMEOUT_S) and keep them
+        fresh in the background until ``close``."""
+        await self.refresh_limits()
+        self._refresher = asyncio.create_task(self._keep_limits_fresh(), name="service-limits")
+
     async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
         await asyncio.gather(*(c.channel.close() for c in self.clients))
+
+    @property
+    def limits(self) -> RequestLimits:
+        """The limits a request is checked against now (limits.py)."""
+        return RequestLimits.combine(self.settings, self.depth.limits, self.segment.limits,
+                                     self.imagegen.limits)
+
+    async def refresh_limits(self) -> None:
+        """Ask every service's GetInfo; one that does not answer keeps what it said last (or,
+        never heard from, leaves the orchestrator's own settings in force)."""
+        before = self.limits
+        await self._ask_info(self.clients)
+        after = self.limits
+        if after == before:
+            return
+        log.info("request limits: %s", after.as_dict())
+        if after.max_generated_pixels > after.max_image_pixels:
+            # Information, not an alarm: the images the API asks for are far smaller (the API
+            # takes no size), but one larger would fail after it was paid for.
+            log.info("imagegen may make images of up to %d pixels; depth and segment take %d",
+                     after.max_generated_pixels, after.max_image_pixels)
+
+    async def _keep_limits_fresh(self) -> None:
+        while True:
+            unknown = any(c.limits is None for c in self.clients)
+            # Sooner while a service has never answered: it is probably starting.
+            wait_s = min(self.settings.limits_refresh_s, 2.0) if unknown else \
+                self.settings.limits_refresh_s
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._refresh_now.wait(), wait_s)
+            self._refresh_now.clear()
+            try:
+                await self.refresh_limits()
+            except Exception:  # a refresh must never end the loop
+                log.exception("refreshing the services' limits failed")
+
+    async def _ask_info(self, clients) -> None:
+        answers = await asyncio.gather(
+            *(self._info_calls[c.name](common_pb2.GetInfoRequest(),
+                                       timeout=self.settings.health_timeout_s) for c in clients),
+            return_exceptions=True)
+        for client, answer in zip(clients, answers, strict=True):
+            if not isinstance(answer, BaseException):
+                client.learn(answer)
 
     async def health(self) -> dict[str, dict[str, Any]]:
         timeout = self.settings.health_timeout_s
@@ -186,16 +270,7 @@ class ModelServices:
     async def learn_versions(self) -> None:
         """Ask each service whose version is not known yet (GetInfo), for the records; a
         service that does not answer stays unknown until a later call or health probe."""
-        info_calls = {"depth": self._depth_stub.GetInfo, "segment": self._segment_stub.GetInfo,
-                      "imagegen": self._imagegen_stub.GetInfo}
-        unknown = [c for c in self.clients if not c.version]
-        answers = await asyncio.gather(
-            *(info_calls[c.name](common_pb2.GetInfoRequest(),
-                                 timeout=self.settings.health_timeout_s) for c in unknown),
-            return_exceptions=True)
-        for client, answer in zip(unknown, answers, strict=True):
-            if not isinstance(answer, BaseException):
-                client.version = answer.version
+        await self._ask_info([c for c in self.clients if not c.version])
 
     async def generate_image(self, request: imagegen_pb2.GenerateImageRequest,
                              ) -> imagegen_pb2.GenerateImageResponse:

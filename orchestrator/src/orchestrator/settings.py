@@ -59,11 +59,16 @@ class Settings(BaseSettings):
     cors_origins: str = DEFAULT_CORS_ORIGINS
 
     max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1)
-    # No more than the depth service accepts (DEPTH_MAX_PIXELS): its two float32 maps must fit
-    # one gRPC message. 16 MP is still over 4096x2048 panoramas and 4000x4000 photos.
-    max_image_pixels: int = Field(16_000_000, ge=64)
-    max_prompt_chars: int = Field(4000, ge=1)
+    # The orchestrator's own request limits (0 = none of its own). The front door checks the
+    # tightest of each and what the services advertise in GetInfo.limits (limits.py), so these
+    # are a ceiling, not a copy of the services' values. 16 Mi pixels is the services' default;
+    # the depth answer must also fit MAX_MESSAGE_BYTES (8 bytes a pixel).
+    max_image_pixels: int = Field(16_777_216, ge=0)
+    max_prompt_chars: int = Field(4000, ge=0)
     max_vibe_chars: int = Field(300, ge=0)
+    # How often the services' advertised limits are read again (also at start, after a failed
+    # call and whenever a health probe gets an answer).
+    limits_refresh_s: float = Field(30.0, gt=0)
 
     # Generations running at once; further submissions wait in a FIFO queue of this length.
     max_concurrent_jobs: int = Field(2, ge=1)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
+import pydantic_core
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import (
@@ -28,6 +30,7 @@ from starlette.datastructures import UploadFile
 from orchestrator.errors import ApiError
 from orchestrator.imaging import exif_focal_length_px
 from orchestrator.jobs import JobInputs
+from orchestrator.limits import RequestLimits, pixel_cap
 from orchestrator.pipeline import blocking, check_panorama
 from orchestrator.quality import DEFAULT_QUALITY, QUALITIES, Quality
 from orchestrator.settings import Settings
@@ -56,6 +59,30 @@ def _edges_not_a_bool(value: Any) -> Any:
     return value
 
 
+# Whitespace a text box sends (browsers send a textarea's newlines as CR LF); any other control
+# character (C0, DEL, C1) or a lone surrogate is refused: the text travels to OpenAI, into logs
+# and into stored records, where a NUL or an escape sequence has no business.
+_ALLOWED_CONTROLS = frozenset("\t\n\r")
+
+
+def _no_control_characters(value: str | None) -> str | None:
+    if value is None:
+        return value
+    for position, char in enumerate(value):
+        if char not in _ALLOWED_CONTROLS and unicodedata.category(char) in ("Cc", "Cs"):
+            raise ValueError(f"control character U+{ord(char):04X} at position {position}; "
+                             "only tab and line breaks are allowed")
+    return value
+
+
+# The same rule for the OpenAPI schema, so that clients (and the API fuzzer) know it; the
+# validator above gives the clearer message.
+TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
+
+# Free text of a request (prompt, vibe, caption): the same check in JSON and multipart bodies.
+Text = Annotated[str, AfterValidator(_no_control_characters),
+                 Field(json_schema_extra={"pattern": TEXT_PATTERN})]
+
 # The request's `edges`, checked the same way in a JSON body and in multipart fields.
 Edges = Annotated[Literal["keep", "drop"] | float | None,
                   BeforeValidator(_edges_not_a_bool), AfterValidator(_check_edges)]
@@ -66,8 +93,8 @@ class PromptRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    prompt: str = Field(min_length=1, description="What the scene shows.")
-    vibe: str = Field("", description="A short mood or style phrase woven into the prompt.")
+    prompt: Text = Field(min_length=1, description="What the scene shows.")
+    vibe: Text = Field("", description="A short mood or style phrase woven into the prompt.")
     mode: Mode = Field("standard", description="standard: a landscape image; panorama: a 2:1 "
                                                "equirectangular panorama (a sphere of points).")
     quality: Quality = Field(DEFAULT_QUALITY, description="draft: a quick look (semantic labels "
@@ -78,20 +105,10 @@ class PromptRequest(BaseModel):
                           "...` or `X-OpenAI-Key`. Used for this generation only, never stored.")
     edges: Edges = Field(None, description=EDGES_DESCRIPTION)
 
-    @field_validator("prompt")
+    @field_validator("prompt", "vibe")
     @classmethod
-    def _prompt_length(cls, value: str, info) -> str:
-        limit = info.context["settings"].max_prompt_chars if info.context else None
-        if limit is not None and len(value) > limit:
-            raise ValueError(f"the prompt has {len(value)} characters; the limit is {limit}")
-        return value
-
-    @field_validator("vibe")
-    @classmethod
-    def _vibe_length(cls, value: str, info) -> str:
-        limit = info.context["settings"].max_vibe_chars if info.context else None
-        if limit is not None and len(value) > limit:
-            raise ValueError(f"the vibe has {len(value)} characters; the limit is {limit}")
+    def _length(cls, value: str, info) -> str:
+        _check_length(value, info)
         return value
 
 
@@ -100,22 +117,30 @@ class UploadFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    vibe: str = ""
+    vibe: Text = ""
     mode: Mode = "standard"
     quality: Quality = DEFAULT_QUALITY
     # A caption to remember the upload by; not sent anywhere.
-    prompt: str | None = None
+    prompt: Text | None = None
     edges: Edges = None
 
     @field_validator("vibe", "prompt")
     @classmethod
     def _length(cls, value: str | None, info) -> str | None:
-        settings = info.context["settings"] if info.context else None
-        limit = None if settings is None else (
-            settings.max_vibe_chars if info.field_name == "vibe" else settings.max_prompt_chars)
-        if value is not None and limit is not None and len(value) > limit:
-            raise ValueError(f"{len(value)} characters; the limit is {limit}")
+        if value is not None:
+            _check_length(value, info)
         return value
+
+
+def _check_length(value: str, info) -> None:
+    """The field's length against the request limits in the validation context (limits.py)."""
+    limits: RequestLimits | None = info.context["limits"] if info.context else None
+    if limits is None:
+        return
+    limit = limits.max_vibe_chars if info.field_name == "vibe" else limits.max_prompt_chars
+    if limit and len(value) > limit:
+        raise ValueError(f"the {info.field_name} has {len(value)} characters; the limit is "
+                         f"{limit}")
 
 
 # The request-body documentation of /generate and /jobs (one endpoint, two content types).
@@ -130,10 +155,11 @@ OPENAPI_BODY = {
                     "image": {"type": "string", "format": "binary",
                               "description": "A photo (PNG, JPEG, WebP...): the image-to-3D "
                                              "path, no image generation and no key needed."},
-                    "vibe": {"type": "string"},
+                    "vibe": {"type": "string", "pattern": TEXT_PATTERN},
                     "mode": {"type": "string", "enum": ["standard", "panorama"],
                              "default": "standard"},
-                    "prompt": {"type": "string", "description": "An optional caption."},
+                    "prompt": {"type": "string", "pattern": TEXT_PATTERN,
+                               "description": "An optional caption."},
                     "quality": {"type": "string", "enum": list(QUALITIES),
                                 "default": DEFAULT_QUALITY},
                     "edges": {"type": "string", "description": EDGES_DESCRIPTION},
@@ -149,7 +175,15 @@ class Submission:
     inputs: JobInputs
     # Identifies the request's content (never the key) for idempotency checks.
     fingerprint: str
+    # The limits it was checked against (the same for the whole request).
+    limits: RequestLimits
     image_bytes: bytes | None = None
+
+
+def limits_now(request: Request) -> RequestLimits:
+    """The request limits in force: the orchestrator's settings and what the services advertise
+    (kept fresh by the app's ``ModelServices``)."""
+    return request.app.state.runtime.services.limits
 
 
 async def read_submission(request: Request, settings: Settings) -> Submission:
@@ -172,12 +206,16 @@ def _validation_error(exc: ValidationError, prefix: tuple[str, ...]) -> RequestV
 async def _read_json(request: Request, settings: Settings) -> Submission:
     raw = await request.body()
     try:
-        data = json.loads(raw)
+        # pydantic's parser, not the json module's: it stops at a nesting depth limit with a
+        # ValueError, where json.loads recurses into a RecursionError (a 500, connection lost),
+        # and it refuses NaN and Infinity, which are not JSON.
+        data = pydantic_core.from_json(raw, allow_inf_nan=False)
     except ValueError as exc:
         raise RequestValidationError([{"type": "json_invalid", "loc": ("body",),
                                        "msg": f"the body is not valid JSON: {exc}"}]) from None
     try:
-        body = PromptRequest.model_validate(data, context={"settings": settings})
+        limits = limits_now(request)
+        body = PromptRequest.model_validate(data, context={"limits": limits})
     except ValidationError as exc:
         raise _validation_error(exc, ("body",)) from None
     key = body.openai_api_key.get_secret_value() if body.openai_api_key else None
@@ -191,7 +229,7 @@ async def _read_json(request: Request, settings: Settings) -> Submission:
                        openai_api_key=key, quality=body.quality)
     inputs.edges = body.edges
     return Submission(inputs, _fingerprint("prompt", body.prompt, body.vibe, body.mode, None,
-                                           body.quality, edges=body.edges))
+                                           body.quality, edges=body.edges), limits)
 
 
 def openai_key_from_headers(request: Request) -> str | None:
@@ -217,7 +255,8 @@ async def _read_multipart(request: Request, settings: Settings) -> Submission:
             raise RequestValidationError([{"type": "value_error", "loc": ("body",),
                                            "msg": "only the `image` field may be a file"}])
         try:
-            values = UploadFields.model_validate(fields, context={"settings": settings})
+            limits = limits_now(request)
+            values = UploadFields.model_validate(fields, context={"limits": limits})
         except ValidationError as exc:
             raise _validation_error(exc, ("body",)) from None
         data = await upload.read(settings.max_upload_bytes + 1)
@@ -234,14 +273,15 @@ async def _read_multipart(request: Request, settings: Settings) -> Submission:
     digest = hashlib.sha256(data).hexdigest()
     fingerprint = _fingerprint("upload", values.prompt, values.vibe, values.mode, digest,
                                values.quality, edges=values.edges)
-    return Submission(inputs, fingerprint, image_bytes=data)
+    return Submission(inputs, fingerprint, limits, image_bytes=data)
 
 
 async def decode_upload(submission: Submission, settings: Settings) -> None:
-    """Decode the uploaded image (in a thread), checking it is an image within the limits."""
+    """Decode the uploaded image (in a thread), checking it is an image within the limits the
+    submission was read with (``submission.limits``)."""
     try:
         rgb = await blocking(decode_image_bytes, submission.image_bytes,
-                             max_pixels=settings.max_image_pixels)
+                             max_pixels=pixel_cap(submission.limits.max_image_pixels))
     except ImageTooLarge as exc:
         raise ApiError(413, f"the uploaded {exc}") from None
     except InvalidInput as exc:

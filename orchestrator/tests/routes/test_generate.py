@@ -264,7 +264,8 @@ async def test_a_failing_depth_call_cancels_the_segment_call(api):
     response = await api.upload("/generate", api.png())
     assert response.status_code == 502
     assert "depth service" in response.json()["detail"]
-    assert "CUDA on fire" in response.json()["detail"]
+    # The service's own words are about its insides: in the log, not the answer.
+    assert "CUDA on fire" not in response.json()["detail"]
     await asyncio.wait_for(api.fakes.segment.calls[0].cancelled.wait(), 5)
     only_metadata(api, response)
 
