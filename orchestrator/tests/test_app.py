@@ -123,7 +123,8 @@ def files_containing(folder, needle: bytes) -> list[str]:
 # -- atomic storage ------------------------------------------------------------------------
 
 
-async def test_a_failure_while_staging_leaves_a_failed_record_and_no_assets(api, monkeypatch):
+async def test_a_failure_while_staging_leaves_a_failed_record_and_no_assets(api, monkeypatch,
+                                                                           caplog):
     def fail_midway(folder, files):
         (folder / "image.png").write_bytes(files["image.png"])
         raise OSError(28, "No space left on device")
@@ -135,7 +136,9 @@ async def test_a_failure_while_staging_leaves_a_failed_record_and_no_assets(api,
     assert api.files_in(api.folder(generation_id)) == ["metadata.json"]
     assert api.files_in(api.data_dir / "tmp") == []
     record = api.record(generation_id)
-    assert record["status"] == "failed" and "No space left" in record["error"]
+    # The server's own trouble: the generic answer to the client, the reason in the log.
+    assert (record["status"], record["error"]) == ("failed", "internal error")
+    assert "No space left" in caplog.text
 
 
 async def test_a_failure_during_the_commit_rolls_it_back(api, monkeypatch):

@@ -119,6 +119,7 @@ async def test_the_answers_of_a_run_match_the_documented_schemas(api):
                             params={"format": "grid"})
     checker.check("get", "/generations/{id}/{asset}", grid)
     checker.check("get", "/health", await client.get("/health"))
+    checker.check("get", "/limits", await client.get("/limits"))
     checker.check("delete", "/generations/{id}", await client.delete(f"/generations/{job_id}"))
 
     # A failed record and a running job's view match too.
