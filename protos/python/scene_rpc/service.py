@@ -161,8 +161,10 @@ class Readiness:
                 await self.health.set(name, status)
         if status == SERVING:
             log.info("ready")
-        else:
+        elif any(model.failed for model in self.models):
             log.warning("not ready: %s", self.reason)
+        else:
+            log.info("not ready: %s", self.reason)
 
     def _changed(self, model: ManagedModel) -> None:
         loop = asyncio.get_running_loop()
