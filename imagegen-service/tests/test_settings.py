@@ -76,3 +76,9 @@ def test_text_limits_from_the_environment(monkeypatch):
     monkeypatch.setenv("IMAGEGEN_MAX_VIBE_CHARS", "120")
     settings = Settings(model="dall-e-3")
     assert (settings.prompt_limit, settings.max_vibe_chars) == (1000, 120)
+
+
+def test_the_pixel_limit_is_the_one_every_image_service_shares():
+    from scene_rpc.images import DEFAULT_MAX_IMAGE_PIXELS
+
+    assert Settings().max_image_pixels == DEFAULT_MAX_IMAGE_PIXELS == 16_000_000

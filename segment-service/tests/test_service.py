@@ -178,7 +178,7 @@ async def test_info_reports_both_models(serve, photo_bytes):
     served = await serve()
     info = await served.stub.GetInfo(common_pb2.GetInfoRequest())
     assert info.service == "scene.segment.v1.SegmentService"
-    assert info.limits.max_image_pixels == served.segmenter.settings.max_pixels == 16_777_216
+    assert info.limits.max_image_pixels == served.segmenter.settings.max_pixels
     assert info.limits.max_message_bytes == served.segmenter.settings.max_message_bytes
     assert [m.role for m in info.models] == ["sam", "semantic"]
     assert not any(m.loaded for m in info.models)

@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from imagegen_service.models import ModelProfile, profile_for
 from imagegen_service.prompts import template_budget_chars
+from scene_rpc.images import DEFAULT_MAX_IMAGE_PIXELS
 
 OPENAI_API_BASE_URL = "https://api.openai.com/v1"
 # Below this a prompt limit is a misconfiguration, not a limit.
@@ -51,7 +52,8 @@ class Settings(BaseSettings):
 
     download_timeout_s: float = Field(30.0, gt=0)
     max_download_bytes: int = Field(64 * 1024 * 1024, gt=0)
-    max_image_pixels: int = Field(4096 * 4096, gt=0)
+    # The largest image decoded from the API, and the largest panorama a request may ask for.
+    max_image_pixels: int = Field(DEFAULT_MAX_IMAGE_PIXELS, gt=0)
 
     panorama_fit: Literal["resize", "crop"] = "resize"
     seam_band_px: int = Field(64, ge=2)
