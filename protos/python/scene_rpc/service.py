@@ -44,13 +44,12 @@ from pydantic import ValidationError
 from scene.common.v1 import common_pb2
 from scene_rpc import server as rpc_server
 from scene_rpc.errors import ModelUnavailable
+from scene_rpc.health_probe import LIVENESS  # defined beside the probe that asks it
 from scene_rpc.lifecycle import ManagedModel
 from scene_rpc.metrics import serve_metrics
 
 log = logging.getLogger(__name__)
 
-#: The health service name of liveness (see the module's docstring).
-LIVENESS = "liveness"
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
