@@ -126,7 +126,7 @@ class Readiness:
         self.models = list(models)
         self.required = list(required)
         self._retries: dict[int, asyncio.Task] = {}
-        self._applied: int | None = None
+        self._applied: tuple[int, str] | None = None
         self._applying = asyncio.Lock()
         self._pending: set[asyncio.Task] = set()
         for model in self.models:
@@ -153,17 +153,20 @@ class Readiness:
         """Set every readiness name to the models' current state."""
         async with self._applying:  # one at a time, each with the state as it is then
             status = SERVING if self.ready else NOT_SERVING
-            if status == self._applied:
+            reason = self.reason
+            if (status, reason) == self._applied:
                 return
-            self._applied = status
-            for name in self.names:
-                await self.health.set(name, status)
+            changed = self._applied is None or status != self._applied[0]
+            self._applied = (status, reason)
+            if changed:
+                for name in self.names:
+                    await self.health.set(name, status)
         if status == SERVING:
             log.info("ready")
         elif any(model.failed for model in self.models):
-            log.warning("not ready: %s", self.reason)
+            log.warning("not ready: %s", reason)
         else:
-            log.info("not ready: %s", self.reason)
+            log.info("not ready: %s", reason)
 
     def _changed(self, model: ManagedModel) -> None:
         loop = asyncio.get_running_loop()
