@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from depth_service import NAME
 from depth_service.settings import Settings
 from scene_rpc.service import main as run
 
 
 def main() -> None:
-    run("depth-service", Settings, "depth_service.server:build")
+    run(NAME, Settings, "depth_service.server:build")
 
 
 if __name__ == "__main__":

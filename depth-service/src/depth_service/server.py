@@ -3,15 +3,13 @@ its servicer, its limits."""
 
 from __future__ import annotations
 
-from depth_service import __version__
+from depth_service import NAME, __version__
 from depth_service.model import DepthModel
 from depth_service.servicer import SERVICE_NAME, DepthServicer
 from depth_service.settings import Settings
 from scene.common.v1 import common_pb2
 from scene.depth.v1 import depth_pb2_grpc
 from scene_rpc.service import ModelService, ServiceInfo
-
-NAME = "depth-service"
 
 
 def limits(settings: Settings) -> common_pb2.Limits:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from imagegen_service import NAME
 from imagegen_service.settings import Settings
 from scene_rpc.service import main as run
 
@@ -16,7 +17,7 @@ def _redact_logs() -> None:
 def main() -> None:
     # No torch here: the work is remote; GetInfo's cpu_threads are the cores the process may use
     # (PNG coding and the panorama).
-    run("imagegen-service", Settings, "imagegen_service.server:build", torch_threads=False,
+    run(NAME, Settings, "imagegen_service.server:build", torch_threads=False,
         before_build=_redact_logs)
 
 

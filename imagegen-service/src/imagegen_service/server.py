@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from imagegen_service import __version__
+from imagegen_service import NAME, __version__
 from imagegen_service.generator import ImageGenerator
 from imagegen_service.servicer import SERVICE_NAME, ImageGenServicer
 from imagegen_service.settings import Settings
@@ -11,8 +11,6 @@ from scene.common.v1 import common_pb2
 from scene.imagegen.v1 import imagegen_pb2_grpc
 from scene_rpc.server import DEFAULT_MAX_MESSAGE_BYTES
 from scene_rpc.service import ModelService, ServiceInfo
-
-NAME = "imagegen-service"
 
 
 def limits(settings: Settings) -> common_pb2.Limits:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from scene_rpc.service import main as run
+from segment_service import NAME
 from segment_service.settings import Settings
 
 
 def main() -> None:
-    run("segment-service", Settings, "segment_service.server:build")
+    run(NAME, Settings, "segment_service.server:build")
 
 
 if __name__ == "__main__":

@@ -7,13 +7,11 @@ from scene.common.v1 import common_pb2
 from scene.segment.v1 import segment_pb2_grpc
 from scene_rpc.lifecycle import ManagedModel
 from scene_rpc.service import ModelService, ServiceInfo
-from segment_service import __version__
+from segment_service import NAME, __version__
 from segment_service.models import SamModel, SemanticModel
 from segment_service.segmenter import Segmenter
 from segment_service.servicer import SERVICE_NAME, SegmentServicer
 from segment_service.settings import Mode, Settings
-
-NAME = "segment-service"
 
 
 def limits(settings: Settings) -> common_pb2.Limits:
