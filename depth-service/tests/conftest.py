@@ -19,10 +19,9 @@ import torch
 
 from depth_service.backends import DepthBackend, Prediction
 from depth_service.model import DepthModel
-from depth_service.server import create_server
+from depth_service.server import build
 from depth_service.settings import Settings
 from scene.depth.v1 import depth_pb2_grpc
-from scene_rpc import server as rpc_server
 from scene_rpc.server import message_size_options
 
 
@@ -165,17 +164,17 @@ class RunningServer:
 async def running_server(settings: Settings, *, loader=None) -> AsyncIterator[RunningServer]:
     """A real grpc.aio server on an ephemeral port and a client channel to it."""
     model = DepthModel(settings) if loader is None else DepthModel(settings, loader=loader)
-    server, health = create_server(settings, model, cpu_threads=settings.threads)
-    port = await rpc_server.start(server, health, f"{settings.host}:0")
+    service = build(settings, settings.threads, model=model)
+    port = await service.start()
     channel = grpc.aio.insecure_channel(
         f"127.0.0.1:{port}", options=message_size_options(settings.max_message_bytes)
     )
     try:
-        yield RunningServer(model, depth_pb2_grpc.DepthServiceStub(channel), channel, health, port)
+        yield RunningServer(model, depth_pb2_grpc.DepthServiceStub(channel), channel,
+                            service.health, port)
     finally:
         await channel.close()
-        await server.stop(0)
-        model.close()
+        await service.stop(0)
 
 
 @pytest.fixture(scope="session")

@@ -11,11 +11,11 @@ from depth_service.pipeline import (
     DepthEstimate,
     DepthPipeline,
     EstimateOptions,
-    ProgressEvent,
     resize_map,
 )
 from depth_service.settings import TileMode
 from scene_rpc.errors import InvalidInput
+from scene_rpc.progress import Progress
 
 
 def pipeline_for(backend, *, batch_size: int = 4, max_tiles: int = 64) -> DepthPipeline:
@@ -28,7 +28,7 @@ def pipeline_for(backend, *, batch_size: int = 4, max_tiles: int = 64) -> DepthP
 async def run(pipeline: DepthPipeline, image: np.ndarray, **options):
     events = [event async for event in pipeline.run(image, EstimateOptions(**options))]
     assert isinstance(events[-1], DepthEstimate)
-    assert all(isinstance(event, ProgressEvent) for event in events[:-1])
+    assert all(isinstance(event, Progress) for event in events[:-1])
     return events[:-1], events[-1]
 
 
@@ -115,7 +115,7 @@ async def test_progress_counts_the_global_pass_then_each_batch_of_tiles(fakes):
     events, estimate = await run(pipeline_for(backend, batch_size=3), fakes.smooth_field(100, 150),
                                  tile_mode=TileMode.FORCED, tile_size=32)
     tiles = estimate.tile_count
-    assert events[0] == ProgressEvent("global_pass", 1, 1, pytest.approx(1 / (1 + tiles)))
+    assert events[0] == Progress("global_pass", 1, 1, pytest.approx(1 / (1 + tiles)))
     assert [event.stage for event in events[1:]] == ["tiles"] * math.ceil(tiles / 3)
     assert events[-1].done == events[-1].total == tiles and events[-1].fraction == 1.0
     fractions = [event.fraction for event in events]

@@ -57,6 +57,24 @@ def normalized_of(response: depth_pb2.EstimateDepthResponse) -> np.ndarray:
     return array_from_proto(response.normalized_depth, dtype=np.float32, ndim=2)
 
 
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def watch_until(channel: grpc.aio.Channel, wanted: int, service: str = "",
+                      timeout_s: float = 30) -> list[int]:
+    """Statuses a health Watch reports until ``wanted`` (all of them, in order)."""
+    seen = []
+    call = health_pb2_grpc.HealthStub(channel).Watch(
+        health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
+    async for reply in call:
+        seen.append(reply.status)
+        if reply.status == wanted:
+            call.cancel()
+            break
+    return seen
+
+
 async def health_status(channel: grpc.aio.Channel, service: str = "") -> int:
     stub = health_pb2_grpc.HealthStub(channel)
     response = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
@@ -211,7 +229,11 @@ async def test_panorama_request(server, fakes):
 async def test_info_reports_the_loaded_model(server, cat_png):
     await server.stub.EstimateDepth(request_for(cat_png))
     info = await server.stub.GetInfo(common_pb2.GetInfoRequest())
-    assert info.service == "depth-service" and info.version and info.cpu_threads == 2
+    assert info.service == "scene.depth.v1.DepthService" == SERVICE_NAME
+    assert info.version and info.cpu_threads == 2
+    assert info.limits.max_image_pixels == MAX_PIXELS
+    assert info.limits.max_message_bytes == server.model.settings.max_message_bytes
+    assert (info.limits.max_prompt_chars, info.limits.max_vibe_chars) == (0, 0)
     [model] = info.models
     assert model.role == "depth" and model.loaded and not model.fallback and not model.loading
     assert model.model_id == model.requested_model_id == server.model.settings.model
@@ -264,13 +286,87 @@ async def test_a_failed_load_is_reported_then_retried_on_a_later_request(
         assert str(model_dir) in raised.value.details()
         [model] = (await running.stub.GetInfo(common_pb2.GetInfoRequest())).models
         assert not model.loaded and str(model_dir) in model.last_error
-        assert await health_status(running.channel) == health_pb2.HealthCheckResponse.SERVING
+        # Not ready (no traffic should come here) but alive (no restart needed).
+        for name in ("", SERVICE_NAME):
+            assert await health_status(running.channel, name) == NOT_SERVING
+        assert await health_status(running.channel, "liveness") == SERVING
 
         shutil.copytree(tiny_depth_anything, model_dir)  # the weights arrive
         response = await running.stub.EstimateDepth(request_for(cat_png))
         assert response.width_px == 451
         [model] = (await running.stub.GetInfo(common_pb2.GetInfoRequest())).models
         assert model.loaded and model.last_error == ""
+        for name in ("", SERVICE_NAME, "liveness"):
+            assert await health_status(running.channel, name) == SERVING
+
+
+async def test_a_failed_load_is_retried_in_the_background_without_requests(
+        serve, settings_factory, fakes):
+    attempts = []
+
+    def flaky_loader(*_):
+        attempts.append(time.monotonic())
+        if len(attempts) == 1:
+            raise OSError("weights not there yet")
+        return fakes.DepthBackend()
+
+    settings = settings_factory(preload=True, load_retry_s=0.2)
+    async with serve(settings, loader=flaky_loader) as running:
+        statuses = await watch_until(running.channel, SERVING)
+        # The preload failed (NOT_SERVING), then the retry nobody asked for succeeded.
+        assert statuses[-1] == SERVING and NOT_SERVING in statuses
+        assert len(attempts) == 2 and running.model.ready
+
+
+async def test_preloading_is_not_ready_until_the_model_is_loaded(
+        serve, settings_factory, fakes):
+    release = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def slow_loader(*_):
+        asyncio.run_coroutine_threadsafe(release.wait(), loop).result(timeout=30)
+        return fakes.DepthBackend()
+
+    async with serve(settings_factory(preload=True), loader=slow_loader) as running:
+        for name in ("", SERVICE_NAME):
+            assert await health_status(running.channel, name) == NOT_SERVING
+        assert await health_status(running.channel, "liveness") == SERVING
+        info = await running.stub.GetInfo(common_pb2.GetInfoRequest())
+        assert info.models[0].loading and not info.models[0].loaded
+        release.set()
+        await watch_until(running.channel, SERVING)
+        assert await health_status(running.channel, SERVICE_NAME) == SERVING
+
+
+async def test_a_lazy_service_is_ready_before_its_first_request(serve, settings_factory, fakes):
+    async with serve(settings_factory(preload=False), loader=lambda *_: fakes.DepthBackend()
+                     ) as running:
+        for name in ("", SERVICE_NAME, "liveness"):
+            assert await health_status(running.channel, name) == SERVING
+        assert not running.model.ready
+
+
+async def test_an_internal_error_is_internal_with_nothing_of_its_text(
+        serve, settings_factory, fakes, cat_png, caplog):
+    class BrokenBackend(fakes.DepthBackend):
+        def predict(self, images):
+            raise ValueError("operands could not be broadcast together with shapes (3,) (4,)")
+
+    async with serve(settings_factory(), loader=lambda *_: BrokenBackend()) as running:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await running.stub.EstimateDepth(request_for(cat_png))
+        assert raised.value.code() == grpc.StatusCode.INTERNAL
+        details = raised.value.details()
+        assert "internal error in scene.depth.v1.DepthService; see its log" in details
+        assert "broadcast" not in details and "ValueError" not in details
+        # The traceback is in the log, under the id the caller was given.
+        error_id = details.rsplit("error id ", 1)[1].rstrip(")")
+        [record] = [r for r in caplog.records if error_id in r.getMessage()]
+        assert record.exc_info and "broadcast" in str(record.exc_info[1])
+        # A bad image is still the caller's fault.
+        with pytest.raises(grpc.aio.AioRpcError) as bad:
+            await running.stub.EstimateDepth(request_for(b"not an image"))
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_within_the_retry_interval_a_failure_is_answered_from_memory(

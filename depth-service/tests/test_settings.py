@@ -79,3 +79,9 @@ def test_an_unknown_profile_stops_the_service_naming_the_valid_ones(monkeypatch)
     assert done.returncode == 1
     assert "unknown profile 'turbo': valid profiles are quality, balanced, fast" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_pixel_limit_is_the_one_every_image_service_shares():
+    from scene_rpc.images import DEFAULT_MAX_IMAGE_PIXELS
+
+    assert Settings().max_pixels == DEFAULT_MAX_IMAGE_PIXELS == 16_000_000

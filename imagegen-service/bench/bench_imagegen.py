@@ -33,7 +33,7 @@ from PIL import Image  # noqa: E402
 
 from imagegen_service.generator import intact_rgb_png_size  # noqa: E402
 from imagegen_service.panorama import make_panorama, seam_mad  # noqa: E402
-from imagegen_service.server import create_server  # noqa: E402
+from imagegen_service.server import build  # noqa: E402
 from imagegen_service.settings import Settings  # noqa: E402
 from scene.imagegen.v1 import imagegen_pb2, imagegen_pb2_grpc  # noqa: E402
 from scene_rpc import server as rpc_server  # noqa: E402
@@ -72,9 +72,9 @@ async def bench_overhead(base_url: str) -> None:
         base64.b64decode(answer.data[0].b64_json)
 
     settings = Settings(host="127.0.0.1", port=0, model="dall-e-3", openai_base_url=base_url)
-    server, health, generator = create_server(settings)
-    await generator.load()
-    port = await rpc_server.start(server, health, "127.0.0.1:0")
+    service = build(settings, 1)
+    port = await service.start()
+    await service.info.models[0].load()
     try:
         async with grpc.aio.insecure_channel(
             f"127.0.0.1:{port}",
@@ -94,7 +94,7 @@ async def bench_overhead(base_url: str) -> None:
                 "panorama": via_service(imagegen_pb2.GENERATION_MODE_PANORAMA),
             })
     finally:
-        await rpc_server.stop(server, health, 0)
+        await service.stop(0)
 
     base = median_ms(samples["baseline"])
     print(f"1. Service overhead per image (median of {ROUNDS}, 1792x1024, fake API in a process)")

@@ -14,7 +14,7 @@ import string
 import grpc
 import pytest
 
-from imagegen_service.server import create_server
+from imagegen_service.server import build
 from imagegen_service.settings import Settings
 from scene.imagegen.v1 import imagegen_pb2, imagegen_pb2_grpc
 from scene_rpc import server as rpc_server
@@ -71,22 +71,22 @@ async def start_service(fake_openai: FakeOpenAI):
 
     async def start(**overrides) -> imagegen_pb2_grpc.ImageGenServiceStub:
         settings = settings_for(fake_openai.base_url, **overrides)
-        server, health, generator = create_server(settings)
-        await generator.load()
-        port = await rpc_server.start(server, health, "127.0.0.1:0")
+        service = build(settings, 1)
+        port = await service.start()
+        await service.info.models[0].load()
         channel = grpc.aio.insecure_channel(
             f"127.0.0.1:{port}",
             options=rpc_server.message_size_options(rpc_server.DEFAULT_MAX_MESSAGE_BYTES),
         )
-        started.append((server, health, channel))
+        started.append((service, channel))
         stub = imagegen_pb2_grpc.ImageGenServiceStub(channel)
         stub.channel = channel
         return stub
 
     yield start
-    for server, health, channel in started:
+    for service, channel in started:
         await channel.close()
-        await rpc_server.stop(server, health, 0)
+        await service.stop(0)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import time
 import grpc
 import pytest
 
-from imagegen_service.prompts import Mode, build_prompt
+from imagegen_service.settings import Settings
 from scene.imagegen.v1 import imagegen_pb2
 
 PANORAMA = imagegen_pb2.GENERATION_MODE_PANORAMA
@@ -201,8 +201,8 @@ async def test_a_slow_download_is_deadline_exceeded(start_service, request_for, 
 
 
 def too_long_prompt() -> str:
-    overhead = build_prompt("x", "", Mode.STANDARD).overhead_chars
-    return "a" * (4000 - overhead + 1)
+    settings = Settings(model="dall-e-3", max_prompt_chars=4000, max_vibe_chars=300)
+    return "a" * (settings.prompt_limit + 1)
 
 
 @pytest.mark.parametrize(
@@ -210,8 +210,10 @@ def too_long_prompt() -> str:
     [
         ({"prompt": ""}, Code.INVALID_ARGUMENT, "prompt is empty"),
         ({"prompt": " \n\t. "}, Code.INVALID_ARGUMENT, "prompt is empty"),
-        ({"prompt": too_long_prompt()}, Code.INVALID_ARGUMENT, "takes at most 4000"),
-        ({"vibe": "v" * 201}, Code.INVALID_ARGUMENT, "short phrase"),
+        ({"prompt": too_long_prompt()}, Code.INVALID_ARGUMENT, "characters; at most"),
+        ({"vibe": "v" * 301}, Code.INVALID_ARGUMENT, "vibe is 301 characters; at most 300"),
+        ({"prompt": "a cat\x00[fake:url]"}, Code.INVALID_ARGUMENT, "control character U+0000"),
+        ({"vibe": "calm\x1b[2J"}, Code.INVALID_ARGUMENT, "control character U+001B"),
         ({"mode": 7}, Code.INVALID_ARGUMENT, "unknown generation mode 7"),
         ({"width_px": 1536, "height_px": 1024}, Code.INVALID_ARGUMENT, "1792x1024"),
         ({"width_px": 1792}, Code.INVALID_ARGUMENT, "both"),
@@ -235,4 +237,5 @@ async def test_bad_requests_are_refused_before_any_upstream_call(
 async def test_the_longest_allowed_prompt_is_accepted(imagegen, request_for, fake_openai):
     prompt = too_long_prompt()[:-1]
     await imagegen.GenerateImage(request_for(prompt))
-    assert len(fake_openai.requests()[0]["body"]["prompt"]) == 4000
+    sent = fake_openai.requests()[0]["body"]["prompt"]
+    assert prompt in sent and len(sent) <= 4000  # dall-e-3's limit, template included

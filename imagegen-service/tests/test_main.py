@@ -99,7 +99,8 @@ async def test_the_service_process(service, fake_openai_process, api_key):
     assert process.wait(timeout=15) == 0
 
     logs = stderr_path.read_text()
-    assert "listening on 127.0.0.1" in logs and "stopping with a 10s grace period" in logs
+    assert "imagegen listening on port" in logs
+    assert "stopping with a 10s grace period" in logs
     assert any(" DEBUG " in line for line in logs.splitlines())
     for piece in (api_key, api_key[8:20], api_key[-4:]):
         assert piece not in logs

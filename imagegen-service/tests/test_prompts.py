@@ -1,13 +1,15 @@
 import pytest
 
 from imagegen_service.prompts import (
-    MAX_VIBE_CHARS,
     PANORAMA_TEMPLATE,
     STANDARD_TEMPLATE,
     Mode,
     build_prompt,
+    check_text,
     clean_prompt,
+    template_budget_chars,
 )
+from scene_rpc.errors import InvalidInput
 
 
 def test_standard_prompt_weaves_in_the_vibe():
@@ -56,4 +58,23 @@ def test_prompt_is_cleaned_to_one_line_without_a_trailing_full_stop():
 def test_templates_are_plain_constants_with_the_documented_fields():
     for template in (STANDARD_TEMPLATE, PANORAMA_TEMPLATE):
         assert "{prompt}" in template and "{vibe_clause}" in template
-    assert MAX_VIBE_CHARS >= 100
+
+
+def test_the_template_budget_covers_every_mode_with_a_vibe():
+    budget = template_budget_chars()
+    for mode in Mode:
+        built = build_prompt("p" * 50, "v" * 30, mode)
+        assert len(built.text) - 50 - 30 <= budget
+    assert len(build_prompt("p" * 50, "v" * 30, Mode.PANORAMA).text) - 80 == budget
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "fog\x1b[31m", "x\x7f", "bell\x07"])
+def test_control_characters_are_refused(text):
+    with pytest.raises(InvalidInput, match="control character U\\+00"):
+        check_text("prompt", text, 100)
+
+
+def test_whitespace_and_non_ascii_are_text():
+    check_text("vibe", "calme,\tbrumeux\nnuit 🌙 – sérénité\r", 100)
+    with pytest.raises(InvalidInput, match="is 101 characters; at most 100"):
+        check_text("vibe", "v" * 101, 100)

@@ -56,3 +56,29 @@ def test_model_profiles():
         assert profile.landscape in profile.sizes
     with pytest.raises(ValueError, match="supported"):
         profile_for("midjourney")
+
+
+def test_text_limits_leave_room_for_the_template_within_the_models_limit():
+    from imagegen_service.prompts import template_budget_chars
+
+    dalle = Settings(model="dall-e-3")
+    assert (dalle.max_prompt_chars, dalle.max_vibe_chars) == (4000, 300)
+    # dall-e-3 takes 4,000 characters in all: the template and the longest vibe come off it.
+    assert dalle.prompt_limit == 4000 - template_budget_chars() - 300
+    # gpt-image-1 takes 32,000: the setting is the limit.
+    assert Settings(model="gpt-image-1").prompt_limit == 4000
+    with pytest.raises(ValidationError, match="IMAGEGEN_MAX_VIBE_CHARS=3900 leaves"):
+        Settings(model="dall-e-3", max_vibe_chars=3900)
+
+
+def test_text_limits_from_the_environment(monkeypatch):
+    monkeypatch.setenv("IMAGEGEN_MAX_PROMPT_CHARS", "1000")
+    monkeypatch.setenv("IMAGEGEN_MAX_VIBE_CHARS", "120")
+    settings = Settings(model="dall-e-3")
+    assert (settings.prompt_limit, settings.max_vibe_chars) == (1000, 120)
+
+
+def test_the_pixel_limit_is_the_one_every_image_service_shares():
+    from scene_rpc.images import DEFAULT_MAX_IMAGE_PIXELS
+
+    assert Settings().max_image_pixels == DEFAULT_MAX_IMAGE_PIXELS == 16_000_000

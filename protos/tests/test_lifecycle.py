@@ -69,3 +69,14 @@ async def test_a_caller_that_gives_up_does_not_abandon_the_load():
     model.release.set()
     await patient
     assert model.calls == 1 and model.ready
+
+
+async def test_observers_hear_every_load_start_success_and_failure():
+    model = CountingModel(fail_times=1)
+    heard = []
+    model.add_observer(lambda m: heard.append((m.loading, m.ready, m.failed)))
+    with pytest.raises(ModelUnavailable):
+        await model.load()
+    await model.load()
+    assert heard == [(True, False, False), (False, False, True),
+                     (True, False, True), (False, True, False)]

@@ -19,7 +19,10 @@ from PIL import Image
 
 from scene.segment.v1 import segment_pb2_grpc
 from scene_rpc.server import message_size_options
-from segment_service.server import App, build_app
+from scene_rpc.service import ModelService, available_cores
+from segment_service.models import SamModel, SemanticModel
+from segment_service.segmenter import Segmenter
+from segment_service.server import build
 from segment_service.settings import Settings
 
 
@@ -98,7 +101,8 @@ def make_settings(tiny_models_dir: Path) -> Callable[..., Settings]:
 
 @dataclass
 class Served:
-    app: App
+    service: ModelService
+    segmenter: Segmenter
     stub: segment_pb2_grpc.SegmentServiceStub
     channel: grpc.aio.Channel
     port: int
@@ -111,19 +115,21 @@ async def serve(make_settings) -> AsyncIterator[Callable[..., Served]]:
 
     async def start(**overrides) -> Served:
         settings = make_settings(**overrides)
-        app = build_app(settings)
-        port = await app.start()
+        segmenter = Segmenter(settings, SamModel(settings), SemanticModel(settings))
+        service = build(settings, settings.threads or available_cores(), segmenter=segmenter)
+        port = await service.start()
         channel = grpc.aio.insecure_channel(
             f"127.0.0.1:{port}", options=message_size_options(settings.max_message_bytes)
         )
-        served = Served(app, segment_pb2_grpc.SegmentServiceStub(channel), channel, port)
+        served = Served(service, segmenter, segment_pb2_grpc.SegmentServiceStub(channel),
+                        channel, port)
         started.append(served)
         return served
 
     yield start
     for served in started:
         await served.channel.close()
-        await served.app.stop(0)
+        await served.service.stop(0)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,6 @@ from scene.segment.v1 import segment_pb2
 from scene_rpc.arrays import array_from_proto
 from scene_rpc.images import image_message
 from segment_service.categories import CATEGORY_BY_ADE20K_ID
-from segment_service.server import preload
 
 STAGES = {"decode", "sam_encoder", "mask_decoding", "semantic", "fusion", "total"}
 
@@ -40,6 +39,41 @@ def _check_response(response: segment_pb2.SegmentResponse, height: int, width: i
         share = np.mean(categories == label.category)
         assert label.pixel_fraction <= share + 1e-6
     return categories
+
+
+SERVICE = "scene.segment.v1.SegmentService"
+
+
+async def _watch_until_serving(channel, service: str = "", timeout_s: float = 60) -> bool:
+    """Follow the health Watch until SERVING; False on a timeout."""
+    call = health_pb2_grpc.HealthStub(channel).Watch(
+        health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
+    try:
+        async for reply in call:
+            if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                return True
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+            raise
+    finally:
+        call.cancel()
+    return False
+
+
+async def test_a_failed_preload_is_not_ready_but_alive(serve, tmp_path):
+    served = await serve(preload=True, sam_model=str(tmp_path / "no-such-model"))
+    stub = health_pb2_grpc.HealthStub(served.channel)
+    for _ in range(300):
+        info = await served.stub.GetInfo(common_pb2.GetInfoRequest())
+        if any(m.last_error for m in info.models):
+            break
+        await asyncio.sleep(0.1)
+    not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+    for name in ("", SERVICE):
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=name))
+        assert reply.status == not_serving
+    reply = await stub.Check(health_pb2.HealthCheckRequest(service="liveness"))
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
 async def _serving(served) -> int:
@@ -86,8 +120,9 @@ async def test_semantic_mode_never_loads_sam(serve, photo_bytes, tmp_path):
 @pytest.mark.parametrize(("mode", "loaded"), [("hybrid", {"sam", "semantic"}),
                                               ("semantic", {"semantic"})])
 async def test_preload_loads_what_the_default_mode_needs(serve, mode, loaded):
-    served = await serve(mode=mode)
-    await preload(served.app.segmenter)
+    served = await serve(mode=mode, preload=True)
+    # Ready once the preload is done, not before (readiness follows the models).
+    assert await _watch_until_serving(served.channel, SERVICE)
     info = await served.stub.GetInfo(common_pb2.GetInfoRequest())
     assert {m.role for m in info.models if m.loaded} == loaded
 
@@ -114,7 +149,7 @@ async def test_points_per_batch_defaults_to_small_batches_on_cpu(serve, photo_by
         _request(photo_bytes("animal_cat_chelsea")))]
     decoding = [e.progress for e in events if e.progress.stage == "mask_decoding"]
     assert decoding[-1].total == 16 // 4
-    assert served.app.segmenter.points_per_batch() == 4
+    assert served.segmenter.points_per_batch() == 4
 
 
 async def test_cancelling_a_stream_stops_the_work(serve, photo_bytes, caplog):
@@ -143,6 +178,8 @@ async def test_info_reports_both_models(serve, photo_bytes):
     served = await serve()
     info = await served.stub.GetInfo(common_pb2.GetInfoRequest())
     assert info.service == "scene.segment.v1.SegmentService"
+    assert info.limits.max_image_pixels == served.segmenter.settings.max_pixels
+    assert info.limits.max_message_bytes == served.segmenter.settings.max_message_bytes
     assert [m.role for m in info.models] == ["sam", "semantic"]
     assert not any(m.loaded for m in info.models)
     await served.stub.Segment(_request(photo_bytes("animal_cat_chelsea")))
@@ -217,7 +254,8 @@ async def test_load_failure_is_reported_and_recovered(serve, photo_bytes, tiny_m
     info = await served.stub.GetInfo(common_pb2.GetInfoRequest())
     sam = next(m for m in info.models if m.role == "sam")
     assert not sam.loaded and sam.last_error
-    assert await _serving(served) == health_pb2.HealthCheckResponse.SERVING
+    # Not ready after a failed load, until a load succeeds.
+    assert await _serving(served) == health_pb2.HealthCheckResponse.NOT_SERVING
 
     shutil.copytree(tiny_models_dir / "sam2", sam_dir)
     response = await served.stub.Segment(request)
@@ -225,6 +263,7 @@ async def test_load_failure_is_reported_and_recovered(serve, photo_bytes, tiny_m
     info = await served.stub.GetInfo(common_pb2.GetInfoRequest())
     sam = next(m for m in info.models if m.role == "sam")
     assert sam.loaded and sam.last_error == ""
+    assert await _watch_until_serving(served.channel, SERVICE)
 
 
 async def test_segformer_serves_as_the_semantic_model(serve, photo_bytes, tiny_models_dir):

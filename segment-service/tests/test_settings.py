@@ -102,3 +102,10 @@ def test_bad_quality_knob_defaults_are_refused(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(pydantic.ValidationError):
         Settings()
+
+
+
+def test_the_pixel_limit_is_the_one_every_image_service_shares():
+    from scene_rpc.images import DEFAULT_MAX_IMAGE_PIXELS
+
+    assert Settings().max_pixels == DEFAULT_MAX_IMAGE_PIXELS == 16_000_000

@@ -58,8 +58,13 @@ def test_grpc_services_are_health_checked_on_their_port_with_the_standard_probe(
                                                                                  service):
     spec = compose["services"][service]
     port = GRPC_PORTS[service]
+    # Readiness (no --liveness): a preloading or failed backend is not healthy, and the start
+    # period leaves room for a preload's first download.
     assert spec["healthcheck"]["test"] == [
         "CMD", "python", "-m", "scene_rpc.health_probe", "--quiet", f"127.0.0.1:{port}"]
+    if service != "imagegen":  # it loads nothing
+        start_period = spec["healthcheck"]["start_period"]
+        assert start_period.endswith("s") and int(start_period[:-1]) >= 300
     assert spec["expose"] == [str(port)]
     assert "ports" not in spec, "model services are reached through the orchestrator only"
     exposed = parse_dockerfile(REPO / spec["build"]["dockerfile"]).exposed

@@ -78,6 +78,10 @@ def test_grpc_services_are_headless_with_native_grpc_probes(gpu, service):
     assert [p["containerPort"] for p in spec["ports"]] == [port]
     assert spec["readinessProbe"]["grpc"]["port"] == port
     assert spec["livenessProbe"]["grpc"]["port"] == port
+    # Readiness is the overall server (NOT_SERVING until the model can answer); liveness its own
+    # name (SERVING while the process runs): a failed load takes the pod out, never restarts it.
+    assert spec["readinessProbe"]["grpc"].get("service", "") == ""
+    assert spec["livenessProbe"]["grpc"]["service"] == "liveness"
     env = container_env(gpu, service)
     prefix = "SEG" if service == "segment" else service.upper()
     assert env[f"{prefix}_PORT"] == str(port)

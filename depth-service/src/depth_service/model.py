@@ -13,11 +13,12 @@ import numpy as np
 import torch
 
 from depth_service.backends import DepthBackend, Prediction, load_backend
-from depth_service.pipeline import DepthEstimate, DepthPipeline, EstimateOptions, ProgressEvent
+from depth_service.pipeline import DepthEstimate, DepthPipeline, EstimateOptions
 from depth_service.settings import Settings
 from scene.common.v1 import common_pb2
 from scene_rpc.lifecycle import LoadResult, ManagedModel
 from scene_rpc.metrics import PassMeter
+from scene_rpc.progress import Progress
 from scene_rpc.torch_runtime import select_device
 
 log = logging.getLogger(__name__)
@@ -118,17 +119,17 @@ class DepthModel(ManagedModel):
 
     async def estimate(
         self, image: np.ndarray, options: EstimateOptions
-    ) -> AsyncIterator[ProgressEvent | DepthEstimate]:
+    ) -> AsyncIterator[Progress | DepthEstimate]:
         """Progress events, then exactly one DepthEstimate (loads the model first if needed)."""
         if not self.ready:
-            yield ProgressEvent("load_model", 0, 1, 0.0)
+            yield Progress("load_model", 0, 1, 0.0)
         await self.ensure_loaded()
         assert self._backend is not None
         pipeline = DepthPipeline(self._backend, self.forward, batch_size=self.batch_size,
                                  max_tiles=self.settings.tile_max_count)
         meter = PassMeter()
         async for event in pipeline.run(image, options):
-            if isinstance(event, ProgressEvent):
+            if isinstance(event, Progress):
                 meter.step(event.stage, event.done)
             yield event
 

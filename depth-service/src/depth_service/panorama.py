@@ -27,8 +27,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from scene_rpc.progress import Progress
+
 if TYPE_CHECKING:
-    from depth_service.pipeline import DepthEstimate, DepthPipeline, ProgressEvent
+    from depth_service.pipeline import DepthEstimate, DepthPipeline
 
 
 class PanoramaMode(StrEnum):
@@ -277,9 +279,9 @@ def view_side(native_side: int, width: int, fov_deg: float) -> int:
 
 
 async def estimate(pipeline: DepthPipeline, image: np.ndarray, layout: ViewLayout,
-                   ) -> AsyncIterator[ProgressEvent | DepthEstimate]:
+                   ) -> AsyncIterator[Progress | DepthEstimate]:
     """The pipeline's panorama path in perspective mode: progress events, then the estimate."""
-    from depth_service.pipeline import DepthEstimate, ProgressEvent, _ms_since
+    from depth_service.pipeline import DepthEstimate, _ms_since
 
     height, width = image.shape[:2]
     timing: dict[str, float] = {}
@@ -294,7 +296,7 @@ async def estimate(pipeline: DepthPipeline, image: np.ndarray, layout: ViewLayou
     for first in range(0, len(views), pipeline.batch_size):
         predictions = await pipeline.forward(crops[first : first + pipeline.batch_size])
         disparities += [p.disparity for p in predictions]
-        yield ProgressEvent("views", len(disparities), len(views), len(disparities) / len(views))
+        yield Progress("views", len(disparities), len(views), len(disparities) / len(views))
     timing["inference"] = _ms_since(mark)
     mark = time.perf_counter()
 

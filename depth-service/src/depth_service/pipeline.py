@@ -30,6 +30,7 @@ from depth_service.normalize import normalize_disparity
 from depth_service.panorama import PanoramaMode, ViewLayout
 from depth_service.settings import TileMode
 from scene_rpc.errors import InvalidInput
+from scene_rpc.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +69,6 @@ class EstimateOptions:
                                f"got {self.tile_size}")
         if not 0.0 < self.tile_overlap <= 0.5:
             raise InvalidInput(f"tile overlap must be in (0, 0.5], got {self.tile_overlap}")
-
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    stage: str
-    done: int
-    total: int
-    fraction: float
 
 
 @dataclass
@@ -126,7 +119,7 @@ class DepthPipeline:
 
     async def run(
         self, image: np.ndarray, options: EstimateOptions
-    ) -> AsyncIterator[ProgressEvent | DepthEstimate]:
+    ) -> AsyncIterator[Progress | DepthEstimate]:
         if options.panorama and options.panorama_mode is PanoramaMode.PERSPECTIVE:
             # Its views are at most the model's native input whatever the panorama's size,
             # so the input cap would save nothing here.
@@ -151,7 +144,7 @@ class DepthPipeline:
             _full_resolution, global_prediction.disparity, height, width, pad
         )
         timing["global_pass"] = _ms_since(mark)
-        yield ProgressEvent("global_pass", 1, 1, 1 / units)
+        yield Progress("global_pass", 1, 1, 1 / units)
 
         disparity = global_disparity
         if grid is not None:
@@ -161,7 +154,7 @@ class DepthPipeline:
                 batch = tiles[first : first + self.batch_size]
                 crops = [tiling.crop(image, tile, wrap=grid.wrap) for tile in batch]
                 predictions += await self.forward(crops)
-                yield ProgressEvent("tiles", len(predictions), len(tiles),
+                yield Progress("tiles", len(predictions), len(tiles),
                                     (1 + len(predictions)) / units)
             timing["tiles"] = _ms_since(mark)
             mark = time.perf_counter()

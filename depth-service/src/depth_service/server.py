@@ -1,63 +1,37 @@
-"""The depth service's gRPC server: built from the shared scene_rpc bootstrap (error mapping,
-health, reflection, message limits, graceful shutdown)."""
+"""The depth service as the shared skeleton (``scene_rpc.service``) describes it: its one model,
+its servicer, its limits."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-
+from depth_service import NAME, __version__
 from depth_service.model import DepthModel
 from depth_service.servicer import SERVICE_NAME, DepthServicer
 from depth_service.settings import Settings
+from scene.common.v1 import common_pb2
 from scene.depth.v1 import depth_pb2_grpc
-from scene_rpc import server as rpc_server
-from scene_rpc.errors import ModelUnavailable
-from scene_rpc.torch_runtime import configure_threads
-
-log = logging.getLogger(__name__)
+from scene_rpc.service import ModelService, ServiceInfo
 
 
-def create_server(settings: Settings, model: DepthModel, *, cpu_threads: int):
-    """(server, health servicer) with the DepthService registered; not yet bound or started."""
-    servicer = DepthServicer(model, settings, cpu_threads=cpu_threads)
-    return rpc_server.build_server(
-        service_names=[SERVICE_NAME],
+def limits(settings: Settings) -> common_pb2.Limits:
+    """What this service refuses, advertised by GetInfo for the front door to check first."""
+    return common_pb2.Limits(max_image_pixels=settings.max_pixels,
+                             max_message_bytes=settings.max_message_bytes)
+
+
+def build(settings: Settings, cpu_threads: int, *, model: DepthModel | None = None
+          ) -> ModelService:
+    model = model or DepthModel(settings)
+    info = ServiceInfo(SERVICE_NAME, __version__, [model], cpu_threads, limits(settings))
+    servicer = DepthServicer(model, settings, info)
+    return ModelService(
+        name=NAME,
+        info=info,
         register=lambda server: depth_pb2_grpc.add_DepthServiceServicer_to_server(servicer, server),
+        address=f"{settings.host}:{settings.port}",
+        grace_s=settings.grace_s,
         max_message_bytes=settings.max_message_bytes,
+        metrics_port=settings.metrics_port,
+        preload=[model] if settings.preload else [],
+        close=model.close,
+        description=f"model {settings.model}",
     )
-
-
-async def _preload(model: DepthModel) -> None:
-    # A failure is remembered by the model, reported by Info and retried by the next request.
-    with contextlib.suppress(ModelUnavailable):
-        await model.load()
-
-
-async def serve(settings: Settings) -> None:
-    """Serve until SIGTERM/SIGINT; in-flight requests get ``settings.grace_s`` to finish."""
-    cpu_threads = configure_threads(settings.threads)
-    model = DepthModel(settings)
-    server, health = create_server(settings, model, cpu_threads=cpu_threads)
-    preload = None
-
-    def started(port: int) -> None:
-        nonlocal preload
-        log.info("depth-service listening on port %d (model %s, %d CPU threads)", port,
-                 settings.model, cpu_threads)
-        if settings.preload:
-            preload = asyncio.create_task(_preload(model))
-
-    try:
-        await rpc_server.run_until_signalled(
-            server, health, f"{settings.host}:{settings.port}", grace_s=settings.grace_s,
-            on_started=started, metrics_port=settings.metrics_port,
-        )
-    finally:
-        if preload is not None and not preload.done():
-            preload.cancel()
-        model.close()
-        log.info("depth-service stopped")
-
-
-__all__ = ["create_server", "serve"]

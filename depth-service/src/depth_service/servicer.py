@@ -9,14 +9,15 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 
-from depth_service import __version__
 from depth_service.model import DepthModel
-from depth_service.pipeline import DepthEstimate, EstimateOptions, ProgressEvent
+from depth_service.pipeline import DepthEstimate, EstimateOptions
 from depth_service.settings import Settings, TileMode
 from scene.common.v1 import common_pb2
 from scene.depth.v1 import depth_pb2, depth_pb2_grpc
 from scene_rpc.arrays import array_to_proto
 from scene_rpc.images import decode_image
+from scene_rpc.progress import Progress, progress_to_proto
+from scene_rpc.service import ServiceInfo
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +63,11 @@ def response_from_estimate(estimate: DepthEstimate) -> depth_pb2.EstimateDepthRe
     return response
 
 
-def progress_proto(event: ProgressEvent) -> common_pb2.Progress:
-    return common_pb2.Progress(stage=event.stage, done=event.done, total=event.total,
-                               fraction=event.fraction)
-
-
 class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
-    def __init__(self, model: DepthModel, settings: Settings, *, cpu_threads: int) -> None:
+    def __init__(self, model: DepthModel, settings: Settings, info: ServiceInfo) -> None:
         self.model = model
         self.settings = settings
-        self.cpu_threads = cpu_threads
+        self.info = info
 
     async def EstimateDepth(self, request, context) -> depth_pb2.EstimateDepthResponse:
         result = None
@@ -91,12 +87,7 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
                 yield depth_pb2.EstimateDepthEvent(progress=event)
 
     async def GetInfo(self, request, context) -> common_pb2.GetInfoResponse:
-        return common_pb2.GetInfoResponse(
-            service="depth-service",
-            version=__version__,
-            models=[self.model.info()],
-            cpu_threads=self.cpu_threads,
-        )
+        return self.info.to_proto()
 
     async def _estimate(
         self, request: depth_pb2.EstimateDepthRequest
@@ -108,8 +99,8 @@ class DepthServicer(depth_pb2_grpc.DepthServiceServicer):
         )
         decode_ms = (time.perf_counter() - started) * 1000.0
         async for event in self.model.estimate(image, options):
-            if isinstance(event, ProgressEvent):
-                yield progress_proto(event)
+            if isinstance(event, Progress):
+                yield progress_to_proto(event)
                 continue
             event.timing_ms["decode"] = decode_ms
             response = await asyncio.to_thread(response_from_estimate, event)

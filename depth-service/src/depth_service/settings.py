@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from depth_service.panorama import PanoramaMode, ViewLayout
 from scene_rpc.accel import Runtime
+from scene_rpc.images import DEFAULT_MAX_IMAGE_PIXELS
 from scene_rpc.profiles import DEFAULT_PROFILE, apply_profile, get_profile
 from scene_rpc.server import DEFAULT_MAX_MESSAGE_BYTES
 
@@ -52,7 +53,7 @@ class Settings(BaseSettings):
     runtime_cache_dir: Path = Path("~/.cache/scene-server/compiled")
     preload: bool = False
     # Checked against the header before any pixel is decompressed.
-    max_pixels: int = Field(16_000_000, ge=64)
+    max_pixels: int = Field(DEFAULT_MAX_IMAGE_PIXELS, ge=64)
     tile_mode: TileMode = TileMode.AUTO
     # Tile side in input pixels; 0 = the model's native input side (tiles run pixel for pixel).
     tile_size: int = Field(0, ge=0)

@@ -1,25 +1,24 @@
-"""``python -m imagegen_service``: serve until SIGTERM/SIGINT."""
+"""``python -m imagegen_service``: the shared bootstrap (``scene_rpc.service.main``)."""
 
 from __future__ import annotations
 
-import asyncio
+from imagegen_service import NAME
+from imagegen_service.settings import Settings
+from scene_rpc.service import main as run
 
-from scene_rpc.logs import configure_logging
-from scene_rpc.tracing import configure_tracing
 
-
-def main() -> None:
-    from imagegen_service.settings import Settings
-
-    settings = Settings()
-    configure_logging("imagegen", settings.log_level)
-    configure_tracing("imagegen", settings.trace_exporter)
+def _redact_logs() -> None:
+    # Before the OpenAI client is imported: nothing it logs may show a key.
     from imagegen_service.redact import install_log_redaction
 
     install_log_redaction()
-    from imagegen_service.server import serve
 
-    asyncio.run(serve(settings))
+
+def main() -> None:
+    # No torch here: the work is remote; GetInfo's cpu_threads are the cores the process may use
+    # (PNG coding and the panorama).
+    run(NAME, Settings, "imagegen_service.server:build", torch_threads=False,
+        before_build=_redact_logs)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from PIL import Image
 
 from imagegen_service.models import Size
 from imagegen_service.panorama import make_panorama, seam_mad
-from imagegen_service.prompts import MAX_VIBE_CHARS, Mode, build_prompt, clean_prompt
+from imagegen_service.prompts import Mode, build_prompt, check_text, clean_prompt
 from imagegen_service.settings import Settings
 from imagegen_service.upstream import OpenAIImages, check_api_key
 from scene_rpc.errors import InvalidInput, ServiceError
@@ -85,22 +85,18 @@ class ImageGenerator(ManagedModel):
     def plan(self, request: GenerationRequest) -> _Plan:
         """Check everything that can be checked before spending the caller's money."""
         check_api_key(request.api_key)
+        check_text("prompt", request.prompt, self.settings.prompt_limit)
+        check_text("vibe", request.vibe, self.settings.max_vibe_chars)
         prompt = clean_prompt(request.prompt)
         if not prompt:
             raise InvalidInput("prompt is empty")
-        if len(request.vibe) > MAX_VIBE_CHARS:
-            raise InvalidInput(
-                f"vibe is {len(request.vibe)} characters; a vibe is a short phrase of at most "
-                f"{MAX_VIBE_CHARS}"
-            )
         built = build_prompt(prompt, request.vibe, request.mode)
-        limit = self.profile.max_prompt_chars
-        if len(built.text) > limit:
-            raise InvalidInput(
-                f"prompt is too long: {len(prompt)} characters, and {self.profile.model_id} "
-                f"takes at most {limit} including the {request.mode.value} template, which "
-                f"leaves {max(0, limit - built.overhead_chars)} for the prompt with this vibe"
-            )
+        # Guaranteed by the limits above (settings.prompt_limit leaves room for the template):
+        # a failure here is our bug, not the caller's, so it is not an InvalidInput.
+        if len(built.text) > self.profile.max_prompt_chars:
+            raise RuntimeError(
+                f"templated prompt of {len(built.text)} characters over "
+                f"{self.profile.model_id}'s {self.profile.max_prompt_chars}")
         if request.mode is Mode.PANORAMA:
             return _Plan(built.text, self.profile.widest, self._panorama_size(request))
         return _Plan(built.text, self._standard_size(request), None)

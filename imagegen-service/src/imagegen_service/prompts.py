@@ -16,8 +16,11 @@ cross-fades the edges afterwards (see ``panorama.py``).
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from enum import Enum
+
+from scene_rpc.errors import InvalidInput
 
 
 class Mode(Enum):
@@ -45,8 +48,30 @@ PANORAMA_TEMPLATE = (
 
 TEMPLATES = {Mode.STANDARD: STANDARD_TEMPLATE, Mode.PANORAMA: PANORAMA_TEMPLATE}
 
-#: A vibe is a short phrase; a longer one is a second prompt and is refused.
-MAX_VIBE_CHARS = 200
+
+def template_budget_chars() -> int:
+    """The most characters any template adds around the caller's prompt and vibe (with a vibe,
+    in the wordiest mode): what the upstream model's prompt limit must leave room for."""
+    return max(
+        len(template.format(prompt="", vibe_clause=VIBE_CLAUSE.format(vibe="")))
+        for template in TEMPLATES.values()
+    )
+
+
+# Whitespace controls are kept (the template collapses them); every other control character
+# (NUL, ESC, DEL, ...) is refused rather than sent upstream.
+_ALLOWED_CONTROLS = frozenset("\t\n\r")
+
+
+def check_text(field: str, text: str, max_chars: int) -> None:
+    """The caller's ``field`` (prompt or vibe): at most ``max_chars`` characters, no control
+    characters. Raises InvalidInput naming the problem."""
+    if len(text) > max_chars:
+        raise InvalidInput(f"{field} is {len(text)} characters; at most {max_chars} are accepted")
+    for position, char in enumerate(text):
+        if char not in _ALLOWED_CONTROLS and unicodedata.category(char) == "Cc":
+            raise InvalidInput(f"{field} contains the control character U+{ord(char):04X} at "
+                               f"position {position}")
 
 
 @dataclass(frozen=True)

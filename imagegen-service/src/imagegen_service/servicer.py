@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 import grpc
 
-from imagegen_service import __version__
 from imagegen_service.generator import GenerationRequest, GenerationResult, ImageGenerator
 from imagegen_service.prompts import Mode
-from scene.common.v1 import common_pb2
 from scene.imagegen.v1 import imagegen_pb2, imagegen_pb2_grpc
 from scene_rpc.errors import InvalidInput
+from scene_rpc.service import ServiceInfo
 
 SERVICE_NAME = imagegen_pb2.DESCRIPTOR.services_by_name["ImageGenService"].full_name
 
@@ -59,8 +57,9 @@ def to_response(result: GenerationResult) -> imagegen_pb2.GenerateImageResponse:
 
 
 class ImageGenServicer(imagegen_pb2_grpc.ImageGenServiceServicer):
-    def __init__(self, generator: ImageGenerator) -> None:
+    def __init__(self, generator: ImageGenerator, info: ServiceInfo) -> None:
         self.generator = generator
+        self.info = info
 
     async def GenerateImage(self, request, context: grpc.aio.ServicerContext):
         budget = self.generator.settings.deadline_s
@@ -72,11 +71,4 @@ class ImageGenServicer(imagegen_pb2_grpc.ImageGenServiceServicer):
         return to_response(result)
 
     async def GetInfo(self, request, context):
-        return common_pb2.GetInfoResponse(
-            service=SERVICE_NAME,
-            version=__version__,
-            models=[self.generator.info()],
-            # The work is remote; locally only PNG coding and the panorama use a core.
-            cpu_threads=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-                os.cpu_count() or 1),
-        )
+        return self.info.to_proto()

@@ -12,8 +12,12 @@ from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from imagegen_service.models import ModelProfile, profile_for
+from imagegen_service.prompts import template_budget_chars
+from scene_rpc.images import DEFAULT_MAX_IMAGE_PIXELS
 
 OPENAI_API_BASE_URL = "https://api.openai.com/v1"
+# Below this a prompt limit is a misconfiguration, not a limit.
+MIN_PROMPT_CHARS = 100
 
 
 class Settings(BaseSettings):
@@ -34,6 +38,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url"),
     )
     quality: str = ""
+    # Limits on the caller's text (advertised by GetInfo for the front door). The prompt's is a
+    # cap: the model's own limit, less the template and the longest vibe, may lower it
+    # (`prompt_limit`), so that every accepted prompt and vibe fit upstream once templated.
+    max_prompt_chars: int = Field(4000, ge=1)
+    max_vibe_chars: int = Field(300, ge=0)
 
     attempt_timeout_s: float = Field(120.0, gt=0)
     deadline_s: float = Field(180.0, gt=0)
@@ -43,7 +52,8 @@ class Settings(BaseSettings):
 
     download_timeout_s: float = Field(30.0, gt=0)
     max_download_bytes: int = Field(64 * 1024 * 1024, gt=0)
-    max_image_pixels: int = Field(4096 * 4096, gt=0)
+    # The largest image decoded from the API, and the largest panorama a request may ask for.
+    max_image_pixels: int = Field(DEFAULT_MAX_IMAGE_PIXELS, gt=0)
 
     panorama_fit: Literal["resize", "crop"] = "resize"
     seam_band_px: int = Field(64, ge=2)
@@ -63,6 +73,12 @@ class Settings(BaseSettings):
                 f"IMAGEGEN_QUALITY={self.quality!r} is not one of {self.model}'s "
                 f"{', '.join(profile.qualities)}"
             )
+        if self.prompt_limit < MIN_PROMPT_CHARS:
+            raise ValueError(
+                f"IMAGEGEN_MAX_VIBE_CHARS={self.max_vibe_chars} leaves {self.prompt_limit} "
+                f"characters for a prompt within {self.model}'s {profile.max_prompt_chars} "
+                f"(the template takes up to {template_budget_chars()})"
+            )
         if self.seam_band_px % 2:
             raise ValueError("IMAGEGEN_SEAM_BAND_PX must be even (the 2:1 width must stay even)")
         if self.seam_band_px * 4 > profile.widest.width:
@@ -75,3 +91,10 @@ class Settings(BaseSettings):
     @property
     def profile(self) -> ModelProfile:
         return profile_for(self.model)
+
+    @property
+    def prompt_limit(self) -> int:
+        """The longest prompt accepted: IMAGEGEN_MAX_PROMPT_CHARS, or less when the model's
+        limit leaves less room beside the template and the longest vibe."""
+        room = self.profile.max_prompt_chars - template_budget_chars() - self.max_vibe_chars
+        return min(self.max_prompt_chars, room)

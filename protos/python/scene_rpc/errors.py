@@ -1,5 +1,15 @@
 """Exceptions with a gRPC meaning. Raised anywhere in a service; turned into a status code in one
-place (:class:`scene_rpc.server.ErrorMappingInterceptor`)."""
+place (:class:`scene_rpc.server.ErrorMappingInterceptor`), by kind, as KServe does:
+
+- :class:`InvalidInput` (and subclasses), raised by the checks of what a caller sent ->
+  INVALID_ARGUMENT with its message: the caller can fix the request.
+- :class:`ModelUnavailable` -> UNAVAILABLE (the load is retried, so trying again may work).
+- :class:`ServiceError` -> the code it carries (an upstream API's refusal, say).
+- ``TimeoutError`` -> DEADLINE_EXCEEDED.
+- anything else, a ``ValueError`` from deep inside numpy included -> INTERNAL with a generic
+  message; the traceback goes to the service's log, never to the caller, because an internal
+  check's text describes our code, not the request.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +17,11 @@ import grpc
 
 
 class InvalidInput(ValueError):
-    """The request cannot be served as sent (bad image, bad field). -> INVALID_ARGUMENT."""
+    """The request cannot be served as sent (bad image, bad field). -> INVALID_ARGUMENT.
+
+    A ValueError subclass so that code catching ValueError around a parser still catches it; the
+    reverse does not hold: a plain ValueError is an internal error.
+    """
 
 
 class ImageTooLarge(InvalidInput):
@@ -38,8 +52,14 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str] | None:
         return exc.code, exc.message
     if isinstance(exc, ModelUnavailable):
         return grpc.StatusCode.UNAVAILABLE, str(exc)
-    if isinstance(exc, ValueError):
+    if isinstance(exc, InvalidInput):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     if isinstance(exc, TimeoutError):
         return grpc.StatusCode.DEADLINE_EXCEEDED, str(exc) or "deadline exceeded"
     return None
+
+
+def internal_message(service: str, error_id: str = "") -> str:
+    """What a caller is told about a bug: where to look, nothing about our code."""
+    where = f" (error id {error_id})" if error_id else ""
+    return f"internal error in {service}; see its log{where}"

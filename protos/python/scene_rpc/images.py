@@ -16,6 +16,12 @@ from scene_rpc.errors import ImageTooLarge, InvalidInput
 # Smaller images carry no usable depth or segmentation and break models' patch embeddings.
 MIN_SIDE_PX = 8
 
+# The default pixel limit of every service that takes or makes an image (and of the orchestrator's
+# own default), one number so that an image one accepts the next never refuses. Not 4096 x 4096
+# (16,777,216): a depth response carries 8 bytes a pixel, and 16,777,216 of them plus the envelope
+# do not fit the default 128 MiB gRPC message (scene_rpc.server.DEFAULT_MAX_MESSAGE_BYTES).
+DEFAULT_MAX_IMAGE_PIXELS = 16_000_000
+
 
 def check_size(width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:

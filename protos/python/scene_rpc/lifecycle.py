@@ -4,6 +4,10 @@ retry it on a later request.
 A service's model subclasses :class:`ManagedModel`, implements the blocking ``_load()`` (run in a
 worker thread so the event loop keeps answering health checks while weights download) and its own
 ``predict()``, which calls ``await self.ensure_loaded()`` first.
+
+Whoever must follow the model's state (the service's readiness, see ``scene_rpc.service``)
+registers an observer with :meth:`ManagedModel.add_observer` instead of polling it: it is called
+on the event loop each time a load starts, succeeds or fails.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import abc
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from scene.common.v1 import common_pb2
@@ -47,6 +52,7 @@ class ManagedModel(abc.ABC):
         self._last_error = ""
         self._last_failure_at = float("-inf")
         self._attempt: asyncio.Future[LoadResult] | None = None
+        self._observers: list[Callable[[ManagedModel], None]] = []
         metrics.model_state(self.role, "unloaded")
 
     @abc.abstractmethod
@@ -60,6 +66,31 @@ class ManagedModel(abc.ABC):
     @property
     def last_error(self) -> str:
         return self._last_error
+
+    @property
+    def failed(self) -> bool:
+        """The last load attempt failed and none has succeeded since."""
+        return self._result is None and bool(self._last_error)
+
+    @property
+    def loading(self) -> bool:
+        return self._loading
+
+    def seconds_until_retry(self) -> float:
+        """After a failure: how long until :meth:`load` tries again instead of failing fast."""
+        since_failure = time.monotonic() - self._last_failure_at
+        return max(0.0, self.retry_interval_s - since_failure)
+
+    def add_observer(self, observer: Callable[[ManagedModel], None]) -> None:
+        """Call ``observer(model)`` on the event loop whenever a load starts, succeeds or fails."""
+        self._observers.append(observer)
+
+    def _notify(self) -> None:
+        for observer in self._observers:
+            try:
+                observer(self)
+            except Exception:
+                log.exception("observer of the %s model failed", self.role)
 
     async def load(self) -> LoadResult:
         """Load the model unless it is loaded. Concurrent callers wait for the one load."""
@@ -87,6 +118,7 @@ class ManagedModel(abc.ABC):
     async def _attempt_load(self) -> LoadResult:
         self._loading = True
         metrics.model_state(self.role, "loading")
+        self._notify()
         started = time.perf_counter()
         try:
             result = await asyncio.to_thread(self._load)
@@ -96,6 +128,8 @@ class ManagedModel(abc.ABC):
             metrics.model_load_failed(self.role)
             log.error("loading %s model %r failed: %s", self.role, self.requested_model_id,
                       self._last_error)
+            self._loading = False
+            self._notify()
             raise ModelUnavailable(
                 f"{self.role} model {self.requested_model_id!r} could not be loaded: "
                 f"{self._last_error}"
@@ -110,6 +144,7 @@ class ManagedModel(abc.ABC):
         log.info("loaded %s model %s on %s (%s) in %.1fs%s", self.role, result.model_id,
                  result.device, result.dtype, self._load_time_s,
                  " (fallback)" if result.fallback else "")
+        self._notify()
         return result
 
     async def ensure_loaded(self) -> LoadResult:

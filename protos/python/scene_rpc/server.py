@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import uuid
 from collections.abc import Callable, Iterable
 
 import grpc
@@ -13,7 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from scene_rpc import tracing
-from scene_rpc.errors import status_for
+from scene_rpc.errors import internal_message, status_for
 from scene_rpc.metrics import MetricsInterceptor, serve_metrics
 
 log = logging.getLogger(__name__)
@@ -30,11 +31,19 @@ def message_size_options(max_message_bytes: int) -> list[tuple[str, int]]:
     ]
 
 
+def _service_of(method: str) -> str:
+    # "/scene.depth.v1.DepthService/EstimateDepth" -> "scene.depth.v1.DepthService"
+    return method.strip("/").split("/")[0] or method
+
+
 def _map_exception(exc: Exception, method: str) -> tuple[grpc.StatusCode, str]:
     mapped = status_for(exc)
     if mapped is None:
-        log.exception("unexpected error in %s", method, exc_info=exc)
-        return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
+        # A bug, not the caller's fault: the traceback stays here, the caller learns only where
+        # to look (with an id to find this line by).
+        incident = uuid.uuid4().hex[:12]
+        log.error("internal error %s in %s", incident, method, exc_info=exc)
+        return grpc.StatusCode.INTERNAL, internal_message(_service_of(method), incident)
     code, message = mapped
     log.info("%s -> %s: %s", method, code.name, message)
     return code, message
@@ -70,8 +79,13 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 
             async def unary_stream(request, context):
                 try:
-                    async for response in behavior(request, context):
-                        yield response
+                    result = behavior(request, context)
+                    if hasattr(result, "__aiter__"):
+                        async for response in result:
+                            yield response
+                    else:
+                        # A handler that writes with context.write() (grpc_health's Watch).
+                        await result
                 except (asyncio.CancelledError, grpc.aio.AbortError):
                     raise
                 except Exception as exc:

@@ -1,31 +1,14 @@
-"""``python -m segment_service``: serve until SIGTERM/SIGINT."""
+"""``python -m segment_service``: the shared bootstrap (``scene_rpc.service.main``)."""
 
 from __future__ import annotations
 
-import asyncio
-
-from pydantic import ValidationError
-
-from scene_rpc.logs import configure_logging
-from scene_rpc.tracing import configure_tracing
+from scene_rpc.service import main as run
+from segment_service import NAME
 from segment_service.settings import Settings
 
 
 def main() -> None:
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        # A bad setting (an unknown PROFILE, say) stops the service with the reason, no traceback.
-        raise SystemExit(f"segment-service: invalid settings: {exc}") from None
-    # Before torch and transformers are imported, so their start-up messages are formatted too.
-    configure_logging("segment", settings.log_level)
-    configure_tracing("segment", settings.trace_exporter)
-
-    from scene_rpc.torch_runtime import configure_threads
-    from segment_service.server import serve
-
-    configure_threads(settings.threads)
-    asyncio.run(serve(settings))
+    run(NAME, Settings, "segment_service.server:build")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from PIL import Image
 
 from scene_rpc.errors import InvalidInput
 from scene_rpc.metrics import PassMeter
+from scene_rpc.progress import Progress
 from segment_service.categories import ADE20K_NAMES
 from segment_service.fusion import categories_of, fuse, label_shares
 from segment_service.mask_generation import AmgParams, WorkCancelled, count_batches, generate_masks
@@ -74,14 +75,6 @@ class Knobs:
         if cap != 0 and not MIN_INPUT_SIDE_PX <= cap:
             raise InvalidInput(f"max_input_side_px={cap}: 0 (the service's default) or at least "
                                f"{MIN_INPUT_SIDE_PX}")
-
-
-@dataclass(frozen=True)
-class Progress:
-    stage: str  # "semantic", "sam_encoder", "mask_decoding", "fusion"
-    done: int
-    total: int
-    fraction: float
 
 
 @dataclass(frozen=True)

@@ -1,78 +1,49 @@
-"""Assembling and running the service: models, segmenter, servicer, the shared gRPC bootstrap."""
+"""The segment service as the shared skeleton (``scene_rpc.service``) describes it: its two
+models behind the segmenter, its servicer, its limits."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from dataclasses import dataclass
-
-import grpc
-
+from scene.common.v1 import common_pb2
 from scene.segment.v1 import segment_pb2_grpc
-from scene_rpc import server as rpc_server
-from scene_rpc.errors import ModelUnavailable
+from scene_rpc.lifecycle import ManagedModel
+from scene_rpc.service import ModelService, ServiceInfo
+from segment_service import NAME, __version__
 from segment_service.models import SamModel, SemanticModel
 from segment_service.segmenter import Segmenter
 from segment_service.servicer import SERVICE_NAME, SegmentServicer
 from segment_service.settings import Mode, Settings
 
-log = logging.getLogger(__name__)
+
+def limits(settings: Settings) -> common_pb2.Limits:
+    """What this service refuses, advertised by GetInfo for the front door to check first."""
+    return common_pb2.Limits(max_image_pixels=settings.max_pixels,
+                             max_message_bytes=settings.max_message_bytes)
 
 
-@dataclass
-class App:
-    server: grpc.aio.Server
-    health: object
-    segmenter: Segmenter
-
-    @property
-    def address(self) -> str:
-        s = self.segmenter.settings
-        return f"{s.host}:{s.port}"
-
-    async def start(self) -> int:
-        """Bind and serve; returns the bound port (an ephemeral one for SEG_PORT=0)."""
-        return await rpc_server.start(self.server, self.health, self.address)
-
-    async def stop(self, grace_s: float | None = None) -> None:
-        grace = self.segmenter.settings.grace_s if grace_s is None else grace_s
-        await rpc_server.stop(self.server, self.health, grace)
-        self.segmenter.close()
-
-
-def build_app(settings: Settings) -> App:
-    segmenter = Segmenter(settings, SamModel(settings), SemanticModel(settings))
-    server, health = rpc_server.build_server(
-        service_names=[SERVICE_NAME],
-        register=lambda s: segment_pb2_grpc.add_SegmentServiceServicer_to_server(
-            SegmentServicer(segmenter), s),
-        max_message_bytes=settings.max_message_bytes,
-    )
-    return App(server=server, health=health, segmenter=segmenter)
-
-
-async def preload(segmenter: Segmenter) -> None:
-    """Load the models the default mode needs; SAM2 is left alone in semantic mode."""
-    models = [segmenter.semantic]
+def preloaded_models(segmenter: Segmenter) -> list[ManagedModel]:
+    """The models the default mode needs; SAM2 is left alone in semantic mode."""
+    models: list[ManagedModel] = [segmenter.semantic]
     if segmenter.settings.mode is not Mode.SEMANTIC:
         models.append(segmenter.sam)
-    for model in models:
-        try:
-            await model.load()
-        except ModelUnavailable:
-            pass  # remembered and reported by Info; requests retry it
+    return models
 
 
-async def serve(settings: Settings) -> None:
-    app = build_app(settings)
-    preloading = asyncio.create_task(preload(app.segmenter)) if settings.preload else None
-    try:
-        await rpc_server.run_until_signalled(
-            app.server, app.health, app.address, grace_s=settings.grace_s,
-            on_started=lambda port: log.info("segment service listening on port %d", port),
-            metrics_port=settings.metrics_port,
-        )
-    finally:
-        if preloading is not None:
-            preloading.cancel()
-        app.segmenter.close()
+def build(settings: Settings, cpu_threads: int, *, segmenter: Segmenter | None = None
+          ) -> ModelService:
+    segmenter = segmenter or Segmenter(settings, SamModel(settings), SemanticModel(settings))
+    info = ServiceInfo(SERVICE_NAME, __version__, [segmenter.sam, segmenter.semantic],
+                       cpu_threads, limits(settings))
+    servicer = SegmentServicer(segmenter, info)
+    return ModelService(
+        name=NAME,
+        info=info,
+        register=lambda server: segment_pb2_grpc.add_SegmentServiceServicer_to_server(
+            servicer, server),
+        address=f"{settings.host}:{settings.port}",
+        grace_s=settings.grace_s,
+        max_message_bytes=settings.max_message_bytes,
+        metrics_port=settings.metrics_port,
+        preload=preloaded_models(segmenter) if settings.preload else [],
+        close=segmenter.close,
+        description=f"SAM2 {settings.sam_model}, semantic {settings.semantic_model}",
+    )

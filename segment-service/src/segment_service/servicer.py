@@ -6,15 +6,13 @@ from __future__ import annotations
 import asyncio
 import time
 
-import torch
-
-from scene.common.v1 import common_pb2
 from scene.segment.v1 import segment_pb2, segment_pb2_grpc
 from scene_rpc.arrays import array_to_proto
 from scene_rpc.errors import InvalidInput
 from scene_rpc.images import decode_image
-from segment_service import __version__
-from segment_service.segmenter import Knobs, Progress, Segmenter, SegmentResult
+from scene_rpc.progress import progress_to_proto
+from scene_rpc.service import ServiceInfo
+from segment_service.segmenter import Knobs, Segmenter, SegmentResult
 from segment_service.settings import CropMode, Mode, PromptStrategy
 
 SERVICE_NAME = segment_pb2.DESCRIPTOR.services_by_name["SegmentService"].full_name
@@ -80,18 +78,10 @@ def to_response(result: SegmentResult, decode_ms: float) -> segment_pb2.SegmentR
     )
 
 
-def to_progress(progress: Progress) -> segment_pb2.SegmentEvent:
-    return segment_pb2.SegmentEvent(
-        progress=common_pb2.Progress(
-            stage=progress.stage, done=progress.done, total=progress.total,
-            fraction=progress.fraction,
-        )
-    )
-
-
 class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
-    def __init__(self, segmenter: Segmenter) -> None:
+    def __init__(self, segmenter: Segmenter, info: ServiceInfo) -> None:
         self.segmenter = segmenter
+        self.info = info
 
     async def _decode(self, request: segment_pb2.SegmentRequest):
         if request.mode not in _MODE_FROM_PROTO:
@@ -123,15 +113,10 @@ class SegmentServicer(segment_pb2_grpc.SegmentServiceServicer):
                 if isinstance(event, SegmentResult):
                     yield segment_pb2.SegmentEvent(result=to_response(event, decode_ms))
                 else:
-                    yield to_progress(event)
+                    yield segment_pb2.SegmentEvent(progress=progress_to_proto(event))
         finally:
             # Runs when the client cancels too: the segmenter then stops between batches.
             await events.aclose()
 
     async def GetInfo(self, request, context):
-        return common_pb2.GetInfoResponse(
-            service=SERVICE_NAME,
-            version=__version__,
-            models=[self.segmenter.sam.info(), self.segmenter.semantic.info()],
-            cpu_threads=torch.get_num_threads(),
-        )
+        return self.info.to_proto()

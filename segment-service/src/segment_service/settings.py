@@ -13,6 +13,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scene_rpc.accel import Runtime
+from scene_rpc.images import DEFAULT_MAX_IMAGE_PIXELS
 from scene_rpc.profiles import DEFAULT_PROFILE, apply_profile, get_profile
 from scene_rpc.server import DEFAULT_MAX_MESSAGE_BYTES
 
@@ -109,7 +110,7 @@ class Settings(BaseSettings):
     # Fraction of a tile shared with each neighbour.
     crop_overlap: float = Field(0.25, ge=0.0, le=0.5)
     # Checked against the header before any pixel is decompressed.
-    max_pixels: int = Field(16_777_216, ge=64)
+    max_pixels: int = Field(DEFAULT_MAX_IMAGE_PIXELS, ge=64)
     # torch intra-op threads; 0 = one per available core. Compiled runtimes use as many.
     threads: int = Field(0, ge=0)
     # What runs SAM2's image encoder and the semantic model: "auto" = OpenVINO (float32) on a
