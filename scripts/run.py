@@ -270,11 +270,12 @@ def ensure_tiny_models(tiny_models_dir: Path, python: str = sys.executable) -> N
 # Health checks
 
 
-async def grpc_serving(address: str, timeout_s: float) -> bool:
-    """One grpc.health.v1 check of the server as a whole (the containers' probe, in a thread)."""
-    from scene_rpc.health_probe import check
+async def grpc_serving(address: str, timeout_s: float, *, liveness: bool = False) -> bool:
+    """One grpc.health.v1 check (the containers' probe, in a thread): readiness (the server as a
+    whole: its models loaded) or, with ``liveness``, only that the process answers."""
+    from scene_rpc.health_probe import LIVENESS, check
 
-    serving, _ = await asyncio.to_thread(check, address, "", timeout_s)
+    serving, _ = await asyncio.to_thread(check, address, LIVENESS if liveness else "", timeout_s)
     return serving
 
 
@@ -304,9 +305,9 @@ async def tcp_accepting(host: str, port: int, timeout_s: float) -> bool:
     return True
 
 
-async def is_ready(spec: ServiceSpec) -> bool:
+async def is_ready(spec: ServiceSpec, *, liveness: bool = False) -> bool:
     if spec.kind == "grpc":
-        return await grpc_serving(spec.address, timeout_s=1.0)
+        return await grpc_serving(spec.address, timeout_s=1.0, liveness=liveness)
     if spec.kind == "tcp":
         return await tcp_accepting(connect_host(spec.host), spec.port, timeout_s=1.0)
     status, _ = await asyncio.to_thread(http_get_json, f"http://{spec.address}/health", 2.0)
@@ -350,9 +351,11 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, specs: list[ServiceSpec], *, grace_s: float, colour: bool) -> None:
+    def __init__(self, specs: list[ServiceSpec], *, grace_s: float, colour: bool,
+                 model_load_timeout_s: float = 3600.0) -> None:
         self.specs = specs
         self.grace_s = grace_s
+        self.model_load_timeout_s = model_load_timeout_s
         self.children: list[Child] = []
         width = max(len(s.name) for s in specs)
         self._prefixes = {
@@ -375,14 +378,26 @@ class Supervisor:
         return child
 
     async def wait_ready(self, child: Child, timeout_s: float) -> None:
+        """Until the service answers (within ``timeout_s``), then, for a model service, until it
+        is ready: a preload of real weights (a first download above all) may take far longer
+        than a start, so that wait has its own limit and says what it is waiting for."""
+        await self._wait(child, timeout_s, liveness=True)
+        if child.spec.kind == "grpc" and not await is_ready(child.spec):
+            print(f"{child.spec.name}: started; loading its models (a first run downloads the "
+                  "weights) ...", flush=True)
+            await self._wait(child, self.model_load_timeout_s, liveness=False)
+            print(f"{child.spec.name}: ready", flush=True)
+
+    async def _wait(self, child: Child, timeout_s: float, *, liveness: bool) -> None:
         deadline = time.monotonic() + timeout_s
         while True:
             if child.process.returncode is not None:
                 raise ServiceExited(child.spec.name, child.process.returncode)
-            if await is_ready(child.spec):
+            if await is_ready(child.spec, liveness=liveness):
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{child.spec.name} was not healthy within {timeout_s:.0f}s")
+                state = "started" if liveness else "ready (its models loaded)"
+                raise TimeoutError(f"{child.spec.name} was not {state} within {timeout_s:.0f}s")
             await asyncio.sleep(0.3)
 
     async def start_all(self, timeout_s: float) -> None:
@@ -552,7 +567,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--depth-replicas", type=int, default=1,
                         help="number of depth processes; the orchestrator balances over all")
     parser.add_argument("--startup-timeout", type=float, default=300.0,
-                        help="seconds each service has to become healthy (default 300)")
+                        help="seconds each service has to start answering (default 300); "
+                             "model services then have up to an hour to load their models")
     parser.add_argument("--grace", type=float, default=10.0,
                         help="seconds between SIGTERM and SIGKILL when stopping (default 10)")
     args = parser.parse_args(argv)

@@ -45,13 +45,13 @@ from scene.segment.v1 import segment_pb2, segment_pb2_grpc
 from scene_rpc import server as rpc_server
 from scene_rpc.arrays import array_to_proto
 from scene_rpc.errors import InvalidInput, ServiceError
-from scene_rpc.images import decode_image
+from scene_rpc.images import DEFAULT_MAX_IMAGE_PIXELS, decode_image
 
 VERSION = "fake-0"
 # What the real services advertise by default (GetInfo.limits; 0 = none): depth and segment
 # their input pixels and message size, imagegen the caller's own prompt and vibe text and the
 # pixels of the images it makes. Each fake enforces what it advertises, as the real ones do.
-MAX_PIXELS = 16_777_216
+MAX_PIXELS = DEFAULT_MAX_IMAGE_PIXELS
 DEFAULT_LIMITS = {
     "depth": {"max_image_pixels": MAX_PIXELS,
               "max_message_bytes": rpc_server.DEFAULT_MAX_MESSAGE_BYTES},

@@ -247,7 +247,7 @@ class JobManager:
                 self._end(job, "cancelled", job.cancel_reason or "cancelled", None)
         except ApiError as exc:
             self._end(job, "failed", exc.detail, exc.status)
-        except Exception as exc:
+        except Exception:
             # A bug, not the client's fault: its text stays in the log, the client gets the
             # generic answer every unexpected error gets.
             log.exception("job %s failed unexpectedly", job.id)

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pointcloud import DEFAULT_EDGE_RTOL, MAX_EDGE_RTOL
+from scene_rpc.images import DEFAULT_MAX_IMAGE_PIXELS
 from scene_rpc.server import DEFAULT_MAX_MESSAGE_BYTES
 
 # The published viewer plus any local development server (any port, localhost or 127.0.0.1).
@@ -63,7 +64,7 @@ class Settings(BaseSettings):
     # tightest of each and what the services advertise in GetInfo.limits (limits.py), so these
     # are a ceiling, not a copy of the services' values. 16 Mi pixels is the services' default;
     # the depth answer must also fit MAX_MESSAGE_BYTES (8 bytes a pixel).
-    max_image_pixels: int = Field(16_777_216, ge=0)
+    max_image_pixels: int = Field(DEFAULT_MAX_IMAGE_PIXELS, ge=0)
     max_prompt_chars: int = Field(4000, ge=0)
     max_vibe_chars: int = Field(300, ge=0)
     # How often the services' advertised limits are read again (also at start, after a failed
