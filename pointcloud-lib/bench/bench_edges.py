@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import io
-import math
 import sys
 import time
 from pathlib import Path
@@ -176,6 +175,24 @@ def side_view(cloud, path: Path, size=(360, 180), depth_range=(0.0, 22.0), heigh
     Image.fromarray(image).save(path, optimize=True)
 
 
+def kitti_top_view(depth, measured, removed, focal, path: Path, drop: bool,
+                   size=(480, 240), depth_range=(0.0, 40.0), lateral=(-10.0, 10.0)):
+    """Bird's-eye view of the measured pixels of a pinhole depth map (depth to the right,
+    left-right up the page): the blur's sheets show as streaks along the rays behind each
+    object's outline. Removed points are drawn red, or left out with ``drop``."""
+    image = np.full((size[1], size[0], 3), 255, np.uint8)
+    rows, cols = np.nonzero(measured & ~removed if drop else measured)
+    z = depth[rows, cols]
+    x = (cols - (depth.shape[1] - 1) / 2) / focal * z
+    col = ((z - depth_range[0]) / (depth_range[1] - depth_range[0]) * (size[0] - 1)).astype(int)
+    row = ((lateral[1] - x) / (lateral[1] - lateral[0]) * (size[1] - 1)).astype(int)
+    inside = (col >= 0) & (col < size[0]) & (row >= 0) & (row < size[1])
+    red = removed[rows, cols]
+    image[row[inside & ~red], col[inside & ~red]] = (40, 60, 160)
+    image[row[inside & red], col[inside & red]] = (220, 30, 30)
+    Image.fromarray(image).save(path, optimize=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=15)
@@ -233,17 +250,13 @@ def main() -> None:
         for name, rtol in (("edges-before.png", None), ("edges-after.png", DEFAULT_EDGE_RTOL)):
             cloud = project_planar(scene, rgb, depth_is_metric=True, fov_deg=65.0, edge_rtol=rtol)
             side_view(cloud, args.figures / name)
-        key = "kitti/0000000005"
+        key = "kitti/0000000050"
         if key in scenes:
+            _, valid, focal = scenes[key]
             kitti = blurred[key]
-            fov = math.degrees(2 * math.atan(kitti.shape[1] / 2 / scenes[key][2]))
-            rgb = np.zeros((*kitti.shape, 3), np.uint8)
-            for name, rtol in (("edges-kitti-before.png", None),
-                               ("edges-kitti-after.png", DEFAULT_EDGE_RTOL)):
-                cloud = project_planar(kitti, rgb, depth_is_metric=True, fov_deg=fov,
-                                       edge_rtol=rtol)
-                side_view(cloud, args.figures / name, size=(480, 160), depth_range=(0.0, 40.0),
-                          height=(-2.5, 4.0), wedge=0.1)
+            removed = edge_mask(kitti, focal_px=focal)
+            for name, drop in (("edges-kitti-before.png", False), ("edges-kitti-after.png", True)):
+                kitti_top_view(kitti, valid, removed, focal, args.figures / name, drop)
         print(f"figures in {args.figures}")
 
 
