@@ -263,3 +263,23 @@ def _timed(fn, *args) -> float:
     started = time.perf_counter()
     fn(*args)
     return time.perf_counter() - started
+
+
+@pytest.mark.parametrize("block_values", [40, 200, 1000])
+def test_row_blocks_do_not_change_the_mask(monkeypatch, block_values):
+    """The map is processed in row blocks that fit the CPU's cache: any block height, even one
+    row, gives the mask of a single block."""
+    from pointcloud import edges as module
+
+    rng = np.random.default_rng(5)
+    depth = model_blur(synthetic_scene(37, 29, 30.0))
+    depth[rng.random(depth.shape) < 0.05] = np.nan
+    cases = [{"size": 3}, {"size": 5, "wrap": True}, {"focal_px": 30.0},
+             {"focal_px": (30.0, 25.0), "principal_point": (10.0, 20.0), "size": 5}]
+    whole = [edge_mask(depth, **case) for case in cases]
+    graze = grazing_mask(depth, 30.0, grazing_deg=10.0)
+    monkeypatch.setattr(module, "_BLOCK_VALUES", block_values)
+    for case, expected in zip(cases, whole, strict=True):
+        np.testing.assert_array_equal(edge_mask(depth, **case), expected)
+    np.testing.assert_array_equal(grazing_mask(depth, 30.0, grazing_deg=10.0), graze)
+    assert graze.any() and whole[0].any()

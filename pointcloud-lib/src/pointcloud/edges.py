@@ -71,30 +71,51 @@ def edge_mask(
         depth = np.where(depth > 0, depth, np.float32(np.nan))
     radius = int(size) // 2
     height, width = depth.shape
+    view = None
+    if focal_px is not None:
+        view = _View.of(depth.shape, focal_px, principal_point, grazing_deg)
     padded = _pad(depth, radius, wrap=wrap)
-    flat = padded.ravel()
-    # Sliding max and min over the flattened padded image: every shift is then a contiguous
-    # 1-D ufunc pass (strided 2-D slices cost ~4x as much). A shift of 1 mixes neighbouring
-    # rows only in the padding columns, and a shift of one padded row is the vertical step.
-    # Each window is written shifted by its radius, so the centre pixel keeps its flat index:
-    # ``hi[i]`` is the max of the window centred on ``flat[i]``, valid away from the padding.
     row = padded.shape[1]
-    # One scratch buffer serves both horizontal passes: fresh multi-megabyte arrays cost a page
-    # fault per 4 KiB on first touch, as much as the arithmetic itself.
-    scratch = np.empty_like(flat)
-    hi = _window(_window(flat, radius, 1, np.fmax, scratch), radius, row, np.fmax)
-    lo = _window(_window(flat, radius, 1, np.fmin, scratch), radius, row, np.fmin)
-    inner = slice(radius * (row + 1), flat.size - radius * (row + 1))
+    edges = np.empty((height, width), bool)
+    # Row blocks of ~1 MB a buffer: the dozen passes over a block then run in the CPU's cache
+    # instead of streaming the whole map through memory each time (about 30 % faster at 2 MP).
+    block = max(1, min(height, _BLOCK_VALUES // row))
+    capacity = (block + 2 * radius) * row
+    hi, lo, scratch = (np.empty(capacity, np.float32) for _ in range(3))
+    flags = np.empty(capacity, bool)
+    for top in range(0, height, block):
+        bottom = min(top + block, height)
+        flat = padded[top : bottom + 2 * radius].ravel()  # contiguous rows: a view
+        _range_block(flat, radius, row, rtol, hi, lo, scratch, flags)
+        inside = flags[: flat.size].reshape(-1, row)
+        edges[top:bottom] = inside[radius : radius + bottom - top, radius : radius + width]
+        if view is not None:
+            edges[top:bottom] |= view.block(depth, top, bottom)
+    return edges
+
+
+_BLOCK_VALUES = 1 << 18
+"""float32 values per buffer in one row block (1 MB)."""
+
+
+def _range_block(flat: np.ndarray, radius: int, row: int, rtol: float, hi: np.ndarray,
+                 lo: np.ndarray, scratch: np.ndarray, flags: np.ndarray) -> None:
+    """The range test on ``flat``, a block of padded rows flattened, into ``flags[:flat.size]``
+    (valid away from the padding).
+
+    Sliding max and min over the flattened rows: every shift is then a contiguous 1-D ufunc
+    pass (strided 2-D slices cost ~4x as much). A shift of 1 mixes neighbouring rows only in the
+    padding columns, and a shift of one padded row is the vertical step. Each window is written
+    shifted by its radius, so the centre pixel keeps its flat index."""
+    n = flat.size
+    hi, lo, scratch, flags = hi[:n], lo[:n], scratch[:n], flags[:n]
+    _window(_window(flat, radius, 1, np.fmax, scratch), radius, row, np.fmax, hi)
+    _window(_window(flat, radius, 1, np.fmin, scratch), radius, row, np.fmin, lo)
+    inner = slice(radius * (row + 1), n - radius * (row + 1))
     with np.errstate(invalid="ignore"):  # inf - inf where infinities meet: NaN, not an edge
         np.subtract(hi[inner], lo[inner], out=hi[inner])
     np.multiply(flat[inner], np.float32(rtol), out=lo[inner])
-    edges = np.zeros(flat.size, bool)
-    np.greater(hi[inner], lo[inner], out=edges[inner])  # False where depth is NaN
-    edges = edges.reshape(padded.shape)
-    edges = np.ascontiguousarray(edges[radius : radius + height, radius : radius + width])
-    if focal_px is not None:
-        edges |= grazing_mask(depth, focal_px, principal_point, grazing_deg=grazing_deg)
-    return edges
+    np.greater(hi[inner], lo[inner], out=flags[inner])  # False where depth is NaN
 
 
 def grazing_mask(
@@ -118,21 +139,60 @@ def grazing_mask(
     z = np.ascontiguousarray(depth, np.float32)
     if z.ndim != 2:
         raise ValueError(f"depth must be a 2-D array, got shape {z.shape}")
-    height, width = z.shape
-    fx, fy = (focal_px, focal_px) if np.isscalar(focal_px) else focal_px
-    if not all(math.isfinite(f) and f > 0 for f in (fx, fy)):
-        raise ValueError(f"focal_px must be positive, got {focal_px!r}")
-    if not (math.isfinite(grazing_deg) and 0.0 < grazing_deg < 90.0):
-        raise ValueError(f"grazing_deg must lie in (0, 90), got {grazing_deg!r}")
-    cx, cy = ((width - 1) / 2, (height - 1) / 2) if principal_point is None else principal_point
-    mask = np.zeros(z.shape, bool)
-    if height < 3 or width < 3:
-        return mask
-    x = ((np.arange(width) - cx) / fx).astype(np.float32)
-    y = ((np.arange(height) - cy) / fy).astype(np.float32)[:, None]
-    # Central differences as contiguous 1-D passes over the flattened map (a shift of one is
-    # the horizontal step, of one row the vertical one); the row and column borders they get
-    # wrong are cleared at the end. zx = (z[u+1] - z[u-1]) fx / 2, and likewise zy.
+    view = _View.of(z.shape, focal_px, principal_point, grazing_deg)
+    mask = np.empty(z.shape, bool)
+    block = max(1, min(z.shape[0], _BLOCK_VALUES // z.shape[1]))
+    for top in range(0, z.shape[0], block):
+        bottom = min(top + block, z.shape[0])
+        mask[top:bottom] = view.block(z, top, bottom)
+    return mask
+
+
+class _View:
+    """The pinhole geometry of the view-angle test: each column's and row's ray tangent."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, fx: float, fy: float, sin2: float):
+        self.x, self.y, self.fx, self.fy, self.sin2 = x, y, fx, fy, sin2
+
+    @classmethod
+    def of(cls, shape: tuple[int, int], focal_px: float | tuple[float, float],
+           principal_point: tuple[float, float] | None, grazing_deg: float) -> _View:
+        height, width = shape
+        fx, fy = (focal_px, focal_px) if np.isscalar(focal_px) else focal_px
+        if not all(math.isfinite(f) and f > 0 for f in (fx, fy)):
+            raise ValueError(f"focal_px must be positive, got {focal_px!r}")
+        if not (math.isfinite(grazing_deg) and 0.0 < grazing_deg < 90.0):
+            raise ValueError(f"grazing_deg must lie in (0, 90), got {grazing_deg!r}")
+        cx, cy = ((width - 1) / 2, (height - 1) / 2) if principal_point is None \
+            else principal_point
+        x = ((np.arange(width) - cx) / fx).astype(np.float32)
+        y = ((np.arange(height) - cy) / fy).astype(np.float32)[:, None]
+        return cls(x, y, float(fx), float(fy), math.sin(math.radians(grazing_deg)) ** 2)
+
+    def block(self, depth: np.ndarray, top: int, bottom: int) -> np.ndarray:
+        """The test's mask for rows ``top:bottom`` of ``depth`` (float32, C order)."""
+        height, width = depth.shape
+        start, stop = max(top - 1, 0), min(bottom + 1, height)
+        z = depth[start:stop]
+        mask = np.zeros(z.shape, bool)
+        if z.shape[0] >= 3 and width >= 3:
+            _grazing(z, self.x, self.y[start:stop], self.fx, self.fy, self.sin2, mask)
+        # Rows and columns without both neighbours have no central difference.
+        mask[:, [0, -1]] = False
+        if start == 0:
+            mask[0] = False
+        if stop == height:
+            mask[-1] = False
+        return mask[top - start : top - start + bottom - top]
+
+
+def _grazing(z: np.ndarray, x: np.ndarray, y: np.ndarray, fx: float, fy: float, sin2: float,
+             mask: np.ndarray) -> None:
+    """:func:`grazing_mask`'s test on a block of at least 3 x 3, into ``mask`` (its first and
+    last rows and columns are wrong: the caller clears or drops them)."""
+    width = z.shape[1]
+    # Central differences as contiguous 1-D passes over the flattened block (a shift of one is
+    # the horizontal step, of one row the vertical one). zx = (z[u+1] - z[u-1]) fx / 2.
     flat = z.ravel()
     zx = np.empty_like(z)
     zy = np.empty_like(z)
@@ -151,13 +211,10 @@ def grazing_mask(
     zx += np.multiply(zy, zy, out=zy)
     zx += third
     # |ray|^2 sin^2 = (1 + x^2 + y^2) sin^2: an outer sum, one pass.
-    sin2 = np.float32(math.sin(math.radians(grazing_deg)) ** 2)
+    sin2 = np.float32(sin2)
     zx *= np.add((x * x + 1) * sin2, (y * y) * sin2, out=scratch)
     np.multiply(z, z, out=third)
     np.greater(zx, third, out=mask)
-    mask[:, [0, -1]] = False
-    mask[[0, -1], :] = False
-    return mask
 
 
 def check_edge_rtol(rtol: Any) -> float:
