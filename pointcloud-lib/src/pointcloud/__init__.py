@@ -18,7 +18,13 @@ from pointcloud.codec import (
     decode,
     encode,
 )
-from pointcloud.edges import DEFAULT_EDGE_RTOL, MAX_EDGE_RTOL, edge_mask
+from pointcloud.edges import (
+    DEFAULT_EDGE_RTOL,
+    DEFAULT_GRAZING_DEG,
+    MAX_EDGE_RTOL,
+    edge_mask,
+    grazing_mask,
+)
 from pointcloud.grid import pack_grid, pack_grid_from_cloud, relative_error_bound
 from pointcloud.pack import pack_equirect, pack_planar
 from pointcloud.ply import to_ply
@@ -34,6 +40,7 @@ __all__ = [
     "CATEGORY_PALETTE",
     "DEFAULT_EDGE_RTOL",
     "DEFAULT_FOV_DEG",
+    "DEFAULT_GRAZING_DEG",
     "FORMAT_VERSION",
     "GRID_VERSION",
     "HEADER_KEYS",
@@ -43,6 +50,7 @@ __all__ = [
     "decode",
     "edge_mask",
     "encode",
+    "grazing_mask",
     "js_decoder_path",
     "normalized_to_metres",
     "pack_equirect",

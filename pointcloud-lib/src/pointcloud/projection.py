@@ -365,7 +365,13 @@ class Projection:
         if edge_rtol is not None:
             # The relative test needs distances: normalized depth is inverse-depth-like.
             metres = grid if depth_is_metric else _normalized_to_metres(grid, near_m, far_m)
-            edges = edge_mask(metres, rtol=edge_rtol, wrap=mode == "equirect")
+            # Pinhole grids also get the view-angle test, in the sampled grid's pixels;
+            # panoramas the range test only (the closed form is the pinhole's).
+            view = {} if mode == "equirect" else {
+                "focal_px": (camera["fx"] / stride, camera["fy"] / stride),
+                "principal_point": (camera["cx"] / stride, camera["cy"] / stride),
+            }
+            edges = edge_mask(metres, rtol=edge_rtol, wrap=mode == "equirect", **view)
             if keep is not None:
                 edges &= keep
             edges_dropped = int(np.count_nonzero(edges))
