@@ -35,7 +35,10 @@ def test_combined_limits():
     # answer is 8 bytes a pixel) bounds the pixels.
     alone = RequestLimits.combine(Settings(max_message_bytes=128 * MIB), None, None, None)
     assert (alone.max_prompt_chars, alone.max_vibe_chars) == (4000, 300)
-    assert alone.max_image_pixels == (128 * MIB - MIB) // 8
+    # (the orchestrator's own pixel default is below that bound: 16,000,000, as the services')
+    assert alone.max_image_pixels == min(Settings().max_image_pixels, (128 * MIB - MIB) // 8)
+    tight = RequestLimits.combine(Settings(max_message_bytes=64 * MIB), None, None, None)
+    assert tight.max_image_pixels == (64 * MIB - MIB) // 8
 
 
 async def test_get_limits_shows_the_effective_limits_and_their_sources(api):

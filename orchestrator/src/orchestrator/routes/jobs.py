@@ -81,11 +81,25 @@ async def get_job(job_id: JobIdDep, runtime: RuntimeDep) -> JobView:
     return view
 
 
+# One event of the stream (the schema of each event, as OpenAPI tools read text/event-stream).
+SSE_EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["event", "id", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["queued", "started", "stage", "progress",
+                                             "completed", "failed", "cancelled"]},
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "data": {"type": "string", "contentMediaType": "application/json",
+                 "description": "The job's state (the GET /jobs/{id} answer) as JSON."},
+    },
+}
+
+
 @router.get(
     "/{id}/events",
     summary="A job's progress as Server-Sent Events",
     response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+    responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
                      "description": "Events `queued`, `started`, `stage`, `progress`, then one of "
                                     "`completed`, `failed`, `cancelled`, each with an `id` and the "
                                     "job's state as JSON `data`. Ends after the terminal event."}},
