@@ -71,6 +71,10 @@ class CompiledDecoding:
         self.batch_size = batch_size
 
     def __getattr__(self, name: str):
+        # Only reached for attributes this object lacks; "model" itself (absent while copy or
+        # pickle builds an instance) must not recurse.
+        if name == "model":
+            raise AttributeError(name)
         return getattr(self.model, name)
 
     def __call__(self, *, image_embeddings=None, input_points=None, input_labels=None,
