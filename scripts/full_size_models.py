@@ -94,7 +94,6 @@ def build_depth_anything(variant: str, out: Path) -> None:
 
 def build_depth_pro(out: Path) -> None:
     from transformers import DepthProConfig, DepthProForDepthEstimation, Dinov2Config
-    from transformers.models.depth_pro.image_processing_depth_pro import DepthProImageProcessor
 
     # apple/DepthPro-hf's architecture: three DINOv2-L encoders (patch, image, field of view) of
     # 1024 wide, 24 layers, 16 px patches at 384 px; about 952M parameters. transformers'
@@ -108,7 +107,13 @@ def build_depth_pro(out: Path) -> None:
                             fov_model_config=vit_large(), use_fov_model=True,
                             intermediate_hook_ids=(11, 5), intermediate_feature_dims=(256, 256))
     DepthProForDepthEstimation(config).save_pretrained(out)
-    DepthProImageProcessor().save_pretrained(out)
+    # DepthProImageProcessor imports torchvision (never installed here); these are the keys of
+    # apple/DepthPro-hf's preprocessor_config.json, which the depth service reads itself.
+    (out / "preprocessor_config.json").write_text(json.dumps({
+        "image_processor_type": "DepthProImageProcessorFast", "do_resize": True,
+        "size": {"height": 1536, "width": 1536}, "resample": 2, "do_rescale": True,
+        "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5]}, indent=2) + "\n")
 
 
 def build_sam2(variant: str, out: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from depth_service.backends import (
+    DEPTH_PRO_AUTO_COMPILED,
     MAX_FOV_DEG,
     DepthProBackend,
     ProcessorBackend,
@@ -153,3 +154,30 @@ def test_a_compiled_runtime_exports_at_load_reuses_its_cache_and_matches_eager(
     # The next start reads the graph back instead of exporting it again.
     again = load_backend(model_dir, CPU, torch.float32, runtime=runtime, cache_dir=tmp_path)
     assert list(again._forward.sources.values()) == ["cached"]
+
+
+
+@pytest.mark.skipif(runtime_version(Runtime.OPENVINO) is None, reason="openvino is not installed")
+def test_auto_compiles_on_a_cpu(tiny_depth_anything, tiny_depth_pro, tmp_path):
+    backend = load_backend(tiny_depth_anything, CPU, torch.float32, runtime=Runtime.AUTO,
+                           cache_dir=tmp_path)
+    assert backend.runtime == f"openvino {runtime_version(Runtime.OPENVINO)}"
+    depth_pro = load_backend(tiny_depth_pro, CPU, torch.float32, runtime=Runtime.AUTO,
+                             cache_dir=tmp_path)
+    assert depth_pro.runtime.startswith("openvino" if DEPTH_PRO_AUTO_COMPILED else "torch")
+
+
+@pytest.mark.skipif(runtime_version(Runtime.OPENVINO) is None, reason="openvino is not installed")
+def test_a_failed_export_leaves_auto_on_eager_pytorch_and_fails_an_explicit_runtime(
+        tiny_depth_anything, tmp_path):
+    # A file where the graph cache should be: every export fails to write its graph.
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    backend = load_backend(tiny_depth_anything, CPU, torch.float32, runtime=Runtime.AUTO,
+                           cache_dir=blocked)
+    assert backend.runtime == "torch"
+    [prediction] = backend.predict(images(1, 64, 64))
+    assert np.isfinite(prediction.disparity).all()
+    with pytest.raises(OSError):
+        load_backend(tiny_depth_anything, CPU, torch.float32, runtime=Runtime.OPENVINO,
+                     cache_dir=blocked)

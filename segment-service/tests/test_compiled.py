@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from scene_rpc.accel import Runtime, runtime_version
+from segment_service.compiled import CompiledDecoding
 from segment_service.models import SamModel, SemanticModel
 
 pytestmark = pytest.mark.skipif(runtime_version(Runtime.OPENVINO) is None,
@@ -38,6 +39,29 @@ async def test_the_sam2_encoder_runs_compiled_and_agrees_with_eager(make_setting
     again = SamModel(make_settings(runtime="openvino", runtime_cache_dir=tmp_path))
     await again.ensure_loaded()
     assert list(again.predictor.encoder.sources.values()) == ["cached"]
+
+
+
+async def test_the_sam2_mask_decoder_runs_compiled_padded_and_agrees_with_eager(
+        make_settings, tmp_path):
+    eager = SamModel(make_settings(runtime="torch"))
+    compiled = SamModel(make_settings(runtime="openvino", runtime_cache_dir=tmp_path,
+                                      points_per_batch=4))
+    await eager.ensure_loaded()
+    await compiled.ensure_loaded()
+    assert isinstance(compiled.predictor.model, CompiledDecoding)
+    embeddings = eager.predictor.embed(photo())
+    # A full batch and a short last one (padded to the compiled batch of 4).
+    for points in (torch.rand(4, 2), torch.rand(3, 2)):
+        logits, iou = compiled.predictor.decode(embeddings, points)
+        reference_logits, reference_iou = eager.predictor.decode(embeddings, points)
+        assert logits.shape == reference_logits.shape and iou.shape == reference_iou.shape
+        assert relative_l2(logits, reference_logits) < 1e-4
+        assert relative_l2(iou, reference_iou) < 1e-4
+    # Anything but a batch of one-point prompts is the model's own call.
+    too_many = torch.rand(6, 2)
+    logits, _ = compiled.predictor.decode(embeddings, too_many)
+    assert relative_l2(logits, eager.predictor.decode(embeddings, too_many)[0]) < 1e-4
 
 
 @pytest.mark.parametrize("which", ["maskformer", "segformer"])

@@ -19,7 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scene_rpc.accel import CompiledModule, Runtime, model_fingerprint, resolve_runtime
+from scene_rpc.accel import (
+    CompiledModule,
+    Runtime,
+    compile_or_none,
+    model_fingerprint,
+    resolve_runtime,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +80,13 @@ class DepthBackend(abc.ABC):
     dtype: str
     #: What runs the forward pass: "torch", or a compiled runtime with its version.
     runtime: str = "torch"
+
+    _forward: Forward
+
+    def use_forward(self, forward: Forward, runtime: str) -> None:
+        """Run the forward pass through ``forward`` (a compiled twin of the model) from now on."""
+        self._forward = forward
+        self.runtime = runtime
 
     @abc.abstractmethod
     def predict(self, images: Sequence[np.ndarray]) -> list[Prediction]:
@@ -183,6 +196,11 @@ def focal_length_px(fov_deg: float, width_px: int) -> float:
 
 SUPPORTED_MODEL_TYPES = ("depth_anything", "dpt", "depth_pro")
 
+# Whether ``auto`` runs DepthPro through the compiled runtime too. Measured: OpenVINO runs its
+# ViT-L encoder 2.6x faster at 1e-6; the export of the whole ~950M-parameter model at 1536 px
+# (a traced pass of minutes and several GB at first start) is measured in the README.
+DEPTH_PRO_AUTO_COMPILED = False
+
 
 def load_backend(model_id: str, device: torch.device, dtype: torch.dtype, *,
                  runtime: Runtime | str = Runtime.TORCH, cache_dir: Path | str | None = None,
@@ -191,7 +209,9 @@ def load_backend(model_id: str, device: torch.device, dtype: torch.dtype, *,
 
     With a compiled ``runtime`` (see ``scene_rpc.accel``) the forward pass runs through it: the
     graph of the native input shape is exported (or read back from ``cache_dir``) and compiled
-    here, inside the load; other shapes are compiled on first sight.
+    here, inside the load; other shapes are compiled on first sight. ``auto`` is OpenVINO on a CPU
+    (DepthPro: see ``DEPTH_PRO_AUTO_COMPILED``) and falls back to eager PyTorch when the export
+    fails.
     """
     from transformers import AutoConfig, AutoImageProcessor, AutoModelForDepthEstimation
     from transformers.image_processing_utils import ImageProcessingMixin
@@ -204,30 +224,34 @@ def load_backend(model_id: str, device: torch.device, dtype: torch.dtype, *,
         )
     model = AutoModelForDepthEstimation.from_pretrained(model_id, config=config, dtype=dtype)
     model = model.to(device).eval()
-    chosen = resolve_runtime(runtime, device)
-    if Runtime(runtime) is Runtime.AUTO and config.model_type == "depth_pro":
-        # Measured: OpenVINO runs DepthPro's ViT-L encoder 2.6x faster at 1e-6, but the export of
-        # the whole ~950M-parameter model at 1536 px (one traced pass of minutes and several GB
-        # at first start) has not been tried here: opt in with DEPTH_RUNTIME=openvino.
-        chosen = Runtime.TORCH
-    forward: Forward | None = None
-    label = "torch"
-    if chosen is not Runtime.TORCH:
-        if cache_dir is None:
-            raise ValueError(f"runtime {chosen.value!r} needs a cache directory")
-        forward = CompiledModule(
-            TensorOutputs(model), chosen, cache_dir=cache_dir,
-            key=model_fingerprint(model_id, config, dtype),
-            threads=threads or torch.get_num_threads())
-        label = forward.label
     if config.model_type == "depth_pro":
         preprocessor, _ = ImageProcessingMixin.get_image_processor_dict(model_id)
-        backend = DepthProBackend(model_id, model, preprocessor, device, forward, label)
+        backend: DepthBackend = DepthProBackend(model_id, model, preprocessor, device)
     else:
         backend = ProcessorBackend(model_id, model, AutoImageProcessor.from_pretrained(model_id),
-                                   device, forward, label)
-    if isinstance(forward, CompiledModule):
-        # The native square is the shape of every tile (and DepthPro's only shape): ready it now.
-        height, width = backend.native_hw
-        forward.prepare(torch.zeros(1, 3, height, width, dtype=dtype, device=device))
+                                   device)
+    chosen = resolve_runtime(runtime, device)
+    if Runtime(runtime) is Runtime.AUTO and config.model_type == "depth_pro" and not (
+            DEPTH_PRO_AUTO_COMPILED):
+        chosen = Runtime.TORCH
+    if chosen is Runtime.TORCH:
+        return backend
+    if cache_dir is None:
+        raise ValueError(f"runtime {chosen.value!r} needs a cache directory")
+    # The native square is the shape of every tile (and DepthPro's only shape): ready it now.
+    height, width = backend.native_hw
+    example = torch.zeros(1, 3, height, width, dtype=dtype, device=device)
+    key = model_fingerprint(model_id, config, dtype)
+    threads = threads or torch.get_num_threads()
+    if Runtime(runtime) is Runtime.AUTO:
+        # auto never costs the service its model: a graph that cannot be exported or compiled
+        # leaves the model serving on eager PyTorch (logged); an explicit runtime fails the load.
+        compiled = compile_or_none(TensorOutputs(model), chosen, cache_dir=cache_dir, key=key,
+                                   threads=threads, example=(example,), name=model_id)
+    else:
+        compiled = CompiledModule(TensorOutputs(model), chosen, cache_dir=cache_dir, key=key,
+                                  threads=threads)
+        compiled.prepare(example)
+    if compiled is not None:
+        backend.use_forward(compiled, compiled.label)
     return backend

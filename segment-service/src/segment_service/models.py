@@ -53,7 +53,7 @@ class SamModel(ManagedModel):
         from transformers import Sam2Model
         from transformers.image_processing_base import ImageProcessingMixin
 
-        from scene_rpc.accel import compile_or_none, model_fingerprint, resolve_runtime
+        from scene_rpc.accel import Runtime, compile_or_none, model_fingerprint, resolve_runtime
         from scene_rpc.torch_runtime import select_device
         from segment_service.compiled import ImageEncoder
 
@@ -78,18 +78,47 @@ class SamModel(ManagedModel):
             device=device,
             dtype=dtype,
         )
-        # The image encoder (one pass per crop) through a compiled runtime where it pays; the
-        # mask decoder's many small passes stay eager.
+        # The image encoder (one pass per crop) and the mask decoder (one pass per prompt batch)
+        # through a compiled runtime where it pays.
         runtime = resolve_runtime(self._settings.runtime, device)
+        example = torch.zeros(1, 3, input_size, input_size, dtype=dtype, device=device)
         self.predictor.encoder = compile_or_none(
             ImageEncoder(model), runtime, cache_dir=self._settings.runtime_cache_dir,
             key=model_fingerprint(self.requested_model_id, model.config, dtype) + "-encoder",
             threads=self._settings.threads or torch.get_num_threads(),
-            example=[torch.zeros(1, 3, input_size, input_size, dtype=dtype, device=device)],
+            example=[example],
             name=f"SAM2 image encoder of {self.requested_model_id}")
+        if runtime is not Runtime.TORCH:
+            self._compile_decoder(model, runtime, example, dtype)
         return LoadResult(model_id=self.requested_model_id,
                           device=_device_label(device, self.predictor.encoder),
                           dtype=_dtype_name(dtype))
+
+    def _compile_decoder(self, model, runtime, example, dtype) -> None:
+        """The prompt encoder and mask decoder through ``runtime``, at the one prompt batch size
+        the service decodes on a CPU (a last, smaller batch is padded); eager if it fails."""
+        import torch
+
+        from scene_rpc.accel import compile_or_none, model_fingerprint
+        from segment_service.compiled import CompiledDecoding, PromptDecoder
+        from segment_service.segmenter import CPU_POINTS_PER_BATCH
+
+        assert self.predictor is not None
+        batch = self._settings.points_per_batch or CPU_POINTS_PER_BATCH
+        with torch.inference_mode():
+            # The embeddings' shapes (the graph bakes them in), from the encoder itself.
+            shapes = [
+                e.shape for e in (self.predictor.encoder(example) if self.predictor.encoder
+                                  else model.get_image_embeddings(example))]
+        embeddings = [torch.zeros(shape, dtype=dtype) for shape in shapes]
+        decoder = compile_or_none(
+            PromptDecoder(model), runtime, cache_dir=self._settings.runtime_cache_dir,
+            key=model_fingerprint(self.requested_model_id, model.config, dtype) + "-decoder",
+            threads=self._settings.threads or torch.get_num_threads(),
+            example=[*embeddings, torch.zeros(1, batch, 1, 2, dtype=dtype)],
+            name=f"SAM2 mask decoder of {self.requested_model_id}")
+        if decoder is not None:
+            self.predictor.model = CompiledDecoding(model, decoder, batch)
 
 
 class SemanticModel(ManagedModel):
