@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pointcloud import CATEGORY_NAMES, PointCloud, decode, descriptors, encode, pack_planar
+from pointcloud import CATEGORY_NAMES, PointCloud, decode, encode, pack_planar
 from pointcloud.descriptors import DECIMALS, describe, distances
 
 LABELS = [
@@ -92,23 +92,6 @@ def test_runs_across_blocks_match_brute_force(run_length: int) -> None:
     runs = rng.integers(0, 6, 100_000 // run_length + 1)
     segments = np.repeat(runs, run_length)[:100_003 - run_length % 3]
     assert_matches(cloud_from(segments, seed=run_length))
-
-
-@pytest.mark.parametrize("run_length", [1, 5000])
-def test_blocks_reduced_on_several_threads_match_brute_force(
-    run_length: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A handful of blocks split between threads (large clouds do this on their own).
-    monkeypatch.setattr(descriptors, "_WORKERS", 3)
-    monkeypatch.setattr(descriptors, "_MIN_BLOCKS_PER_WORKER", 1)
-    descriptors._pool.cache_clear()
-    rng = np.random.default_rng(run_length)
-    runs = rng.integers(0, 6, 150_000 // run_length + 1)
-    segments = np.repeat(runs, run_length)[:150_001]
-    try:
-        assert_matches(cloud_from(segments, seed=run_length))
-    finally:
-        descriptors._pool.cache_clear()
 
 
 def test_empty_cloud_has_six_empty_categories(empty_cloud: PointCloud) -> None:

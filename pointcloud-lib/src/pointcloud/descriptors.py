@@ -12,10 +12,6 @@ radix sort of one byte per point), which leaves six runs.
 
 from __future__ import annotations
 
-import concurrent.futures
-import functools
-import itertools
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -104,16 +100,6 @@ _CHANNELS = 3
 # float64 cast doubles the time of the whole function); coordinate sums are float32 over at
 # most one block, then float64 across blocks and runs.
 _BLOCK_POINTS = 1 << 15
-# Threads over the blocks: the reduction is memory-bound numpy that releases the GIL, so on a
-# machine with more than one core a 2M-point cloud is described in about half the time. Small
-# clouds stay on the calling thread, where a hand-off would cost more than it saves.
-_WORKERS = min(4, os.cpu_count() or 1)
-_MIN_BLOCKS_PER_WORKER = 8
-
-
-@functools.cache
-def _pool() -> concurrent.futures.ThreadPoolExecutor:
-    return concurrent.futures.ThreadPoolExecutor(_WORKERS, thread_name_prefix="describe")
 
 
 def _point_stats(
@@ -143,38 +129,26 @@ def _point_stats(
     color_sums = np.empty((_CHANNELS, starts.size), np.uint32)
     lows = np.empty((_GEOMETRY, starts.size), np.float32)
     highs = np.empty((_GEOMETRY, starts.size), np.float32)
-    def reduce_blocks(block_range: range) -> None:
-        # Each worker its own scratch; the runs of its blocks are its own slices of the outputs.
-        scratch = np.empty((_GEOMETRY + 1, _BLOCK_POINTS), np.float32)
-        channel_scratch = np.empty((_CHANNELS, _BLOCK_POINTS), np.uint8)
-        for block in block_range:
-            first = block * _BLOCK_POINTS
-            last = min(first + _BLOCK_POINTS, count)
-            rows = scratch[:, : last - first]
-            np.copyto(rows[:3], positions[first:last].T)
-            distance, square = rows[3], rows[4]
-            np.multiply(rows[0], rows[0], out=distance)
-            distance += np.multiply(rows[1], rows[1], out=square)
-            distance += np.multiply(rows[2], rows[2], out=square)
-            np.sqrt(distance, out=distance)
-            channels = channel_scratch[:, : last - first]
-            np.copyto(channels, colors[first:last].T)
-            runs = slice(bounds[block], bounds[block + 1])
-            local = starts[runs] - first
-            geometry = rows[:_GEOMETRY]
-            np.add.reduceat(geometry, local, axis=1, out=sums[:, runs])
-            np.add.reduceat(channels, local, axis=1, dtype=np.uint32, out=color_sums[:, runs])
-            np.minimum.reduceat(geometry, local, axis=1, out=lows[:, runs])
-            np.maximum.reduceat(geometry, local, axis=1, out=highs[:, runs])
-
-    blocks = -(-count // _BLOCK_POINTS)
-    workers = min(_WORKERS, max(1, blocks // _MIN_BLOCKS_PER_WORKER))
-    if workers == 1:
-        reduce_blocks(range(blocks))
-    else:
-        # numpy releases the GIL inside each of these calls, so the blocks reduce in parallel.
-        edges = np.linspace(0, blocks, workers + 1).round().astype(int)
-        list(_pool().map(reduce_blocks, [range(a, b) for a, b in itertools.pairwise(edges)]))
+    scratch = np.empty((_GEOMETRY + 1, _BLOCK_POINTS), np.float32)
+    channel_scratch = np.empty((_CHANNELS, _BLOCK_POINTS), np.uint8)
+    for block, first in enumerate(range(0, count, _BLOCK_POINTS)):
+        last = min(first + _BLOCK_POINTS, count)
+        rows = scratch[:, : last - first]
+        np.copyto(rows[:3], positions[first:last].T)
+        distance, square = rows[3], rows[4]
+        np.multiply(rows[0], rows[0], out=distance)
+        distance += np.multiply(rows[1], rows[1], out=square)
+        distance += np.multiply(rows[2], rows[2], out=square)
+        np.sqrt(distance, out=distance)
+        channels = channel_scratch[:, : last - first]
+        np.copyto(channels, colors[first:last].T)
+        runs = slice(bounds[block], bounds[block + 1])
+        local = starts[runs] - first
+        geometry = rows[:_GEOMETRY]
+        np.add.reduceat(geometry, local, axis=1, out=sums[:, runs])
+        np.add.reduceat(channels, local, axis=1, dtype=np.uint32, out=color_sums[:, runs])
+        np.minimum.reduceat(geometry, local, axis=1, out=lows[:, runs])
+        np.maximum.reduceat(geometry, local, axis=1, out=highs[:, runs])
     run_category = segments[starts].astype(np.intp)
     if run_category.max() >= categories:
         raise ValueError(
