@@ -276,7 +276,7 @@ async def _read_multipart(request: Request, settings: Settings) -> Submission:
     return Submission(inputs, fingerprint, limits, image_bytes=data)
 
 
-async def decode_upload(submission: Submission, settings: Settings) -> None:
+async def decode_upload(submission: Submission) -> None:
     """Decode the uploaded image (in a thread), checking it is an image within the limits the
     submission was read with (``submission.limits``)."""
     try:

@@ -87,7 +87,7 @@ async def generate(
     runtime.jobs.check_capacity()
     submission = await read_submission(request, runtime.settings)
     if submission.image_bytes is not None:
-        await decode_upload(submission, runtime.settings)
+        await decode_upload(submission)
     submission.inputs.return_body = True
     submission.inputs.quantized = format == "quantized" or (
         format is None and accept is not None and QUANTIZED_ACCEPT in accept)

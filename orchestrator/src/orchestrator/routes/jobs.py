@@ -51,7 +51,7 @@ async def submit_job(
             return _accepted(existing, replayed=True)
     runtime.jobs.check_capacity()
     if submission.image_bytes is not None:
-        await decode_upload(submission, runtime.settings)
+        await decode_upload(submission)
     view, created = runtime.jobs.submit(submission.inputs, idempotency_key=idempotency_key,
                                         fingerprint=submission.fingerprint)
     return _accepted(view, replayed=not created)
