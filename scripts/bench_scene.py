@@ -14,6 +14,8 @@ map; depth without vs with an input cap).
     python scripts/bench_scene.py --profiles fast,balanced --json bench-results/scene.json
     python scripts/bench_scene.py --profiles quality --device cuda      # on a GPU box
     python scripts/bench_scene.py --threads-study         # depth || segment vs each alone
+    python scripts/bench_scene.py --profiles quality --qualities standard --no-panorama --before
+                                  # the quality profile before / after the speed work
 
 ``--quick`` prints exactly one JSON line last:
 ``{"profile": "fast", "image_mp": ..., "standard_s": ..., "draft_s": ...}``.
@@ -224,6 +226,17 @@ def _loaded_flags(node, inside_model_service: bool = False):
             yield from _loaded_flags(item, inside_model_service)
 
 
+# The settings as they were before the speed work of issue 12, on the same models: eager PyTorch
+# for every model, SAM2 prompts on a uniform 32 x 32 grid (16 x 16 per crop), and each model
+# service with a thread per core. `--before` runs each profile so too, in the same run.
+BEFORE_SPEED_WORK = {
+    "DEPTH_RUNTIME": "torch", "SEG_RUNTIME": "torch",
+    "SEG_PROMPT_STRATEGY": "grid", "SEG_POINTS_PER_SIDE": "32", "SEG_CROP_POINTS_PER_SIDE": "16",
+    "DEPTH_THREADS": "0", "SEG_THREADS": "0",
+}
+BEFORE = " (before)"
+
+
 def model_env(profile: str, cache: Path, device: str, threads: tuple[int, int] | None,
               ) -> dict[str, str]:
     """The caller's environment with the profile's models as local full-size twins."""
@@ -357,11 +370,16 @@ def toggles(stack: Stack, png: bytes) -> dict:
 # Runs
 
 
-def bench_profile(profile: str, qualities: list[str], images: dict, args, work: Path) -> dict:
-    log(f"\n== profile {profile}: building/loading full-size random-weight models ...")
+def bench_profile(profile: str, qualities: list[str], images: dict, args, work: Path, *,
+                  before: bool = False) -> dict:
+    log(f"\n== profile {profile}{BEFORE if before else ''}: building/loading full-size "
+        "random-weight models ...")
     env = model_env(profile, args.cache, args.device, args.threads)
-    stack = Stack(profile, env, work / profile)
-    (work / profile).mkdir(parents=True, exist_ok=True)
+    if before:
+        env.update(BEFORE_SPEED_WORK)
+    folder = work / (profile + ("-before" if before else ""))
+    stack = Stack(profile, env, folder)
+    folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     stack.start()
     result: dict = {"startup_s": round(time.perf_counter() - started, 1), "runs": {}}
@@ -384,7 +402,7 @@ def bench_profile(profile: str, qualities: list[str], images: dict, args, work: 
                 result["runs"][f"{image_name}/{quality}"] = run
                 log(f"  {image_name:<20} {quality:<9} {run['wall_s']:8.2f} s   "
                     f"{_stages(timing)}")
-        if args.toggles:
+        if args.toggles and not before:
             result["toggles"] = toggles(stack, next(iter(images.values()))[1])
             log(f"  toggles: {result['toggles']}")
         result["rss_mb"] = stack.rss_mb()
@@ -401,6 +419,13 @@ def _stages(timing: dict) -> str:
 def ratios(results: dict) -> dict:
     out: dict = {}
     for profile, result in results.items():
+        after = results.get(profile.removesuffix(BEFORE))
+        if profile.endswith(BEFORE) and after:
+            for key, run in result["runs"].items():
+                if key in after["runs"]:
+                    # > 1: the speed work made this scene that many times faster.
+                    out[f"{profile.removesuffix(BEFORE)}/{key}: before / after the speed work"] = (
+                        round(run["wall_s"] / after["runs"][key]["wall_s"], 2))
         runs = result["runs"]
         for key, run in runs.items():
             image, quality = key.split("/")
@@ -484,6 +509,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="DEPTH_THREADS,SEG_THREADS for the services (default: make run's)")
     parser.add_argument("--threads-study", action="store_true",
                         help="only: depth || segment against each alone, per thread setting")
+    parser.add_argument("--before", action="store_true",
+                        help="also run each profile with the settings from before the speed work "
+                             "(eager models, a uniform SAM2 grid, a thread per core each) and "
+                             "print before / after")
     parser.add_argument("--no-toggles", dest="toggles", action="store_false",
                         help="skip the per-setting after/before comparisons")
     parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "full-size",
@@ -510,8 +539,13 @@ def main(argv: list[str] | None = None) -> int:
             report["threads_study"] = threads_study(args, work)
         else:
             images = inputs(not args.no_panorama)
-            report["profiles"] = {p: bench_profile(p, qualities, images, args, work)
-                                  for p in profiles}
+            report["profiles"] = {}
+            for profile in profiles:
+                if args.before:
+                    report["profiles"][profile + BEFORE] = bench_profile(
+                        profile, qualities, images, args, work, before=True)
+                report["profiles"][profile] = bench_profile(profile, qualities, images, args,
+                                                            work)
             report["ratios"] = ratios(report["profiles"])
             log("\nratios (measured in this run):")
             for name, value in report["ratios"].items():

@@ -76,6 +76,45 @@ def test_at_most_max_shapes_graphs_stay_compiled(runtime, tmp_path):
     assert len(compiled._compiled) == 1
 
 
+class Convolutions(torch.nn.Module):
+    """Fully convolutional: no size becomes a constant in its trace."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.down = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.up = torch.nn.ConvTranspose2d(8, 4, 2, stride=2)
+
+    def forward(self, pixels: torch.Tensor, skip: torch.Tensor) -> tuple[torch.Tensor]:
+        return (self.up(torch.relu(self.down(pixels))) + skip,)
+
+
+@pytest.mark.skipif(runtime_version(Runtime.OPENVINO) is None, reason="openvino is not installed")
+def test_one_graph_exported_small_serves_every_shape(tmp_path):
+    module = Convolutions().eval()
+    compiled = CompiledModule(module, Runtime.OPENVINO, cache_dir=tmp_path, key="k", threads=1,
+                              any_shape=True)
+    compiled.prepare(torch.rand(1, 3, 4, 4), torch.rand(1, 4, 8, 8))
+    for height, width in ((4, 4), (48, 40), (96, 96)):
+        inputs = torch.rand(1, 3, height, width), torch.rand(1, 4, 2 * height, 2 * width)
+        (output,) = compiled(*inputs)
+        with torch.inference_mode():
+            (expected,) = module(*inputs)
+        assert output.shape == expected.shape and relative_l2(output, expected) < 1e-5
+    # Every call ran the one graph: none ran eagerly or exported another.
+    assert compiled.sources == {("any",): "exported"} and not compiled._pending
+    again = CompiledModule(module, Runtime.OPENVINO, cache_dir=tmp_path, key="k", threads=1,
+                           any_shape=True)
+    again(torch.rand(1, 3, 10, 6), torch.rand(1, 4, 20, 12))
+    assert again.sources == {("any",): "cached"}
+
+
+def test_one_graph_for_every_shape_needs_openvino(tmp_path):
+    with pytest.raises(ValueError, match="needs openvino"):
+        CompiledModule(Convolutions(), Runtime.ONNX, cache_dir=tmp_path, key="k", threads=1,
+                       any_shape=True)
+
+
 def test_auto_is_openvino_on_cpu_when_installed_and_torch_elsewhere():
     expected = Runtime.OPENVINO if runtime_version(Runtime.OPENVINO) else Runtime.TORCH
     assert resolve_runtime("auto", CPU) is expected

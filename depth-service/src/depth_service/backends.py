@@ -238,11 +238,14 @@ def load_backend(model_id: str, device: torch.device, dtype: torch.dtype, *,
         return backend
     if cache_dir is None:
         raise ValueError(f"runtime {chosen.value!r} needs a cache directory")
-    # The native square is the shape of every tile (and DepthPro's only shape): ready it now.
     height, width = backend.native_hw
-    example = torch.zeros(1, 3, height, width, dtype=dtype, device=device)
     key = model_fingerprint(model_id, config, dtype)
     threads = threads or torch.get_num_threads()
+    if config.model_type == "depth_pro":
+        return _compile_depth_pro(backend, chosen, explicit=Runtime(runtime) is not Runtime.AUTO,
+                                  cache_dir=cache_dir, key=key, threads=threads)
+    # The native square is the shape of every tile: ready it now.
+    example = torch.zeros(1, 3, height, width, dtype=dtype, device=device)
     if Runtime(runtime) is Runtime.AUTO:
         # auto never costs the service its model: a graph that cannot be exported or compiled
         # leaves the model serving on eager PyTorch (logged); an explicit runtime fails the load.
@@ -254,4 +257,24 @@ def load_backend(model_id: str, device: torch.device, dtype: torch.dtype, *,
         compiled.prepare(example)
     if compiled is not None:
         backend.use_forward(compiled, compiled.label)
+    return backend
+
+
+def _compile_depth_pro(backend: DepthBackend, runtime: Runtime, *, explicit: bool,
+                       cache_dir: Path | str, key: str, threads: int) -> DepthBackend:
+    """DepthPro's ViTs and decoder compiled piece by piece (``depth_pro_compiled``): its one
+    input size, so every graph is ready when the load ends. Under ``auto`` a failed export leaves
+    it eager, as for the other models."""
+    from depth_service.depth_pro_compiled import compile_depth_pro
+
+    try:
+        forward = compile_depth_pro(backend.model, runtime, native_hw=backend.native_hw,
+                                    cache_dir=cache_dir, key=key, threads=threads)
+    except Exception:
+        if explicit:
+            raise
+        log.warning("%s: the %s export failed; it runs on eager PyTorch", backend.model_id,
+                    runtime.value, exc_info=True)
+        return backend
+    backend.use_forward(forward, next(iter(forward.pieces.values())).label)
     return backend

@@ -135,12 +135,20 @@ class CompiledModule:
     background thread for the calls after it: an export (a trace and a conversion) costs more
     than many eager passes, and a user's first photo of a new aspect ratio must not wait for it.
     :meth:`prepare` exports in the foreground (the native square, at load).
+
+    ``any_shape``: the module is fully convolutional (no size turns into a constant while it is
+    traced), so one graph, exported at :meth:`prepare`'s example, serves every input shape through
+    OpenVINO's dynamic dimensions. The example can then be small: a trace holds every
+    intermediate tensor, so its memory grows with the input's area.
     """
 
     def __init__(self, module: torch.nn.Module, runtime: Runtime, *, cache_dir: Path | str,
-                 key: str, threads: int, max_shapes: int = 4) -> None:
+                 key: str, threads: int, max_shapes: int = 4, any_shape: bool = False) -> None:
         if runtime not in (Runtime.OPENVINO, Runtime.ONNX):
             raise ValueError(f"CompiledModule needs openvino or onnx, not {runtime!r}")
+        if any_shape and runtime is not Runtime.OPENVINO:
+            raise ValueError("a graph for any input shape needs openvino")
+        self.any_shape = any_shape
         self.module = module.eval()
         self.runtime = runtime
         self.version = runtime_version(runtime)
@@ -179,9 +187,13 @@ class CompiledModule:
         for thread in threads:
             thread.join(timeout_s)
 
+    def _shape(self, inputs: Sequence[torch.Tensor]) -> tuple:
+        """The key of the graph that serves these inputs: their shapes, or one for any shape."""
+        return ("any",) if self.any_shape else tuple(tuple(t.shape) for t in inputs)
+
     def _ready_runner(self, inputs: Sequence[torch.Tensor]):
         """The compiled graph for these inputs' shapes if it is in memory or on disk, else None."""
-        shape = tuple(tuple(t.shape) for t in inputs)
+        shape = self._shape(inputs)
         with self._lock:
             runner = self._compiled.get(shape)
             if runner is not None:
@@ -192,7 +204,7 @@ class CompiledModule:
         return self._runner_for(inputs)
 
     def _export_in_background(self, inputs: Sequence[torch.Tensor]) -> None:
-        shape = tuple(tuple(t.shape) for t in inputs)
+        shape = self._shape(inputs)
         with self._lock:
             if shape in self._pending:
                 return
@@ -216,10 +228,12 @@ class CompiledModule:
         thread.start()
 
     def _folder(self, shape: tuple) -> Path:
+        if shape == ("any",):
+            return self.cache_dir / "any-shape"
         return self.cache_dir / "x".join("-".join(map(str, s)) for s in shape)
 
     def _runner_for(self, inputs: Sequence[torch.Tensor]):
-        shape = tuple(tuple(t.shape) for t in inputs)
+        shape = self._shape(inputs)
         with self._lock:
             runner = self._compiled.get(shape)
             if runner is not None:
