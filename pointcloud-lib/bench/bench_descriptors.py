@@ -21,7 +21,8 @@ drawn per pixel, the worst case: describe() sorts the points by category first).
                         to_ply (16 bytes a point), encode (the PCLD copy)
 
 Best-of-N wall, median wall and median CPU times (the CPU time of this process is the steadier on
-a shared machine), each as a ratio of the bounds() pass, and the old/new ratio of the reduction.
+a shared machine; the repeats go round all cases, interleaved), each as a ratio of the bounds()
+pass, and the old/new ratios of the reduction and of describe.
 """
 
 from __future__ import annotations
@@ -44,17 +45,29 @@ from pointcloud.splat import edge_opacity, to_splat
 TARGET_MS = 10.0
 
 
-def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, float, float]:
-    fn()
-    walls, cpus = [], []
+def timed(
+    cases: dict[str, Callable[[], Any]], repeats: int
+) -> dict[str, tuple[float, float, float]]:
+    """Best wall, median wall and median CPU ms of each case. The repeats go round the cases
+    (one call of each per round), so that a burst of load on a shared machine hits old and new
+    alike."""
+    for fn in cases.values():
+        fn()
+    walls: dict[str, list[float]] = {name: [] for name in cases}
+    cpus: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(repeats):
-        gc.collect()
-        wall, cpu = time.perf_counter(), time.process_time()
-        result = fn()
-        cpus.append(time.process_time() - cpu)
-        walls.append(time.perf_counter() - wall)
-        del result
-    return min(walls) * 1e3, statistics.median(walls) * 1e3, statistics.median(cpus) * 1e3
+        for name, fn in cases.items():
+            gc.collect()
+            wall, cpu = time.perf_counter(), time.process_time()
+            result = fn()
+            cpus[name].append(time.process_time() - cpu)
+            walls[name].append(time.perf_counter() - wall)
+            del result
+    return {
+        name: (min(walls[name]) * 1e3, statistics.median(walls[name]) * 1e3,
+               statistics.median(cpus[name]) * 1e3)
+        for name in cases
+    }
 
 
 def clouds() -> tuple[pc.PointCloud, pc.PointCloud]:
@@ -112,9 +125,10 @@ def main() -> None:
         ("to_splat", lambda: to_splat(cloud, angular_step=2 * np.pi / 2048)),
         ("edge_opacity", lambda: edge_opacity(cloud, 0.1)),
     ]
-    results = {name: timed(fn, args.repeats) for name, fn in cases}
+    copy = "positions.copy()"
+    results = timed(dict(cases) | {copy: lambda: cloud.positions.copy()}, args.repeats)
     # bounds() of a fresh array: the copy is timed too, so subtract a copy's time.
-    copy_ms = timed(lambda: cloud.positions.copy(), args.repeats)
+    copy_ms = results.pop(copy)
     bounds = tuple(b - c for b, c in zip(results[cases[0][0]], copy_ms, strict=True))
     results[cases[0][0]] = bounds
     print(f"{'case':36} {'best ms':>9} {'median':>9} {'CPU med':>9} {'x bounds (CPU)':>15}")
