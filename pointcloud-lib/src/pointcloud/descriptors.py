@@ -6,7 +6,7 @@ The layout is specified in FORMAT.md ("Audio descriptors"); :func:`describe` com
 Speed: a generation's cloud is in raster order and its categories come from a segmentation
 map, so equal categories form long runs. With numba installed (the ``fast`` extra) one compiled
 pass walks the runs: a run's sums, minima and maxima are kept in locals and folded into its
-category when the run ends (about 3x faster than the numpy reduction below, which numpy's
+category when the run ends (about 2.5x faster than the numpy reduction below, which numpy's
 per-run call overhead and the de-interleaving copies bound at about twice the 10 ms target for
 2 M points). Without numba every per-point quantity is reduced once per run with
 ``ufunc.reduceat`` (contiguous, no per-point index), and the few run results are then folded
