@@ -135,6 +135,20 @@ def test_far_off_centre_cloud_matches_brute_force(path: str) -> None:
         assert_matches(cloud)
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_non_finite_coordinates_match_brute_force(path: str) -> None:
+    # Not produced by the projections (they drop invalid depth), but a PointCloud may hold them:
+    # NaN spreads to its category's sums and extremes on both paths, infinities stay extremes.
+    segments = np.repeat(np.arange(6), 500)
+    cloud = cloud_from(segments, seed=8)
+    cloud.positions[10, 1] = np.nan
+    cloud.positions[700, 0] = np.inf
+    cloud.positions[1200, 2] = -np.inf
+    cloud.positions[1300, 2] = np.nan
+    with stats_path(path), np.errstate(invalid="ignore"):
+        assert_matches(cloud)
+
+
 def test_both_paths_give_the_same_counts_and_extremes() -> None:
     pytest.importorskip("numba")
     rng = np.random.default_rng(7)

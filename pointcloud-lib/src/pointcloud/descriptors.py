@@ -130,6 +130,14 @@ def _point_stats(
                  stats["max"])
     if bad >= 0:
         raise ValueError(f"segment value {bad} is out of range for {categories} categories")
+    # The pass's min/max skip NaN (a comparison with NaN is false; numpy's NaN-propagating
+    # minimum in the loop costs 2.5x). A NaN coordinate makes its sums NaN, so NaN extremes are
+    # restored from the sums, as numpy's reduction gives them (a NaN sum from +inf and -inf
+    # alone keeps its infinite extremes).
+    nan = np.isnan(stats["sum"][:, :_GEOMETRY]) & ~(
+        np.isneginf(stats["min"]) & np.isposinf(stats["max"])
+    )
+    stats["min"][nan] = stats["max"][nan] = np.nan
     return stats
 
 
