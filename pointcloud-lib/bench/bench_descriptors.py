@@ -8,9 +8,12 @@ gives them (regions: a few runs per image row, the orchestrator's case) or as no
 drawn per pixel, the worst case: describe() sorts the points by category first).
 
   describe (regions)    pointcloud.descriptors.describe, the target: <= 10 ms for 2M points
+                        (numba's compiled pass when numba, the fast extra, is installed)
   describe (noise)      the worst case
-  _point_stats old/new  the per-point reduction alone: the previous version (3f6ef13, frozen in
-                        _previous_descriptors.py) against the current one, same cloud, same run
+  describe (numpy path) the same with the compiled pass hidden: the numpy reduction, the fallback
+                        without numba (the version of 66399e1), regions and noise
+  _point_stats          the per-point pass alone: the older numpy reduction (3f6ef13, frozen in
+                        _previous_descriptors.py), the current numpy one, and the current pass
   to_splat              32 bytes a point
   edge_opacity          the splats' opacity near depth edges (points back on their grid cells)
   baselines             PointCloud.bounds() (one exact min/max pass over the positions),
@@ -18,7 +21,8 @@ drawn per pixel, the worst case: describe() sorts the points by category first).
                         to_ply (16 bytes a point), encode (the PCLD copy)
 
 Best-of-N wall, median wall and median CPU times (the CPU time of this process is the steadier on
-a shared machine), each as a ratio of the bounds() pass, and the old/new ratio of the reduction.
+a shared machine; the repeats go round all cases, interleaved), each as a ratio of the bounds()
+pass, and the old/new ratios of the reduction and of describe.
 """
 
 from __future__ import annotations
@@ -34,23 +38,36 @@ import numpy as np
 from _previous_descriptors import point_stats as previous_point_stats
 
 import pointcloud as pc
-from pointcloud.descriptors import _point_stats, describe
+from pointcloud import descriptors
+from pointcloud.descriptors import _point_stats, _point_stats_numpy, describe
 from pointcloud.splat import edge_opacity, to_splat
 
 TARGET_MS = 10.0
 
 
-def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, float, float]:
-    fn()
-    walls, cpus = [], []
+def timed(
+    cases: dict[str, Callable[[], Any]], repeats: int
+) -> dict[str, tuple[float, float, float]]:
+    """Best wall, median wall and median CPU ms of each case. The repeats go round the cases
+    (one call of each per round), so that a burst of load on a shared machine hits old and new
+    alike."""
+    for fn in cases.values():
+        fn()
+    walls: dict[str, list[float]] = {name: [] for name in cases}
+    cpus: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(repeats):
-        gc.collect()
-        wall, cpu = time.perf_counter(), time.process_time()
-        result = fn()
-        cpus.append(time.process_time() - cpu)
-        walls.append(time.perf_counter() - wall)
-        del result
-    return min(walls) * 1e3, statistics.median(walls) * 1e3, statistics.median(cpus) * 1e3
+        for name, fn in cases.items():
+            gc.collect()
+            wall, cpu = time.perf_counter(), time.process_time()
+            result = fn()
+            cpus[name].append(time.process_time() - cpu)
+            walls[name].append(time.perf_counter() - wall)
+            del result
+    return {
+        name: (min(walls[name]) * 1e3, statistics.median(walls[name]) * 1e3,
+               statistics.median(cpus[name]) * 1e3)
+        for name in cases
+    }
 
 
 def clouds() -> tuple[pc.PointCloud, pc.PointCloud]:
@@ -69,13 +86,28 @@ def clouds() -> tuple[pc.PointCloud, pc.PointCloud]:
     return cloud, pc.PointCloud(cloud.positions, cloud.colors, noise)
 
 
+def numpy_path(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` with the compiled pass hidden, as if numba were not installed."""
+    def run() -> Any:
+        compiled = descriptors._compiled_run_stats
+        descriptors._compiled_run_stats = lambda: None
+        try:
+            return fn()
+        finally:
+            descriptors._compiled_run_stats = compiled
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
     cloud, noisy = clouds()
     runs = int(np.count_nonzero(cloud.segments[1:] != cloud.segments[:-1])) + 1
-    print(f"{cloud.count:,} points; {runs:,} runs of equal categories in the regions case\n")
+    print(f"{cloud.count:,} points; {runs:,} runs of equal categories in the regions case")
+    compiled = descriptors._compiled_run_stats() is not None
+    print("describe: " + ("numba's compiled pass" if compiled else
+                          "the numpy reduction (numba is not installed)") + "\n")
     arrays = (cloud.positions, cloud.colors, cloud.segments)
     cases = [
         ("PointCloud.bounds() [baseline]", lambda: pc.PointCloud(
@@ -83,24 +115,35 @@ def main() -> None:
         ("np.bincount(segments) [baseline]", lambda: np.bincount(cloud.segments, minlength=6)),
         ("describe (regions)", lambda: describe(cloud)),
         ("describe (noise)", lambda: describe(noisy)),
-        ("_point_stats (previous, 3f6ef13)", lambda: previous_point_stats(*arrays, 6)),
+        ("describe (regions, numpy path)", numpy_path(lambda: describe(cloud))),
+        ("describe (noise, numpy path)", numpy_path(lambda: describe(noisy))),
+        ("_point_stats (numpy, 3f6ef13)", lambda: previous_point_stats(*arrays, 6)),
+        ("_point_stats (numpy, 66399e1)", lambda: _point_stats_numpy(*arrays, 6)),
         ("_point_stats (current)", lambda: _point_stats(*arrays, 6)),
         ("encode (PCLD copy) [baseline]", lambda: pc.encode(cloud, mode="equirect", cloud_id="b")),
         ("to_ply [baseline]", lambda: pc.to_ply(cloud)),
         ("to_splat", lambda: to_splat(cloud, angular_step=2 * np.pi / 2048)),
         ("edge_opacity", lambda: edge_opacity(cloud, 0.1)),
     ]
-    results = {name: timed(fn, args.repeats) for name, fn in cases}
+    copy = "positions.copy()"
+    results = timed(dict(cases) | {copy: lambda: cloud.positions.copy()}, args.repeats)
     # bounds() of a fresh array: the copy is timed too, so subtract a copy's time.
-    copy_ms = timed(lambda: cloud.positions.copy(), args.repeats)
+    copy_ms = results.pop(copy)
     bounds = tuple(b - c for b, c in zip(results[cases[0][0]], copy_ms, strict=True))
     results[cases[0][0]] = bounds
     print(f"{'case':36} {'best ms':>9} {'median':>9} {'CPU med':>9} {'x bounds (CPU)':>15}")
     for name, (wall, median, cpu) in results.items():
         print(f"{name:36} {wall:9.2f} {median:9.2f} {cpu:9.2f} {cpu / max(bounds[2], 1e-9):15.1f}")
-    old, new = results["_point_stats (previous, 3f6ef13)"], results["_point_stats (current)"]
-    print(f"\n_point_stats previous / current: {old[2] / new[2]:.2f}x (median CPU), "
-          f"{old[1] / new[1]:.2f}x (median wall)")
+    new = results["_point_stats (current)"]
+    print()
+    for name in ("_point_stats (numpy, 3f6ef13)", "_point_stats (numpy, 66399e1)"):
+        old = results[name]
+        print(f"{name} / current: {old[2] / new[2]:.2f}x (median CPU), "
+              f"{old[1] / new[1]:.2f}x (median wall)")
+    for case in ("regions", "noise"):
+        old, new = results[f"describe ({case}, numpy path)"], results[f"describe ({case})"]
+        print(f"describe ({case}) numpy path / current: {old[2] / new[2]:.2f}x (median CPU), "
+              f"{old[1] / new[1]:.2f}x (median wall)")
     describe_cpu = results["describe (regions)"][2]
     verdict = "met" if describe_cpu <= TARGET_MS else "MISSED"
     print(f"target describe <= {TARGET_MS:.0f} ms for 2M points: {verdict} "
