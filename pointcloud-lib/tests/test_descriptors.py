@@ -217,3 +217,12 @@ def test_segment_values_beyond_the_categories_are_refused(path: str) -> None:
     segments = np.repeat(np.array([0, 1, 200, 2], np.uint8), 50_000)
     with stats_path(path), pytest.raises(ValueError, match="segment value 200 is out of range"):
         describe(cloud_from(segments, seed=5))
+
+
+def test_warm_up_readies_the_pass_for_decoded_clouds():
+    # Without numba a no-op; with it, the compiled pass then serves a decoded cloud at once.
+    descriptors.warm_up()
+    cloud = decode(encode(PointCloud(np.ones((3, 3), np.float32), np.zeros((3, 3), np.uint8),
+                                     np.array([0, 0, 5], np.uint8)),
+                          mode="standard", cloud_id="t"))
+    assert [entry["count"] for entry in describe(cloud)["categories"]] == [2, 0, 0, 0, 0, 1]

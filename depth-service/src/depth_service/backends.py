@@ -196,10 +196,9 @@ def focal_length_px(fov_deg: float, width_px: int) -> float:
 
 SUPPORTED_MODEL_TYPES = ("depth_anything", "dpt", "depth_pro")
 
-# Whether ``auto`` runs DepthPro through the compiled runtime too. Measured: OpenVINO runs its
-# ViT-L encoder 2.6x faster at 1e-6; the export of the whole ~950M-parameter model at 1536 px
-# (a traced pass of minutes and several GB at first start) is measured in the README.
-DEPTH_PRO_AUTO_COMPILED = False
+# Whether ``auto`` runs DepthPro through the compiled runtime too: piece by piece
+# (``depth_pro_compiled``; the whole model's export did not finish in 14 minutes at 8.5 GiB).
+DEPTH_PRO_AUTO_COMPILED = True
 
 
 def load_backend(model_id: str, device: torch.device, dtype: torch.dtype, *,

@@ -7,6 +7,7 @@ previous process left unfinished become ``failed: interrupted``) runs at startup
 from __future__ import annotations
 
 import logging
+import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 
 import pointcloud
+import pointcloud.descriptors
 from orchestrator import __version__
 from orchestrator.errors import INTERNAL_DETAIL, ApiError, InternalErrorMiddleware
 from orchestrator.job_manager import JobManager
@@ -45,6 +47,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # The descriptors' compiled pass is readied beside the startup, not in the first request.
+        threading.Thread(target=pointcloud.descriptors.warm_up, name="descriptors-warm-up",
+                         daemon=True).start()
         store = GenerationStore(settings.data_dir)
         store.open()
         services = ModelServices(settings)

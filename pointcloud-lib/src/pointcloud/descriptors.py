@@ -86,6 +86,21 @@ def describe(
     return {"count": count, "categories": entries}
 
 
+def warm_up() -> None:
+    """Readies the compiled pass (when numba is installed) for the arrays of a decoded cloud,
+    read-only and writable, so that a server's first generation does not wait for the compile
+    (about 2 s, or 1 s from numba's disk cache). A no-op without numba."""
+    if _compiled_run_stats() is None:
+        return
+    from pointcloud.codec import decode, encode
+
+    cloud = PointCloud(np.zeros((2, 3), np.float32), np.zeros((2, 3), np.uint8),
+                       np.zeros(2, np.uint8))
+    encoded = encode(cloud, mode="standard", cloud_id="warm-up")
+    for buffer in (bytes(encoded), bytearray(encoded)):
+        describe(decode(buffer))
+
+
 def distances(positions: np.ndarray) -> np.ndarray:
     """float32 distance of each point from the viewer (the origin): sqrt(x*x + y*y + z*z)
     evaluated in float32 in that order, the definition the descriptors use."""
