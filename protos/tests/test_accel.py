@@ -109,6 +109,21 @@ def test_one_graph_exported_small_serves_every_shape(tmp_path):
     assert again.sources == {("any",): "cached"}
 
 
+@pytest.mark.parametrize("runtime", COMPILED)
+def test_a_released_module_serves_its_compiled_shapes_only(runtime, tmp_path):
+    compiled = CompiledModule(TwoHeads(), runtime, cache_dir=tmp_path, key="k", threads=1,
+                              max_shapes=1)
+    small, other = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 24)
+    compiled.prepare(small)
+    compiled.prepare(other)  # evicts the first graph from memory; it stays on disk
+    compiled.release_module()
+    assert compiled.module is None
+    for pixels in (small, other, small):
+        assert compiled(pixels)[0].shape == (1, 16, pixels.shape[-1])
+    with pytest.raises(ValueError, match="was released"):
+        compiled(torch.rand(1, 3, 8, 8))
+
+
 def test_one_graph_for_every_shape_needs_openvino(tmp_path):
     with pytest.raises(ValueError, match="needs openvino"):
         CompiledModule(Convolutions(), Runtime.ONNX, cache_dir=tmp_path, key="k", threads=1,

@@ -170,8 +170,18 @@ class CompiledModule:
         """Export (or read back) and compile the graph for these inputs' shapes now."""
         self._runner_for(example)
 
+    def release_module(self) -> None:
+        """Drops the torch module, and with it its weights, once every shape it will be called
+        with has a graph (on disk, so an evicted one is compiled again from there): a call of any
+        other shape then raises ValueError instead of running eagerly."""
+        with self._lock:
+            self.module = None
+
     def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         runner = self._ready_runner(inputs)
+        if runner is None and self.module is None:
+            raise ValueError(f"no compiled graph for input {self._shape(inputs)}, and the module "
+                             f"was released; compiled: {sorted(self.sources)}")
         if runner is None:
             self._export_in_background(inputs)
             with torch.inference_mode():
