@@ -248,11 +248,16 @@ def model_threads(environ: Mapping[str, str], depth_processes: int,
     share = max(1, cores // (depth_processes + 1))
     result: dict[str, dict[str, int]] = {"depth": {}, "segment": {}}
     if not environ.get("DEPTH_THREADS"):
-        result["depth"]["DEPTH_THREADS"] = share
+        # Under the quality profile one DepthPro pass outlasts the whole segmentation, so a
+        # single depth process gets every core too (1 MP, 2 cores: 199 s with 2 + 2, 201 s with
+        # 2 + 1; depth on one core alone would take longer than either).
+        quality_depth = active_profile(environ) == "quality" and depth_processes == 1
+        result["depth"]["DEPTH_THREADS"] = cores if quality_depth else share
     if not environ.get("SEG_THREADS"):
         # Segmentation (SAM2's encoder and many decoder passes) runs several times longer than
-        # depth, so it gets every core: while depth runs the two overlap, after it segmentation
-        # keeps both cores busy (fast profile, 1 MP, 2 cores: 12.3 s against 15.4 s with 1 + 1).
+        # depth under the other profiles, so it gets every core: while depth runs the two
+        # overlap, after it segmentation keeps both cores busy (fast profile, 1 MP, 2 cores:
+        # 12.3 s against 15.4 s with 1 + 1).
         result["segment"]["SEG_THREADS"] = cores
     return result
 

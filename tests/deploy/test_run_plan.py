@@ -166,8 +166,12 @@ def test_an_unknown_profile_is_refused_naming_the_valid_ones():
 
 
 def test_model_services_split_the_cores_unless_threads_are_set():
-    assert run_script.model_threads({}, depth_processes=1, cores=2) == {
+    fast = {"PROFILE": "fast"}
+    assert run_script.model_threads(fast, depth_processes=1, cores=2) == {
         "depth": {"DEPTH_THREADS": 1}, "segment": {"SEG_THREADS": 2}}
+    # Under quality DepthPro is the long pole: one depth process gets every core too.
+    assert run_script.model_threads({}, depth_processes=1, cores=2) == {
+        "depth": {"DEPTH_THREADS": 2}, "segment": {"SEG_THREADS": 2}}
     assert run_script.model_threads({}, depth_processes=2, cores=8) == {
         "depth": {"DEPTH_THREADS": 2}, "segment": {"SEG_THREADS": 8}}
     assert run_script.model_threads({"DEPTH_THREADS": "3", "SEG_THREADS": "5"}, 1, 2) == {

@@ -196,9 +196,12 @@ def focal_length_px(fov_deg: float, width_px: int) -> float:
 
 SUPPORTED_MODEL_TYPES = ("depth_anything", "dpt", "depth_pro")
 
-# Whether ``auto`` runs DepthPro through the compiled runtime too: piece by piece
-# (``depth_pro_compiled``; the whole model's export did not finish in 14 minutes at 8.5 GiB).
-DEPTH_PRO_AUTO_COMPILED = True
+# Whether ``auto`` runs DepthPro through the compiled runtime too (piece by piece:
+# ``depth_pro_compiled``). Not yet: one 1536 px pass alone on the 2-core CPU, same image, same
+# run, quiet: eager 147.9 s, compiled 125.3-128.5 s (1.17x, within 6.4e-6), below the 1.3x a
+# runtime must gain to be adopted, for about 2 minutes of exports at first start.
+# DEPTH_RUNTIME=openvino opts in.
+DEPTH_PRO_AUTO_COMPILED = False
 
 
 def load_backend(model_id: str, device: torch.device, dtype: torch.dtype, *,

@@ -5,7 +5,7 @@ once, and an OpenVINO export of it ran for over 14 minutes at 8.5 GiB without fi
 Its time sits in two places, measured eagerly on the 2-core CPU for one 1536 px pass (171 s): the
 three ViT-L encoders (the patch encoder's 35 patches 127 s, the image and field-of-view encoders
 4 s each) and the fusion stage with the depth head (28 s: 3x3 convolutions at up to 768 x 768).
-So those pieces are exported on their own, each at one fixed shape:
+So those pieces are exported on their own:
 
 - each ViT at a batch of one image (DepthPro feeds it fixed-size squares: 384 px patches and the
   downsampled whole image), called once per image of a batch, so one small graph serves every
@@ -21,6 +21,10 @@ What stays eager is light: the resampling, patch splitting and merging, the neck
 view head. :class:`PiecewiseForward` is DepthProForDepthEstimation's forward with the decoder as a
 callable; the ViT stand-ins replace the encoders' ``model`` attributes, which the transformers
 code calls.
+
+The gain is small because the ViTs are compute-bound in float32 either way: one pass 125-128 s
+against 148 s eager on the quiet 2-core CPU (1.17x, within 6.4e-6), so ``auto`` does not choose it
+(``backends.DEPTH_PRO_AUTO_COMPILED``); ``DEPTH_RUNTIME=openvino`` does.
 """
 
 from __future__ import annotations

@@ -50,10 +50,13 @@ PROFILES: dict[str, Profile] = {
         # SAM2 prompts from the semantic map at density 16 (8 per crop): about 300 prompts for
         # a 1 MP photo against today's 1,024 + crops, the same regions (segment-service tests).
         segment_defaults={"points_per_side": 16, "crop_points_per_side": 8},
-        # On a CPU not measured (DepthPro alone takes minutes a pass here).
-        expected_scene_s={"gpu": 0.5},
+        # On the 2-core CPU DepthPro's one 1536 px pass (about 15 TFLOP in float32) holds the
+        # scene at minutes, draft included (DepthPro has one input size).
+        expected_scene_s={"gpu": 0.5, "cpu2": 207.0},
         draft_scene_s={"gpu": 0.5},
-        measured="2026-11-30, one H200, random weights, scripts/bench_scene.py --device cuda",
+        measured="GPU: 2026-11-30, one H200, random weights, scripts/bench_scene.py --device "
+                 "cuda; CPU: 2026-11-30, quiet 2-core machine, scripts/bench_scene.py "
+                 "--profiles quality --qualities standard --no-panorama",
     ),
     "balanced": Profile(
         name="balanced",
