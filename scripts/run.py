@@ -249,8 +249,9 @@ def model_threads(environ: Mapping[str, str], depth_processes: int,
     result: dict[str, dict[str, int]] = {"depth": {}, "segment": {}}
     if not environ.get("DEPTH_THREADS"):
         # Under the quality profile one DepthPro pass outlasts the whole segmentation, so a
-        # single depth process gets every core too (1 MP, 2 cores: 199 s with 2 + 2, 201 s with
-        # 2 + 1; depth on one core alone would take longer than either).
+        # single depth process gets every core too (1 MP, 2 cores, DepthPro compiled: 199 s with
+        # 2 + 2, 201 s with 2 + 1; eager, as auto runs it: 207 s with 2 + 2; one core alone would
+        # make the depth pass itself about twice as long).
         quality_depth = active_profile(environ) == "quality" and depth_processes == 1
         result["depth"]["DEPTH_THREADS"] = cores if quality_depth else share
     if not environ.get("SEG_THREADS"):
