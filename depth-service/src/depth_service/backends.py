@@ -19,13 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scene_rpc.accel import (
-    CompiledModule,
-    Runtime,
-    compile_or_none,
-    model_fingerprint,
-    resolve_runtime,
-)
+from scene_rpc.accel import CompiledModule, Runtime, model_fingerprint, resolve_runtime
 
 log = logging.getLogger(__name__)
 
@@ -240,43 +234,39 @@ def load_backend(model_id: str, device: torch.device, dtype: torch.dtype, *,
         return backend
     if cache_dir is None:
         raise ValueError(f"runtime {chosen.value!r} needs a cache directory")
-    height, width = backend.native_hw
     key = model_fingerprint(model_id, config, dtype)
     threads = threads or torch.get_num_threads()
-    if config.model_type == "depth_pro":
-        return _compile_depth_pro(backend, chosen, explicit=Runtime(runtime) is not Runtime.AUTO,
-                                  cache_dir=cache_dir, key=key, threads=threads)
-    # The native square is the shape of every tile: ready it now.
-    example = torch.zeros(1, 3, height, width, dtype=dtype, device=device)
-    if Runtime(runtime) is Runtime.AUTO:
+    try:
+        forward, label = _compiled_forward(backend, config.model_type, chosen,
+                                           cache_dir=cache_dir, key=key, threads=threads)
+    except Exception:
+        if Runtime(runtime) is not Runtime.AUTO:
+            raise
         # auto never costs the service its model: a graph that cannot be exported or compiled
         # leaves the model serving on eager PyTorch (logged); an explicit runtime fails the load.
-        compiled = compile_or_none(TensorOutputs(model), chosen, cache_dir=cache_dir, key=key,
-                                   threads=threads, example=(example,), name=model_id)
-    else:
-        compiled = CompiledModule(TensorOutputs(model), chosen, cache_dir=cache_dir, key=key,
-                                  threads=threads)
-        compiled.prepare(example)
-    if compiled is not None:
-        backend.use_forward(compiled, compiled.label)
-    return backend
-
-
-def _compile_depth_pro(backend: DepthBackend, runtime: Runtime, *, explicit: bool,
-                       cache_dir: Path | str, key: str, threads: int) -> DepthBackend:
-    """DepthPro's ViTs and decoder compiled piece by piece (``depth_pro_compiled``): its one
-    input size, so every graph is ready when the load ends. Under ``auto`` a failed export leaves
-    it eager, as for the other models."""
-    from depth_service.depth_pro_compiled import compile_depth_pro
-
-    try:
-        forward = compile_depth_pro(backend.model, runtime, native_hw=backend.native_hw,
-                                    cache_dir=cache_dir, key=key, threads=threads)
-    except Exception:
-        if explicit:
-            raise
-        log.warning("%s: the %s export failed; it runs on eager PyTorch", backend.model_id,
-                    runtime.value, exc_info=True)
+        log.warning("%s: the %s export failed; it runs on eager PyTorch", model_id, chosen.value,
+                    exc_info=True)
         return backend
-    backend.use_forward(forward, next(iter(forward.pieces.values())).label)
+    backend.use_forward(forward, label)
     return backend
+
+
+def _compiled_forward(backend: DepthBackend, model_type: str, runtime: Runtime, *,
+                      cache_dir: Path | str, key: str, threads: int) -> tuple[Forward, str]:
+    """The backend's forward pass through ``runtime`` with its graphs ready, and its label.
+
+    DepthPro is compiled piece by piece (``depth_pro_compiled``), every graph at load since it
+    has one input size; the other models as one module whose native square (the shape of every
+    tile) is readied now, other shapes on first sight."""
+    if model_type == "depth_pro":
+        from depth_service.depth_pro_compiled import compile_depth_pro
+
+        pieces = compile_depth_pro(backend.model, runtime, native_hw=backend.native_hw,
+                                   cache_dir=cache_dir, key=key, threads=threads)
+        return pieces, pieces.label
+    compiled = CompiledModule(TensorOutputs(backend.model), runtime, cache_dir=cache_dir, key=key,
+                              threads=threads)
+    height, width = backend.native_hw
+    compiled.prepare(torch.zeros(1, 3, height, width, dtype=backend.model.dtype,
+                                 device=backend.model.device))
+    return compiled, compiled.label

@@ -108,6 +108,11 @@ class PiecewiseForward(torch.nn.Module):
         #: The compiled pieces by name (tests and logs read how each was obtained).
         self.pieces = pieces or {}
 
+    @property
+    def label(self) -> str:
+        """The runtime and its version, as every piece reports it."""
+        return next(iter(self.pieces.values())).label
+
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
         features = self.model.depth_pro(pixel_values=pixel_values).features
         (predicted_depth,) = self.decoder(*features)

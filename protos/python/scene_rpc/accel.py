@@ -51,6 +51,9 @@ class Runtime(StrEnum):
     ONNX = "onnx"
 
 
+# The key of the one graph of a CompiledModule made with any_shape=True.
+_ANY_SHAPE = ("any",)
+
 _DISTRIBUTIONS = {Runtime.OPENVINO: "openvino", Runtime.ONNX: "onnxruntime",
                   Runtime.TORCH: "torch"}
 
@@ -199,7 +202,7 @@ class CompiledModule:
 
     def _shape(self, inputs: Sequence[torch.Tensor]) -> tuple:
         """The key of the graph that serves these inputs: their shapes, or one for any shape."""
-        return ("any",) if self.any_shape else tuple(tuple(t.shape) for t in inputs)
+        return _ANY_SHAPE if self.any_shape else tuple(tuple(t.shape) for t in inputs)
 
     def _ready_runner(self, inputs: Sequence[torch.Tensor]):
         """The compiled graph for these inputs' shapes if it is in memory or on disk, else None."""
@@ -238,7 +241,7 @@ class CompiledModule:
         thread.start()
 
     def _folder(self, shape: tuple) -> Path:
-        if shape == ("any",):
+        if shape == _ANY_SHAPE:
             return self.cache_dir / "any-shape"
         return self.cache_dir / "x".join("-".join(map(str, s)) for s in shape)
 
