@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.glb import Positions, to_glb
 from pointcloud import DEFAULT_FOV_DEG, PointCloud, decode
+from pointcloud.glb import Positions, to_glb
 from pointcloud.splat import edge_opacity, to_gaussian_ply, to_splat
 
 GLB = "scene.glb"
@@ -28,7 +28,7 @@ def build_glb(source: Path, record: dict[str, Any], positions: Positions = "auto
 
 def glb_from_pcld(buffer: bytes | memoryview, positions: Positions = "auto") -> bytes:
     """A PCLD buffer as GLB (its header's camera and descriptors become the scene's extras);
-    ``positions`` as :func:`orchestrator.glb.to_glb` takes it."""
+    ``positions`` as :func:`pointcloud.glb.to_glb` takes it."""
     return to_glb(decode(buffer), positions=positions)
 
 

@@ -11,11 +11,11 @@ import threading
 import numpy as np
 import trimesh
 
-from orchestrator.glb import quantized_error_bound
 from orchestrator.records import GenerationRecord
 from orchestrator.routes import generations
 from orchestrator.storage import STORED_ASSETS
 from pointcloud import PointCloud, decode, encode
+from pointcloud.glb import quantized_error_bound
 from pointcloud.splat import decode as decode_splat
 from pointcloud.splat import edge_opacity
 

@@ -14,13 +14,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.types import Receive
 
-from orchestrator import glb
 from orchestrator.engine_assets import glb_from_pcld
 from orchestrator.errors import ApiError
 from orchestrator.jobs import Job
 from orchestrator.pipeline import GRID_MEDIA_TYPE, blocking
 from orchestrator.runtime import RuntimeDep
 from orchestrator.submission import OPENAPI_BODY, decode_upload, read_submission
+from pointcloud import glb
 
 router = APIRouter(tags=["generate"])
 

@@ -7,13 +7,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, Response
 
-from orchestrator import engine_assets, glb
+from orchestrator import engine_assets
 from orchestrator.errors import ApiError
 from orchestrator.pipeline import GRID_MEDIA_TYPE, blocking, regrid, requantize
 from orchestrator.records import Generation, GenerationList
 from orchestrator.runtime import GenerationIdDep, RuntimeDep
 from orchestrator.storage import ASSETS
-from pointcloud import decode, to_ply
+from pointcloud import decode, glb, to_ply
 
 router = APIRouter(prefix="/generations", tags=["generations"])
 
