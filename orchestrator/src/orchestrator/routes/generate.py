@@ -28,7 +28,7 @@ GenerateFormat = Literal[tuple(str(name) for name in formats.GENERATE_FORMATS)] 
 # The OpenAPI schema of a binary answer.
 BINARY = {"type": "string", "format": "binary"}
 TIMING_ORDER = ("queue", "imagegen", "decode", "depth", "segment", "models", "pointcloud",
-                "descriptors", "requantize", "grid", "png", "storage", "total", "glb")
+                "descriptors", "requantize", "png", "storage", "total", "glb")
 
 
 def server_timing(timing_ms: dict[str, float]) -> str:
