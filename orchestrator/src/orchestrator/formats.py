@@ -3,8 +3,9 @@
 Each entry names the format, its media type, the ``Accept`` values that select it on
 ``POST /generate``, its builder (orchestrator.engine_assets), the file it is served as under
 ``/generations/{id}/``, and whether it is cached beside the generation once built. Both routes,
-the metrics, the store and the pipeline read this table: adding a format is one entry here and
-one builder there.
+the metrics, the store and the pipeline read this table: adding a format is a member of
+:class:`orchestrator.enums.OutputFormat` (its ``?format=`` name), one entry here and one
+builder there; no other module lists them.
 """
 
 from __future__ import annotations
