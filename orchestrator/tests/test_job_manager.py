@@ -7,8 +7,10 @@ import asyncio
 import pytest
 
 from orchestrator.errors import ApiError, QueueFull
+from orchestrator.flow import JobInputs, Outcome
 from orchestrator.job_manager import JobManager
-from orchestrator.jobs import MAX_EVENTS_PER_JOB, JobInputs, Prepared
+from orchestrator.jobs import MAX_EVENTS_PER_JOB
+from orchestrator.records import GenerationResult
 from orchestrator.settings import Settings
 from orchestrator.storage import GenerationStore
 
@@ -22,20 +24,20 @@ class ScriptedRunner:
         self.release: dict[str, asyncio.Event] = {}
         self.fail: dict[str, Exception] = {}
 
-    async def __call__(self, job) -> Prepared:
-        self.started.append(job.inputs.prompt)
-        gate = self.release.setdefault(job.inputs.prompt, asyncio.Event())
-        job.enter_stage("depth")
+    async def __call__(self, generation_id, inputs, progress) -> Outcome:
+        self.started.append(inputs.prompt)
+        gate = self.release.setdefault(inputs.prompt, asyncio.Event())
+        progress.enter_stage("depth")
         for step in range(1, 201):
-            job.stage_progress("depth", step / 200)
-            job.stage_progress("segment", step / 200)
+            progress.stage_progress("depth", step / 200)
+            progress.stage_progress("segment", step / 200)
         await gate.wait()
-        if job.inputs.prompt in self.fail:
-            raise self.fail[job.inputs.prompt]
-        staging = self.store.staging(job.id)
+        if inputs.prompt in self.fail:
+            raise self.fail[inputs.prompt]
+        staging = self.store.staging(generation_id)
         for name in ("image.png", "depth.png", "segments.png", "pointcloud.bin"):
             (staging / name).write_bytes(b"x")
-        return Prepared(staging, {"point_count": 1})
+        return Outcome(staging, GenerationResult(point_count=1))
 
 
 @pytest.fixture
@@ -143,18 +145,22 @@ async def test_finished_jobs_leave_memory_but_replay_from_disk(manager):
     assert [item.id for item in await manager.list(10)] == ids[::-1]
 
 
-async def test_a_result_the_record_model_lacks_fails_the_job_and_stores_nothing(manager):
-    """A runner's result key the record model does not know is a bug: the job ends failed with
-    a record (not stuck running), and its staged files are gone."""
+async def test_a_result_that_cannot_be_stored_fails_the_job_and_stores_nothing(manager,
+                                                                               monkeypatch):
+    """A commit that fails (here: the record cannot be written) is the server's fault: the job
+    ends failed with a record (not stuck running), and its staged files are gone. (A result
+    key the record lacks, the old way to get here, cannot be built any more: the outcome is
+    typed.)"""
     script = manager.runner_script
-    original = script.__class__.__call__
+    store = manager.store
+    real_write = store.write_record
 
-    async def with_unknown_key(job):
-        prepared = await original(script, job)
-        prepared.result["not_a_field"] = 1
-        return prepared
+    def refuse_completed(record):
+        if record.status == "completed":
+            raise OSError("not_a_field: the disk refused the record")
+        real_write(record)
 
-    manager.runner = with_unknown_key
+    monkeypatch.setattr(store, "write_record", refuse_completed)
     view, _ = manager.submit(inputs("a"))
     script.release.setdefault("a", asyncio.Event()).set()
     job = await manager.wait(view.id)

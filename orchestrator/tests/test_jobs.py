@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from orchestrator.jobs import Job, JobInputs
+from orchestrator.flow import JobInputs
+from orchestrator.jobs import Job
 from orchestrator.records import GenerationRecord, JobView
 
 
@@ -16,7 +17,8 @@ async def test_the_record_holds_no_inputs_and_the_two_views_agree():
     job.enter_stage("depth")
     job.stage_progress("depth", 1.0)
     job.record_timing("depth", 0.25)
-    record = job.record(status="completed", last_event_id=9)
+    job.status = "completed"
+    record = job.record(last_event_id=9)
     assert isinstance(record, GenerationRecord)
     assert "sk-secret" not in record.model_dump_json()
     assert (record.job.idempotency_key, record.job.fingerprint, record.job.last_event_id) == (

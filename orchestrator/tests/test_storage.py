@@ -134,7 +134,7 @@ def test_a_derived_asset_is_built_once_and_a_failed_build_leaves_nothing(store):
     calls = []
 
     def build(source, record):
-        calls.append((source.name, record["status"]))
+        calls.append((source.name, record.status))
         return source.read_bytes() * 2
 
     path = store.derived_asset(ID, "scene.glb", build)

@@ -28,9 +28,9 @@ import pytest
 from PIL import Image
 
 import pointcloud
-from orchestrator.glb import quantized_error_bound, to_glb
 from pointcloud import decode, encode, project_planar
 from pointcloud.descriptors import describe
+from pointcloud.glb import quantized_error_bound, to_glb
 from pointcloud.splat import to_gaussian_ply, to_splat
 from tests.browser.browser import BrowserSession, launch_chromium
 from tests.node import JS_DIR, js_packages_or_skip

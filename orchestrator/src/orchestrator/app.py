@@ -7,7 +7,6 @@ previous process left unfinished become ``failed: interrupted``) runs at startup
 from __future__ import annotations
 
 import logging
-import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -20,14 +19,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 
 import pointcloud
-import pointcloud.descriptors
 from orchestrator import __version__
 from orchestrator.errors import INTERNAL_DETAIL, ApiError, InternalErrorMiddleware
+from orchestrator.formats import GRID_MEDIA_TYPE
 from orchestrator.job_manager import JobManager
 from orchestrator.limits import BodyLimitMiddleware
 from orchestrator.metrics import HttpMetricsMiddleware, Metrics
 from orchestrator.metrics import router as metrics_router
-from orchestrator.pipeline import GRID_MEDIA_TYPE, Pipeline
+from orchestrator.pipeline import Pipeline
 from orchestrator.routes import generate, generations, health, jobs, limits
 from orchestrator.runtime import Runtime
 from orchestrator.services import ModelServices
@@ -47,9 +46,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        # The descriptors' compiled pass is readied beside the startup, not in the first request.
-        threading.Thread(target=pointcloud.descriptors.warm_up, name="descriptors-warm-up",
-                         daemon=True).start()
         store = GenerationStore(settings.data_dir)
         store.open()
         services = ModelServices(settings)

@@ -18,16 +18,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 
 from orchestrator import tracing
+from orchestrator.enums import TERMINAL, Status
 from orchestrator.errors import INTERNAL_DETAIL, ApiError, QueueFull
-from orchestrator.jobs import (
-    MAX_EVENTS_PER_JOB,
-    TERMINAL,
-    Job,
-    JobEvent,
-    JobInputs,
-    Prepared,
-    utcnow,
-)
+from orchestrator.flow import JobInputs, Outcome, Progress
+from orchestrator.jobs import MAX_EVENTS_PER_JOB, Job, JobEvent, utcnow
 from orchestrator.metrics import Metrics
 from orchestrator.records import JobView
 from orchestrator.settings import Settings
@@ -35,7 +29,9 @@ from orchestrator.storage import INTERRUPTED, GenerationStore
 
 log = logging.getLogger(__name__)
 
-Runner = Callable[[Job], Awaitable[Prepared]]
+# The pipeline (orchestrator.pipeline.Pipeline): a generation's id, its inputs and where to
+# report progress in; what it made out.
+Runner = Callable[[str, JobInputs, Progress], Awaitable[Outcome]]
 
 
 class JobManager:
@@ -71,7 +67,7 @@ class JobManager:
         interrupted`` now rather than at the next start."""
         self._closing = True
         while self._queue:
-            self._end(self._queue.popleft(), "failed", INTERRUPTED, 503)
+            self._end(self._queue.popleft(), Status.FAILED, INTERRUPTED, 503)
         running = list(self._running.values())
         for job in running:
             job.cancel_reason = INTERRUPTED
@@ -165,9 +161,9 @@ class JobManager:
         job = self._jobs.get(job_id)
         if job is None or job.terminal:
             return job
-        if job.status == "queued":
+        if job.status == Status.QUEUED:
             self._queue.remove(job)
-            self._end(job, "cancelled", reason, None)
+            self._end(job, Status.CANCELLED, reason, None)
             self._renumber_queue()
         elif job.task is not None and job.cancel_reason is None:
             job.cancel_reason = reason
@@ -218,7 +214,7 @@ class JobManager:
         while self._queue and len(self._running) < self.settings.max_concurrent_jobs:
             job = self._queue.popleft()
             started = True
-            job.status = "running"
+            job.status = Status.RUNNING
             job.queue_position = None
             job.started_at = utcnow()
             job._started_clock = time.perf_counter()
@@ -239,57 +235,56 @@ class JobManager:
 
     async def _run(self, job: Job) -> None:
         try:
-            prepared = await self.runner(job)
+            outcome = await self.runner(job.id, job.inputs, job)
         except asyncio.CancelledError:
             if job.cancel_reason == INTERRUPTED:
-                self._end(job, "failed", INTERRUPTED, 503)
+                self._end(job, Status.FAILED, INTERRUPTED, 503)
             else:
-                self._end(job, "cancelled", job.cancel_reason or "cancelled", None)
+                self._end(job, Status.CANCELLED, job.cancel_reason or "cancelled", None)
         except ApiError as exc:
-            self._end(job, "failed", exc.detail, exc.status)
+            self._end(job, Status.FAILED, exc.detail, exc.status)
         except Exception:
             # A bug, not the client's fault: its text stays in the log, the client gets the
             # generic answer every unexpected error gets.
             log.exception("job %s failed unexpectedly", job.id)
-            self._end(job, "failed", INTERNAL_DETAIL, 500)
+            self._end(job, Status.FAILED, INTERNAL_DETAIL, 500)
         else:
-            self._complete(job, prepared)
+            self._complete(job, outcome)
         finally:
             self._running.pop(job.id, None)
             self._dispatch()
 
-    def _complete(self, job: Job, prepared: Prepared) -> None:
-        # No await from here on: a cancellation cannot land between the commit and the state.
-        job.result = prepared.result
-        job.body = prepared.body
+    def _complete(self, job: Job, outcome: Outcome) -> None:
+        # No await from here on: a cancellation cannot land between the commit and the state,
+        # and nobody sees the state between "completed" here and a failed commit below.
+        job.result = outcome.result
         job.progress = 1.0
         job.stage = None
         self._finish_timing(job)
-        now = utcnow()
+        job.status = Status.COMPLETED
+        job.updated_at = job.finished_at = utcnow()
         try:
             # The completed event will carry the next id; the record names it for replays.
-            record = job.record(status="completed", progress=1.0, updated_at=now,
-                                finished_at=now, last_event_id=len(job.events) + 1)
-            self.store.commit(prepared.staging, record)
+            record = job.record(last_event_id=len(job.events) + 1)
+            self.store.commit(outcome.staging, record)
         except Exception as exc:
             log.exception("job %s: storing the generation failed", job.id)
-            self.store.discard(prepared.staging)
+            self.store.discard(outcome.staging)
             # What could not be stored is not shown either (and may be what failed).
-            job.result = {}
-            self._end(job, "failed", f"could not store the generation: {exc}", 500)
+            job.result = None
+            self._end(job, Status.FAILED, f"could not store the generation: {exc}", 500)
             return
-        job.status = "completed"
-        job.finished_at = now
+        job.body = outcome.body
         if self.metrics is not None:
             self.metrics.job_finished(job)
         self._record_duration(job)
-        job.emit("completed")
+        job.emit(Status.COMPLETED)
         log.info("job %s completed in %.0f ms", job.id, job.timing_ms.get("total", 0))
         self._retire(job)
 
-    def _end(self, job: Job, status: str, error: str, error_status: int | None) -> None:
+    def _end(self, job: Job, status: Status, error: str, error_status: int | None) -> None:
         """Finish a job without a generation: failed or cancelled, with a record saying so."""
-        key = job.inputs.openai_api_key if job.inputs is not None else None
+        key = job.inputs.openai_api_key
         if key:
             error = error.replace(key, "[redacted]")
         job.status = status
@@ -301,7 +296,8 @@ class JobManager:
         if self.metrics is not None:
             self.metrics.job_finished(job)
         try:
-            record = job.record(updated_at=job.finished_at, last_event_id=len(job.events) + 1)
+            job.updated_at = job.finished_at
+            record = job.record(last_event_id=len(job.events) + 1)
             self.store.write_record(record)
         except Exception:
             log.exception("job %s: writing its record failed", job.id)
@@ -321,7 +317,7 @@ class JobManager:
 
     def _retire(self, job: Job) -> None:
         tracing.end_generation(job.span, job.status, job.error)
-        job.inputs = None  # the image and the key are not needed any more
+        job.inputs = job.inputs.without_payload()  # the image and the key are not needed now
         job.done.set()
         self._finished.append(job.id)
         while len(self._finished) > self.settings.job_history:

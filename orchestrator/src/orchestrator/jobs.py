@@ -10,18 +10,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from uuid import uuid4
 
-import numpy as np
-
 from orchestrator import tracing
-from orchestrator.records import GenerationRecord, JobBookkeeping, JobLinks, JobView
+from orchestrator.enums import TERMINAL, Mode, Quality, Source, Status
+from orchestrator.flow import JobInputs
+from orchestrator.records import (
+    GenerationRecord,
+    GenerationResult,
+    JobBookkeeping,
+    JobLinks,
+    JobView,
+)
 
-TERMINAL = frozenset({"completed", "failed", "cancelled"})
 # Events kept per job for replay; beyond it only stage changes and the end are kept, so a
 # chatty service cannot grow a job's log without bound.
 MAX_EVENTS_PER_JOB = 1000
@@ -39,38 +43,6 @@ def utcnow() -> str:
 
 
 @dataclass
-class JobInputs:
-    """What a job needs to run; dropped when it ends. The key lives only here, in memory."""
-
-    source: Literal["prompt", "upload"]
-    mode: Literal["standard", "panorama"]
-    prompt: str | None
-    vibe: str
-    rgb: np.ndarray | None = field(default=None, repr=False)
-    openai_api_key: str | None = field(default=None, repr=False)
-    # /generate answers with the cloud itself, possibly in the quantised variant.
-    return_body: bool = False
-    quantized: bool = False
-    # Per-request quality (orchestrator.quality): draft | standard | high.
-    quality: str = "standard"
-    # /generate?format=grid: the body is the grid variant (PCLD version 2).
-    grid: bool = False
-    # The request's `edges`: "keep", "drop" or a threshold; None = the EDGE_RTOL setting.
-    edges: str | float | None = None
-    # Focal length from the upload's EXIF, in pixels of the decoded image (None: none usable).
-    exif_focal_px: float | None = None
-
-
-@dataclass
-class Prepared:
-    """A generation ready to commit: its staged files and what its record should say."""
-
-    staging: Path
-    result: dict[str, Any]
-    body: bytes | None = None
-
-
-@dataclass
 class JobEvent:
     id: int
     name: str
@@ -78,17 +50,16 @@ class JobEvent:
 
 
 class Job:
+    """One job's state: the only copy. Its view (:meth:`view`) and its stored record
+    (:meth:`record`) are both derived from it, in :meth:`_shown`."""
+
     def __init__(self, inputs: JobInputs, *, idempotency_key: str | None = None,
                  fingerprint: str | None = None):
         now = utcnow()
         self.id = uuid4().hex
-        self.inputs: JobInputs | None = inputs
-        self.source = inputs.source
-        self.mode = inputs.mode
-        self.prompt = inputs.prompt
-        self.vibe = inputs.vibe
-        self.quality = inputs.quality
-        self.status = "queued"
+        # The request; its image and key are dropped when the job ends.
+        self.inputs = inputs
+        self.status = Status.QUEUED
         self.stage: str | None = None
         self.progress = 0.0
         self.stages: dict[str, float] = {}
@@ -101,7 +72,8 @@ class Job:
         self.finished_at: str | None = None
         self.idempotency_key = idempotency_key
         self.fingerprint = fingerprint
-        self.result: dict[str, Any] = {}
+        # What the pipeline made, once it has (orchestrator.flow.Outcome).
+        self.result: GenerationResult | None = None
         self.body: bytes | None = None
         self.events: list[JobEvent] = []
         self.task: asyncio.Task | None = None
@@ -111,8 +83,20 @@ class Job:
         self._created_clock = time.perf_counter()
         self._started_clock: float | None = None
         self._reported_progress = 0.0
-        self._plan = PROMPT_PLAN if inputs.source == "prompt" else UPLOAD_PLAN
-        self.span, self.trace_id = tracing.start_generation(self.id, self.source, self.mode)
+        self._plan = PROMPT_PLAN if inputs.source == Source.PROMPT else UPLOAD_PLAN
+        self.span, self.trace_id = tracing.start_generation(self.id, inputs.source, inputs.mode)
+
+    @property
+    def source(self) -> Source:
+        return self.inputs.source
+
+    @property
+    def mode(self) -> Mode:
+        return self.inputs.mode
+
+    @property
+    def quality(self) -> Quality:
+        return self.inputs.quality
 
     @property
     def terminal(self) -> bool:
@@ -120,35 +104,30 @@ class Job:
 
     # -- what the API shows and what is stored ----------------------------------------------
 
-    def view(self) -> JobView:
-        return JobView(
-            id=self.id, status=self.status, stage=self.stage,
-            progress=round(self.progress, 4), queue_position=self.queue_position,
-            stages={k: round(v, 4) for k, v in self.stages.items()},
+    def _shown(self) -> dict[str, Any]:
+        """The fields the view and the record share (never the inputs' image or key)."""
+        inputs = self.inputs
+        return dict(
+            id=self.id, status=self.status, stage=self.stage, progress=round(self.progress, 4),
             timing_ms=dict(self.timing_ms), error=self.error, error_status=self.error_status,
             created_at=self.created_at, updated_at=self.updated_at, started_at=self.started_at,
-            finished_at=self.finished_at, prompt=self.prompt, vibe=self.vibe, mode=self.mode,
-            source=self.source, quality=self.quality, **JobLinks.of(self.id).model_dump())
+            finished_at=self.finished_at, prompt=inputs.prompt, vibe=inputs.vibe,
+            mode=inputs.mode, source=inputs.source, quality=inputs.quality)
 
-    def record(self, *, last_event_id: int | None = None, **overrides: Any) -> GenerationRecord:
-        """The generation's metadata.json. Built field by field: the inputs (and the key in
-        them) are never part of it. ``last_event_id``: the id of the event the record
+    def view(self) -> JobView:
+        return JobView(**self._shown(), queue_position=self.queue_position,
+                       stages={k: round(v, 4) for k, v in self.stages.items()},
+                       **JobLinks.of(self.id).model_dump())
+
+    def record(self, *, last_event_id: int | None = None) -> GenerationRecord:
+        """The generation's metadata.json. ``last_event_id``: the id of the event the record
         announces (default: the last one sent)."""
-        fields = {
-            "id": self.id, "status": self.status, "error": self.error,
-            "error_status": self.error_status, "stage": self.stage,
-            "progress": round(self.progress, 4), "prompt": self.prompt, "vibe": self.vibe,
-            "mode": self.mode, "source": self.source, "quality": self.quality,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at, "started_at": self.started_at,
-            "finished_at": self.finished_at, "timing_ms": dict(self.timing_ms), **self.result,
-            "trace_id": self.trace_id,
-            "job": JobBookkeeping(idempotency_key=self.idempotency_key,
-                                  fingerprint=self.fingerprint,
-                                  last_event_id=last_event_id or len(self.events) or None),
-        }
-        fields.update(overrides)
-        return GenerationRecord.build(**fields)
+        result = dict(self.result) if self.result is not None else {}
+        return GenerationRecord(
+            **self._shown(), **result, trace_id=self.trace_id,
+            job=JobBookkeeping(idempotency_key=self.idempotency_key,
+                               fingerprint=self.fingerprint,
+                               last_event_id=last_event_id or len(self.events) or None))
 
     # -- progress reported by the pipeline --------------------------------------------------
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -27,21 +27,19 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from orchestrator import formats
+from orchestrator.enums import Mode, Quality
+from orchestrator.storage import GenerationStore, valid_id
+
 if TYPE_CHECKING:
-    from orchestrator.job_manager import JobManager
     from orchestrator.jobs import Job
-    from orchestrator.storage import GenerationStore
 
 # Stages of the pipeline reported as histograms (Job.timing_ms keys); other timings (decode,
 # requantize, the models' wall time) stay in metadata.json only.
 STAGES = ("queue", "imagegen", "depth", "segment", "pointcloud", "png", "storage", "total")
-MODES = ("standard", "panorama")
-QUALITIES = ("draft", "standard", "high")
+MODES = tuple(Mode)
+QUALITIES = tuple(Quality)
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-# /generate's ?format= values (others arrive from parallel work; unknown ones are "other").
-GENERATE_FORMATS = ("float", "quantized", "grid", "glb")
-ASSET_FORMATS = {"pointcloud.bin": "pcld", "pointcloud.ply": "ply", "image.png": "png",
-                 "depth.png": "png", "segments.png": "png"}
 
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                 120.0, 300.0, 600.0)
@@ -76,6 +74,13 @@ def failure_reason(status: str, error: str | None, error_status: int | None) -> 
     return "internal"
 
 
+class JobCounts(Protocol):
+    """What the metrics read of the job manager at scrape time (orchestrator.job_manager)."""
+
+    @property
+    def stats(self) -> dict[str, int]: ...
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -103,7 +108,7 @@ class Metrics:
 
     # -- hooks ------------------------------------------------------------------------------
 
-    def watch(self, manager: JobManager, store: GenerationStore) -> None:
+    def watch(self, manager: JobCounts, store: GenerationStore) -> None:
         """Read the queue, the running jobs and the store at scrape time."""
         if self._live is None:
             self._live = _LiveCollector()
@@ -131,7 +136,7 @@ class Metrics:
 
 
 class _LiveCollector(Collector):
-    manager: JobManager | None = None
+    manager: JobCounts | None = None
     store: GenerationStore | None = None
 
     def collect(self):
@@ -149,8 +154,6 @@ class _LiveCollector(Collector):
 
 
 def _count_generations(store: GenerationStore) -> int:
-    from orchestrator.storage import valid_id
-
     try:
         with os.scandir(store.root) as entries:
             return sum(1 for entry in entries if valid_id(entry.name))
@@ -171,15 +174,15 @@ def _route_template(scope: Scope) -> str:
 
 def _served_format(scope: Scope, route: str) -> str | None:
     if route == "/generations/{id}/{asset}":
-        return ASSET_FORMATS.get(scope.get("path_params", {}).get("asset", ""), "other")
+        return formats.download_metric(scope.get("path_params", {}).get("asset", ""))
     if route == "/generate":
         query = scope.get("query_string", b"").decode("latin-1")
         for part in query.split("&"):
             name, _, value = part.partition("=")
             if name == "format":
-                return f"pcld_{_one_of(value, GENERATE_FORMATS)}"
-        accept = dict(scope.get("headers") or []).get(b"accept", b"")
-        return "pcld_quantized" if b"quantized" in accept else "pcld_float"
+                return f"pcld_{_one_of(value, formats.GENERATE_FORMATS)}"
+        accept = dict(scope.get("headers") or []).get(b"accept", b"").decode("latin-1")
+        return f"pcld_{formats.negotiate(None, accept)}"
     return None
 
 

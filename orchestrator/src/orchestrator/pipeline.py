@@ -1,6 +1,7 @@
 """One generation, start to staged files: imagegen (prompts only) -> depth and segment
-concurrently -> point cloud, its binary and the PNG maps -> staged assets. The commit of the
-staged files is the job manager's (see ``jobs.py``), so that it happens with no ``await``
+concurrently -> point cloud, its binary and the PNG maps -> staged assets. The pipeline returns
+what it made (:class:`orchestrator.flow.Outcome`) and reports progress through a narrow callback;
+the commit of the staged files is the job manager's, so that it happens with no ``await``
 between it and the job's state.
 
 Blocking work (decoding, projection, packing, PNG encoding, file writes) runs in worker threads;
@@ -22,9 +23,21 @@ from typing import Any, TypeVar
 import numpy as np
 
 from orchestrator import imaging, quality
+from orchestrator.engine_assets import BuildInput, CloudFacts, CloudMaps
+from orchestrator.enums import Mode, Source
 from orchestrator.errors import ApiError
-from orchestrator.jobs import Job, Prepared
+from orchestrator.flow import JobInputs, Outcome, Progress
+from orchestrator.formats import FORMATS
 from orchestrator.limits import pixel_cap
+from orchestrator.records import (
+    Bounds,
+    Edges,
+    GenerationResult,
+    ImageSize,
+    Label,
+    QualityKnobsRecord,
+    ServiceRef,
+)
 from orchestrator.services import ModelServices
 from orchestrator.settings import Settings
 from orchestrator.storage import GenerationStore
@@ -32,12 +45,8 @@ from pointcloud import (
     CATEGORY_NAMES,
     DEFAULT_EDGE_RTOL,
     DEFAULT_FOV_DEG,
-    HEADER_KEYS,
     decode,
-    encode,
     pack_equirect,
-    pack_grid,
-    pack_grid_from_cloud,
     pack_planar,
 )
 from pointcloud.descriptors import describe
@@ -51,12 +60,10 @@ from scene_rpc.images import decode_image_bytes, image_message
 
 T = TypeVar("T")
 
-_GENERATION_MODES = {"standard": imagegen_pb2.GENERATION_MODE_STANDARD,
-                     "panorama": imagegen_pb2.GENERATION_MODE_PANORAMA}
+_GENERATION_MODES = {Mode.STANDARD: imagegen_pb2.GENERATION_MODE_STANDARD,
+                     Mode.PANORAMA: imagegen_pb2.GENERATION_MODE_PANORAMA}
 # How far from exactly 2:1 an uploaded panorama may be (rounding of resized images).
 PANORAMA_ASPECT_TOLERANCE = 0.02
-# The grid variant of PCLD (version 2, pointcloud-lib FORMAT.md).
-GRID_MEDIA_TYPE = "application/x-pcld-grid"
 
 
 async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -83,8 +90,21 @@ def check_panorama(width: int, height: int) -> None:
                             f"{width}x{height}")
 
 
-@dataclass
+@dataclass(frozen=True)
+class Generated:
+    """What imagegen made of a prompt."""
+
+    rgb: np.ndarray
+    png: bytes
+    model_id: str
+    revised_prompt: str | None
+    timing_ms: dict[str, float]
+
+
+@dataclass(frozen=True)
 class ModelOutputs:
+    """The depth and segment answers, checked, and what the record says of them."""
+
     normalized_depth: np.ndarray
     depth_m: np.ndarray | None
     focal_length_px: float | None
@@ -93,6 +113,37 @@ class ModelOutputs:
     categories: np.ndarray
     depth: depth_pb2.EstimateDepthResponse
     segment: segment_pb2.SegmentResponse
+    labels: list[Label]
+
+
+@dataclass(frozen=True)
+class ModelCalls:
+    """The two model calls: their answers, and what each cost."""
+
+    depth: depth_pb2.EstimateDepthResponse
+    segment: segment_pb2.SegmentResponse
+    knobs: QualityKnobsRecord
+    service_timing_ms: dict[str, dict[str, float]]
+    transfer_ms: dict[str, float]
+
+
+@dataclass(frozen=True)
+class BuiltCloud:
+    """The stored binary, the /generate body (if one is wanted) and what the record says of
+    the cloud."""
+
+    cloud_bin: bytes
+    body: bytes | None
+    point_count: int
+    bounds: Bounds | None
+    projection: str
+    camera: dict | None
+    edges: Edges
+    point_stride: int
+    descriptors: dict
+    focal_length_px: float | None
+    focal_source: str | None
+    fov_deg: float | None
 
 
 class Pipeline:
@@ -101,56 +152,79 @@ class Pipeline:
         self.services = services
         self.store = store
 
-    async def __call__(self, job: Job) -> Prepared:
-        inputs = job.inputs
-        result: dict[str, Any] = {"models": {}, "service_timing_ms": {}, "transfer_ms": {}}
-        image_png: bytes | None = None
-        if inputs.source == "prompt":
-            rgb, image_png = await self._generate_image(job, result)
+    async def __call__(self, generation_id: str, inputs: JobInputs,
+                       progress: Progress) -> Outcome:
+        generated = None
+        if inputs.source == Source.PROMPT:
+            generated = await self._generate_image(generation_id, inputs, progress)
+            rgb = generated.rgb
         else:
             rgb = inputs.rgb
         height, width = rgb.shape[:2]
-        if inputs.mode == "panorama":
+        if inputs.mode == Mode.PANORAMA:
             check_panorama(width, height)
-        result["image"] = {"width": width, "height": height}
 
-        outputs = await self._run_models(job, rgb, result)
+        calls = await self._run_models(generation_id, inputs, rgb, progress)
+        await self.services.learn_versions()
+        outputs = self._check_outputs(rgb, calls)
 
-        job.enter_stage("pointcloud")
+        progress.enter_stage("pointcloud")
         level = self.settings.png_compress_level
         # Projection + packing and the PNG maps are independent: two threads, two cores.
-        (cloud_bin, body, cloud_info), pngs = await asyncio.gather(
-            blocking(self._build_cloud, job, rgb, outputs, _body_format(inputs)),
-            blocking(self._encode_pngs, job, rgb if image_png is None else None, outputs, level),
+        cloud, pngs = await asyncio.gather(
+            blocking(self._build_cloud, generation_id, inputs, rgb, outputs, progress),
+            blocking(self._encode_pngs, rgb if generated is None else None, outputs, level,
+                     progress),
         )
-        job.stage_progress("pointcloud", 1.0)
-        result.update(cloud_info)
-        files = {"image.png": image_png if image_png is not None else pngs["image.png"],
+        progress.stage_progress("pointcloud", 1.0)
+        files = {"image.png": generated.png if generated is not None else pngs["image.png"],
                  "depth.png": pngs["depth.png"], "segments.png": pngs["segments.png"],
-                 "pointcloud.bin": cloud_bin}
-        result["assets"] = {name: len(data) for name, data in files.items()}
+                 "pointcloud.bin": cloud.cloud_bin}
 
-        job.enter_stage("storage")
-        staging = self.store.staging(job.id)
+        models: dict[str, str | None] = {}
+        service_timing_ms: dict[str, dict[str, float]] = {}
+        if generated is not None:
+            models["imagegen"] = generated.model_id
+            service_timing_ms["imagegen"] = generated.timing_ms
+        models.update(depth=calls.depth.model_id, sam=calls.segment.sam_model_id or None,
+                      semantic=calls.segment.semantic_model_id or None)
+        service_timing_ms.update(calls.service_timing_ms)
+        result = GenerationResult(
+            models=models, service_timing_ms=service_timing_ms, transfer_ms=calls.transfer_ms,
+            revised_prompt=generated.revised_prompt if generated is not None else None,
+            image=ImageSize(width=width, height=height), quality_knobs=calls.knobs,
+            segment_mode=segment_pb2.SegmentMode.Name(calls.segment.mode),
+            depth_is_metric=outputs.depth_m is not None,
+            focal_length_px=cloud.focal_length_px, focal_source=cloud.focal_source,
+            fov_deg=cloud.fov_deg, tile_count=calls.depth.tile_count, labels=outputs.labels,
+            services={c.name: ServiceRef(address=c.address, version=c.version or None)
+                      for c in self.services.clients},
+            point_count=cloud.point_count, bounds=cloud.bounds, projection=cloud.projection,
+            camera=cloud.camera, edges=cloud.edges, point_stride=cloud.point_stride,
+            descriptors=cloud.descriptors,
+            assets={name: len(data) for name, data in files.items()})
+
+        progress.enter_stage("storage")
+        staging = self.store.staging(generation_id)
         try:
-            with _timed(job, "storage"):
+            with _timed(progress, "storage"):
                 await blocking(_write_files, staging, files)
         except BaseException:
             self.store.discard(staging)
             raise
-        job.stage_progress("storage", 1.0)
-        return Prepared(staging, result, body if inputs.return_body else None)
+        progress.stage_progress("storage", 1.0)
+        return Outcome(staging, result, cloud.body)
 
-    async def _generate_image(self, job: Job, result: dict[str, Any]) -> tuple[np.ndarray, bytes]:
-        inputs = job.inputs
-        job.enter_stage("imagegen")
+    async def _generate_image(self, generation_id: str, inputs: JobInputs,
+                              progress: Progress) -> Generated:
+        progress.enter_stage("imagegen")
         request = imagegen_pb2.GenerateImageRequest(
             prompt=inputs.prompt, vibe=inputs.vibe, mode=_GENERATION_MODES[inputs.mode],
-            openai_api_key=inputs.openai_api_key or "", request_id=job.id)
-        with _timed(job, "imagegen"):
+            openai_api_key=inputs.openai_api_key or "", request_id=generation_id)
+        with _timed(progress, "imagegen"):
             response = await self.services.generate_image(request)
-        job.stage_progress("imagegen", 1.0)
-        with _timed(job, "decode"):
+        progress.stage_progress("imagegen", 1.0)
+        with _timed(progress, "decode"):
             try:
                 # Against what depth and segment take: a larger image would fail there as
                 # the client's fault (INVALID_ARGUMENT) when it is imagegen's.
@@ -159,38 +233,38 @@ class Pipeline:
             except InvalidInput as exc:
                 raise ApiError(502, f"the imagegen service returned an unusable image: {exc}",
                                ) from None
-        result["models"]["imagegen"] = response.model_id
-        result["revised_prompt"] = response.revised_prompt or None
-        result["service_timing_ms"]["imagegen"] = dict(response.timing_ms)
-        return rgb, response.image_png
+        return Generated(rgb, response.image_png, response.model_id,
+                         response.revised_prompt or None, dict(response.timing_ms))
 
-    async def _run_models(self, job: Job, rgb: np.ndarray, result: dict[str, Any]) -> ModelOutputs:
-        panorama = job.inputs.mode == "panorama"
+    async def _run_models(self, generation_id: str, inputs: JobInputs, rgb: np.ndarray,
+                          progress: Progress) -> ModelCalls:
+        panorama = inputs.mode == Mode.PANORAMA
         image = image_message(rgb)
         depth_request = depth_pb2.EstimateDepthRequest(image=image, panorama=panorama,
-                                                       request_id=job.id)
+                                                       request_id=generation_id)
         segment_request = segment_pb2.SegmentRequest(image=image, panorama=panorama,
-                                                     request_id=job.id)
-        knobs = quality.apply(job.quality, panorama=panorama, depth=depth_request,
+                                                     request_id=generation_id)
+        knobs = quality.apply(inputs.quality, panorama=panorama, depth=depth_request,
                               segment=segment_request)
-        result["quality_knobs"] = knobs.describe()
+        service_timing_ms: dict[str, dict[str, float]] = {}
+        transfer_ms: dict[str, float] = {}
 
         async def call(stage: str, method, request):
             started = time.perf_counter()
-            response = await method(request, lambda p: job.stage_progress(stage, p.fraction))
+            response = await method(request, lambda p: progress.stage_progress(stage, p.fraction))
             wall = time.perf_counter() - started
-            job.record_timing(stage, wall)
+            progress.record_timing(stage, wall)
             service_ms = dict(response.timing_ms)
-            result["service_timing_ms"][stage] = service_ms
+            service_timing_ms[stage] = service_ms
             if "total" in service_ms:
                 # Serialisation, the network and queueing in the service: the cost of the call
                 # beyond the model's own time.
-                result["transfer_ms"][stage] = round(max(wall * 1000 - service_ms["total"], 0), 3)
-            job.stage_progress(stage, 1.0)
+                transfer_ms[stage] = round(max(wall * 1000 - service_ms["total"], 0), 3)
+            progress.stage_progress(stage, 1.0)
             return response
 
-        job.enter_stage("depth")
-        with _timed(job, "models"):
+        progress.enter_stage("depth")
+        with _timed(progress, "models"):
             try:
                 async with asyncio.TaskGroup() as group:
                     depth_task = group.create_task(
@@ -200,11 +274,12 @@ class Pipeline:
             except BaseExceptionGroup as errors:
                 # The first failure names the service; the other call was cancelled by then.
                 raise _first_error(errors) from None
-        depth, segment = depth_task.result(), segment_task.result()
-        await self.services.learn_versions()
-        return self._check_outputs(rgb, depth, segment, result)
+        return ModelCalls(depth_task.result(), segment_task.result(),
+                          QualityKnobsRecord.model_validate(knobs.describe()),
+                          service_timing_ms, transfer_ms)
 
-    def _check_outputs(self, rgb, depth, segment, result) -> ModelOutputs:
+    def _check_outputs(self, rgb: np.ndarray, calls: ModelCalls) -> ModelOutputs:
+        depth, segment = calls.depth, calls.segment
         shape = rgb.shape[:2]
         depth_address = self.services.depth.address
         segment_address = self.services.segment.address
@@ -229,75 +304,68 @@ class Pipeline:
                                     f"{shape[1]}x{shape[0]} image")
         focal = depth.focal_length_px if depth.HasField("focal_length_px") else None
         fov = depth.horizontal_fov_deg if depth.HasField("horizontal_fov_deg") else None
-        result["models"].update(depth=depth.model_id, sam=segment.sam_model_id or None,
-                                semantic=segment.semantic_model_id or None)
-        result["segment_mode"] = segment_pb2.SegmentMode.Name(segment.mode)
-        result["depth_is_metric"] = depth_m is not None
-        result["focal_length_px"] = focal
-        result["tile_count"] = depth.tile_count
-        result["labels"] = [
-            {"label": label.label, "ade20k_id": label.ade20k_id,
-             "category": int(label.category),
-             "category_name": CATEGORY_NAMES[label.category]
-             if label.category < len(CATEGORY_NAMES) else None,
-             "pixel_fraction": round(label.pixel_fraction, 6)}
+        labels = [
+            Label(label=label.label, ade20k_id=label.ade20k_id, category=int(label.category),
+                  category_name=CATEGORY_NAMES[label.category]
+                  if label.category < len(CATEGORY_NAMES) else None,
+                  pixel_fraction=round(label.pixel_fraction, 6))
             for label in segment.labels]
-        result["services"] = {c.name: {"address": c.address, "version": c.version or None}
-                              for c in self.services.clients}
-        return ModelOutputs(normalized, depth_m, focal, fov, categories, depth, segment)
+        return ModelOutputs(normalized, depth_m, focal, fov, categories, depth, segment, labels)
 
-    def _build_cloud(self, job: Job, rgb: np.ndarray, outputs: ModelOutputs,
-                     body_format: str | None) -> tuple[memoryview, bytes | None, dict]:
-        """Project straight into the PCLD buffer (pointcloud's fused pack). Returns the stored
-        binary, the /generate body (if one is wanted) and what the record says of the cloud."""
+    def _build_cloud(self, generation_id: str, inputs: JobInputs, rgb: np.ndarray,
+                     outputs: ModelOutputs, progress: Progress) -> BuiltCloud:
+        """Project straight into the PCLD buffer (pointcloud's fused pack), then the /generate
+        body in the format the request chose (orchestrator.formats)."""
         settings = self.settings
         metric = outputs.depth_m is not None
         depth = outputs.depth_m if metric else outputs.normalized_depth
-        metadata = {"generation_id": job.id, "source": job.source, "scene_mode": job.mode}
-        edge_rtol = self._edge_rtol(job.inputs.edges)
-        stats: dict[str, Any] = {}
-        stride = max(settings.point_stride, quality.QUALITY_KNOBS[job.quality].point_stride)
-        options = dict(cloud_id=job.id, metadata=metadata, depth_is_metric=metric,
+        metadata = {"generation_id": generation_id, "source": str(inputs.source),
+                    "scene_mode": str(inputs.mode)}
+        edge_rtol = self._edge_rtol(inputs.edges)
+        stats: dict[str, int] = {}
+        stride = max(settings.point_stride, quality.QUALITY_KNOBS[inputs.quality].point_stride)
+        options = dict(cloud_id=generation_id, metadata=metadata, depth_is_metric=metric,
                        near_m=settings.near_m, far_m=settings.far_m, stride=stride,
                        max_points=settings.max_points or None, edge_rtol=edge_rtol)
+        standard = inputs.mode == Mode.STANDARD
         focal, focal_source = outputs.focal_length_px, "model"
-        if job.mode == "standard":
-            focal, focal_source, depth = _choose_focal(outputs, job.inputs.exif_focal_px, depth)
+        if standard:
+            focal, focal_source, depth = _choose_focal(outputs, inputs.exif_focal_px, depth)
             options.update(focal_length_px=focal, fov_deg=outputs.fov_deg,
                            focal_source=focal_source)
         started = time.perf_counter()
-        pack = pack_equirect if job.mode == "panorama" else pack_planar
+        pack = pack_planar if standard else pack_equirect
         cloud_bin = pack(depth, rgb, outputs.categories, stats=stats, **options)
-        job.record_timing("pointcloud", time.perf_counter() - started)
+        progress.record_timing("pointcloud", time.perf_counter() - started)
         started = time.perf_counter()
         cloud_bin, descriptors = with_descriptors(cloud_bin, outputs.segment.labels)
-        job.record_timing("descriptors", time.perf_counter() - started)
+        progress.record_timing("descriptors", time.perf_counter() - started)
         header = decode(cloud_bin).header  # zero-copy; the header says what was built
+        fov_deg = outputs.fov_deg or DEFAULT_FOV_DEG if standard and focal is None else None
         body = None
-        if body_format == "quantized":
-            started = time.perf_counter()
-            body = requantize(cloud_bin)
-            job.record_timing("requantize", time.perf_counter() - started)
-        elif body_format == "grid":
-            started = time.perf_counter()
-            grid_mode = "equirect" if job.mode == "panorama" else "planar"
-            body = pack_grid(depth, rgb, outputs.categories, mode=grid_mode,
-                             extra_header={"descriptors": descriptors}, **options)
-            job.record_timing("grid", time.perf_counter() - started)
-        elif body_format is not None:
-            body = cloud_bin
-        info = {"point_count": header["count"], "bounds": header["bounds"],
-                "projection": header["mode"], "camera": header.get("camera"),
-                "edges": {"rtol": edge_rtol, "dropped": stats.get("edges_dropped", 0)}}
-        # What scene.splat needs to size its Gaussians (the pixel footprint).
-        info["point_stride"] = stride
-        info["descriptors"] = descriptors
-        if job.mode == "standard":
-            info["focal_source"] = focal_source
-            info["focal_length_px"] = focal
-            if focal is None:
-                info["fov_deg"] = outputs.fov_deg or DEFAULT_FOV_DEG
-        return cloud_bin, body, info
+        if inputs.output is not None:
+            output = FORMATS[inputs.output]
+            if output.build is None:
+                body = cloud_bin
+            else:
+                maps = CloudMaps(depth, rgb, outputs.categories,
+                                 "planar" if standard else "equirect", options, descriptors)
+                facts = CloudFacts(width=rgb.shape[1], height=rgb.shape[0], point_stride=stride,
+                                   focal_length_px=focal, fov_deg=fov_deg, edge_rtol=edge_rtol)
+                started = time.perf_counter()
+                body = output.build(BuildInput(cloud_bin, facts, maps=maps))
+                progress.record_timing(output.timing or output.name,
+                                       time.perf_counter() - started)
+        return BuiltCloud(
+            cloud_bin=cloud_bin, body=body, point_count=header["count"],
+            bounds=Bounds.model_validate(header["bounds"]) if header["bounds"] else None,
+            projection=header["mode"],
+            camera=header.get("camera"),
+            edges=Edges(rtol=edge_rtol, dropped=stats.get("edges_dropped", 0)),
+            # What scene.splat needs to size its Gaussians (the pixel footprint).
+            point_stride=stride, descriptors=descriptors,
+            focal_length_px=focal,
+            focal_source=focal_source if standard else None, fov_deg=fov_deg)
 
     def _edge_rtol(self, edges: str | float | None) -> float | None:
         """The request's `edges` over the EDGE_RTOL setting (0 = off); None = keep all."""
@@ -310,14 +378,14 @@ class Pipeline:
             return configured or DEFAULT_EDGE_RTOL
         return configured
 
-    def _encode_pngs(self, job: Job, rgb: np.ndarray | None, outputs: ModelOutputs,
-                     level: int) -> dict[str, bytes]:
+    def _encode_pngs(self, rgb: np.ndarray | None, outputs: ModelOutputs, level: int,
+                     progress: Progress) -> dict[str, bytes]:
         started = time.perf_counter()
         pngs = {"depth.png": imaging.depth_png(outputs.normalized_depth, level),
                 "segments.png": imaging.segments_png(outputs.categories, level)}
         if rgb is not None:
             pngs["image.png"] = imaging.rgb_png(rgb, level)
-        job.record_timing("png", time.perf_counter() - started)
+        progress.record_timing("png", time.perf_counter() - started)
         return pngs
 
 
@@ -331,13 +399,6 @@ def with_descriptors(buffer: memoryview, labels) -> tuple[bytes, dict[str, Any]]
         {"label": label.label, "ade20k_id": label.ade20k_id, "category": label.category,
          "pixel_fraction": label.pixel_fraction} for label in labels])
     return extend_header(buffer, {"descriptors": descriptors}), descriptors
-
-
-def _body_format(inputs) -> str | None:
-    """What /generate answers with: None (a job, no body), "float", "quantized" or "grid"."""
-    if not inputs.return_body:
-        return None
-    return "grid" if inputs.grid else "quantized" if inputs.quantized else "float"
 
 
 def _choose_focal(outputs: ModelOutputs, exif_focal_px: float | None, depth: np.ndarray
@@ -358,22 +419,6 @@ def _choose_focal(outputs: ModelOutputs, exif_focal_px: float | None, depth: np.
     return None, "model" if outputs.fov_deg else "default_fov", depth
 
 
-def requantize(buffer: bytes | memoryview) -> bytes:
-    """A PCLD buffer re-packed with quantised positions (the same cloud, 10 bytes a point);
-    header keys beyond the format's (camera, descriptors, ...) carry over."""
-    cloud = decode(buffer)
-    header = cloud.header
-    extra = {k: v for k, v in header.items() if k not in HEADER_KEYS}
-    return encode(cloud, mode=header["mode"], cloud_id=header["id"],
-                  metadata=header.get("metadata"), quantized=True,
-                  camera=header.get("camera"), extra_header=extra)
-
-
-def regrid(buffer: bytes | memoryview) -> bytes:
-    """A stored PCLD v1 buffer as the grid variant (every point back on its pixel)."""
-    return pack_grid_from_cloud(decode(buffer))
-
-
 def _first_error(group: BaseExceptionGroup) -> BaseException:
     for exc in group.exceptions:
         if isinstance(exc, BaseExceptionGroup):
@@ -383,12 +428,12 @@ def _first_error(group: BaseExceptionGroup) -> BaseException:
 
 
 @contextmanager
-def _timed(job: Job, step: str):
+def _timed(progress: Progress, step: str):
     started = time.perf_counter()
     try:
         yield
     finally:
-        job.record_timing(step, time.perf_counter() - started)
+        progress.record_timing(step, time.perf_counter() - started)
 
 
 def _write_files(folder: Path, files: dict[str, bytes]) -> None:

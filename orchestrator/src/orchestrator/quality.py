@@ -17,14 +17,13 @@ request, on whatever models are loaded:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
 
+from orchestrator.enums import Quality
 from scene.depth.v1 import depth_pb2
 from scene.segment.v1 import segment_pb2
 
-Quality = Literal["draft", "standard", "high"]
-QUALITIES: tuple[str, ...] = ("draft", "standard", "high")
-DEFAULT_QUALITY: Quality = "standard"
+QUALITIES: tuple[Quality, ...] = tuple(Quality)
+DEFAULT_QUALITY = Quality.STANDARD
 
 
 @dataclass(frozen=True)
@@ -54,8 +53,8 @@ class QualityKnobs:
         return {k: names[k](v) if k in names else v for k, v in asdict(self).items()}
 
 
-QUALITY_KNOBS: dict[str, QualityKnobs] = {
-    "draft": QualityKnobs(
+QUALITY_KNOBS: dict[Quality, QualityKnobs] = {
+    Quality.DRAFT: QualityKnobs(
         segment_mode=segment_pb2.SEGMENT_MODE_SEMANTIC,
         points_per_side=0, crop_points_per_side=0,
         prompt_strategy=segment_pb2.PROMPT_STRATEGY_UNSPECIFIED,
@@ -65,7 +64,7 @@ QUALITY_KNOBS: dict[str, QualityKnobs] = {
         point_stride=2,
     ),
     # The services' defaults, which the profile sizes for its models (scene_rpc.profiles).
-    "standard": QualityKnobs(
+    Quality.STANDARD: QualityKnobs(
         segment_mode=segment_pb2.SEGMENT_MODE_UNSPECIFIED,
         points_per_side=0, crop_points_per_side=0,
         prompt_strategy=segment_pb2.PROMPT_STRATEGY_SEMANTIC,
@@ -74,7 +73,7 @@ QUALITY_KNOBS: dict[str, QualityKnobs] = {
         max_input_side_px=0, panorama_max_input_side_px=0,
         point_stride=1,
     ),
-    "high": QualityKnobs(
+    Quality.HIGH: QualityKnobs(
         segment_mode=segment_pb2.SEGMENT_MODE_UNSPECIFIED,
         points_per_side=32, crop_points_per_side=16,
         prompt_strategy=segment_pb2.PROMPT_STRATEGY_GRID,
@@ -87,7 +86,7 @@ QUALITY_KNOBS: dict[str, QualityKnobs] = {
 assert tuple(QUALITY_KNOBS) == QUALITIES
 
 
-def apply(quality: str, *, panorama: bool, depth: depth_pb2.EstimateDepthRequest,
+def apply(quality: Quality, *, panorama: bool, depth: depth_pb2.EstimateDepthRequest,
           segment: segment_pb2.SegmentRequest) -> QualityKnobs:
     """Set ``quality``'s knobs on the two requests; returns the knobs."""
     knobs = QUALITY_KNOBS[quality]

@@ -16,11 +16,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from orchestrator.enums import Mode, Quality, Source, Status
+
 log = logging.getLogger(__name__)
 
-Status = Literal["queued", "running", "completed", "failed", "cancelled"]
-Mode = Literal["standard", "panorama"]
-Source = Literal["prompt", "upload"]
 
 
 class _Lenient(BaseModel):
@@ -65,8 +64,27 @@ class Bounds(_Lenient):
     max: list[float]
 
 
-class Generation(_Lenient):
-    """A generation as the API shows it: the record without the job's bookkeeping."""
+class QualityKnobsRecord(_Lenient):
+    """The knobs a quality level set on the model requests (orchestrator.quality), by name."""
+
+    segment_mode: str
+    points_per_side: int
+    crop_points_per_side: int
+    prompt_strategy: str
+    crop_mode: str
+    depth_tiling: str
+    max_input_side_px: int
+    panorama_max_input_side_px: int
+    point_stride: int
+
+
+# A JSON object defined by the PCLD format (pointcloud-lib's FORMAT.md), passed through as its
+# header has it: the camera and the audio descriptors.
+PcldObject = dict[str, Any]
+
+
+class _JobFields(_Lenient):
+    """What the job says of a generation: its request and its state."""
 
     id: str
     status: Status
@@ -76,24 +94,28 @@ class Generation(_Lenient):
     progress: float = 0.0
     prompt: str | None = None
     vibe: str = ""
-    mode: Mode = "standard"
+    mode: Mode = Mode.STANDARD
     source: Source | None = None
-    quality: str = "standard"
+    quality: Quality = Quality.STANDARD
     created_at: str = ""
     updated_at: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
     timing_ms: dict[str, float] = Field(default_factory=dict)
     trace_id: str | None = None
-    # What the pipeline adds on the way (set once its step ran; absent from a failed record
-    # that never got there).
+
+
+class GenerationResult(_Lenient):
+    """What the pipeline made (orchestrator.pipeline): each field is set once its step ran, and
+    absent from a failed record that never got there."""
+
     models: dict[str, str | None] | None = Field(
         None, description="The model each service used: imagegen, depth, sam, semantic.")
     service_timing_ms: dict[str, dict[str, float]] | None = None
     transfer_ms: dict[str, float] | None = None
     revised_prompt: str | None = None
     image: ImageSize | None = None
-    quality_knobs: dict[str, Any] | None = None
+    quality_knobs: QualityKnobsRecord | None = None
     segment_mode: str | None = None
     depth_is_metric: bool | None = None
     focal_length_px: float | None = None
@@ -105,12 +127,17 @@ class Generation(_Lenient):
     point_count: int | None = None
     bounds: Bounds | None = None
     projection: str | None = None
-    camera: dict[str, Any] | None = Field(None, description="The PCLD header's camera.")
+    camera: PcldObject | None = Field(None, description="The PCLD header's camera.")
     edges: Edges | None = None
     point_stride: int | None = None
-    descriptors: dict[str, Any] | None = Field(
+    descriptors: PcldObject | None = Field(
         None, description="The audio descriptors (pointcloud-lib's FORMAT.md).")
     assets: dict[str, int] | None = Field(None, description="Stored files and their sizes.")
+
+
+class Generation(GenerationResult, _JobFields):
+    """A generation as the API shows it: the record without the job's bookkeeping (the job's
+    fields first, then the pipeline's)."""
 
 
 class GenerationRecord(Generation):
@@ -197,9 +224,9 @@ class JobView(JobLinks):
     finished_at: str | None = None
     prompt: str | None = None
     vibe: str = ""
-    mode: Mode = "standard"
+    mode: Mode = Mode.STANDARD
     source: Source | None = None
-    quality: str = "standard"
+    quality: Quality = Quality.STANDARD
 
     @classmethod
     def from_record(cls, record: GenerationRecord) -> JobView:

@@ -28,37 +28,31 @@ import logging
 import os
 import re
 import shutil
-import sys
 import tempfile
 import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sortedcontainers import SortedList
 
+from orchestrator import formats
+from orchestrator.enums import ACTIVE, Status
 from orchestrator.records import GenerationRecord, JobBookkeeping
 
 log = logging.getLogger(__name__)
 
 METADATA = "metadata.json"
 # Files a completed generation has, in the order they are committed.
-STORED_ASSETS = ("image.png", "depth.png", "segments.png", "pointcloud.bin")
-# Files produced on request from the stored ones.
-DERIVED_ASSETS = ("pointcloud.ply", "scene.glb", "scene.splat", "gaussians.ply")
-# Derived files built once and kept beside the stored ones (see GenerationStore.derived_asset).
-CACHED_ASSETS = ("scene.glb", "scene.splat", "gaussians.ply")
+STORED_ASSETS = ("image.png", "depth.png", "segments.png", formats.CLOUD_FILE)
+# Every file of a generation: the stored ones and those made from the cloud on request
+# (orchestrator.formats).
+ASSETS = STORED_ASSETS + formats.DERIVED_ASSETS
 # Locks that serialise the first build of a cached asset: striped, so that their number stays
 # bounded; two assets sharing a stripe only wait for each other's first build.
 _BUILD_LOCK_STRIPES = 64
-# Files kept beside the stored ones once made that are not assets of their own (the grid
-# variant is pointcloud.bin in another format: GET pointcloud.bin?format=grid).
-CACHED_FILES = (*CACHED_ASSETS, "pointcloud.grid.bin")
-ASSETS = STORED_ASSETS + DERIVED_ASSETS
-ACTIVE = ("queued", "running")
 INTERRUPTED = "interrupted"
 
 _ID = re.compile(r"[0-9a-f]{32}")
@@ -78,7 +72,7 @@ class _IndexFields(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: str
-    status: str
+    status: Status
     created_at: str = ""
     job: JobBookkeeping = JobBookkeeping()
 
@@ -88,7 +82,7 @@ class IndexEntry:
     """What listing and restart need of a record (small: there is one per stored record)."""
 
     id: str
-    status: str
+    status: Status
     created_at: str
     idempotency_key: str | None = None
     fingerprint: str | None = None
@@ -96,8 +90,8 @@ class IndexEntry:
     @classmethod
     def of(cls, record: GenerationRecord | _IndexFields) -> IndexEntry:
         key = record.job.idempotency_key
-        # One string per status for all entries, not one per record.
-        return cls(record.id, sys.intern(record.status), record.created_at, key,
+        # Status members are singletons: one per status for all entries, not one per record.
+        return cls(record.id, Status(record.status), record.created_at, key,
                    record.job.fingerprint if key else None)
 
     @property
@@ -227,7 +221,7 @@ class GenerationStore:
             # Unknown which events the previous process sent: replay the end always.
             job = record.job.model_copy(update={"last_event_id": None})
             record = record.model_copy(update=dict(
-                status="failed", stage=None, error=INTERRUPTED, error_status=503,
+                status=Status.FAILED, stage=None, error=INTERRUPTED, error_status=503,
                 updated_at=now, finished_at=now, job=job))
             self.write_record(record)
             changed.append(record)
@@ -325,14 +319,14 @@ class GenerationStore:
         if name not in STORED_ASSETS:
             return None
         record = self.read_record(generation_id)
-        if record is None or record.status != "completed":
+        if record is None or record.status != Status.COMPLETED:
             return None
         path = self.root / generation_id / name
         return path if path.is_file() else None
 
 
     def derived_asset(self, generation_id: str, name: str,
-                      build: Callable[[Path, dict[str, Any]], bytes]) -> Path | None:
+                      build: Callable[[Path, GenerationRecord], bytes]) -> Path | None:
         """The cached file ``name`` of a completed generation, built on first use as
         ``build(stored pointcloud.bin path, record)``; None if the generation has no files.
 
@@ -340,7 +334,7 @@ class GenerationStore:
         build runs under a lock and the file appears by an atomic rename, so no reader ever
         sees a half-written file; later requests find it and take no lock.
         """
-        if name not in CACHED_FILES:
+        if name not in formats.CACHED_FILES:
             return None
         source = self.asset_path(generation_id, "pointcloud.bin")
         if source is None:
@@ -355,7 +349,7 @@ class GenerationStore:
             record = self.read_record(generation_id)
             if record is None:
                 return None
-            data = build(source, record.model_dump())
+            data = build(source, record)
             try:
                 _atomic_write(target, data)
             except FileNotFoundError:  # deleted meanwhile

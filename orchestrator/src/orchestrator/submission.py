@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal
 
 import pydantic_core
@@ -27,19 +27,19 @@ from pydantic import (
 )
 from starlette.datastructures import UploadFile
 
+from orchestrator.enums import Mode, Quality, Source
 from orchestrator.errors import ApiError
+from orchestrator.flow import JobInputs
 from orchestrator.imaging import exif_focal_length_px
-from orchestrator.jobs import JobInputs
 from orchestrator.limits import RequestLimits, pixel_cap
 from orchestrator.pipeline import blocking, check_panorama
-from orchestrator.quality import DEFAULT_QUALITY, QUALITIES, Quality
+from orchestrator.quality import DEFAULT_QUALITY, QUALITIES
 from orchestrator.settings import Settings
 from pointcloud import DEFAULT_EDGE_RTOL, MAX_EDGE_RTOL
 from pointcloud.edges import check_edge_rtol
 from scene_rpc.errors import ImageTooLarge, InvalidInput
 from scene_rpc.images import decode_image_bytes
 
-Mode = Literal["standard", "panorama"]
 EDGES_DESCRIPTION = ("Flying-pixel clean-up: \"keep\" every point, \"drop\" the points a depth "
                      "model smears across depth jumps (the service's EDGE_RTOL threshold), or a "
                      f"threshold in (0, {MAX_EDGE_RTOL}]: the relative depth range of a pixel's "
@@ -95,7 +95,7 @@ class PromptRequest(BaseModel):
 
     prompt: Text = Field(min_length=1, description="What the scene shows.")
     vibe: Text = Field("", description="A short mood or style phrase woven into the prompt.")
-    mode: Mode = Field("standard", description="standard: a landscape image; panorama: a 2:1 "
+    mode: Mode = Field(Mode.STANDARD, description="standard: a landscape image; panorama: a 2:1 "
                                                "equirectangular panorama (a sphere of points).")
     quality: Quality = Field(DEFAULT_QUALITY, description="draft: a quick look (semantic labels "
                              "only, one small depth pass, every 2nd pixel); standard; high: "
@@ -118,7 +118,7 @@ class UploadFields(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     vibe: Text = ""
-    mode: Mode = "standard"
+    mode: Mode = Mode.STANDARD
     quality: Quality = DEFAULT_QUALITY
     # A caption to remember the upload by; not sent anywhere.
     prompt: Text | None = None
@@ -143,12 +143,31 @@ def _check_length(value: str, info) -> None:
                          f"{limit}")
 
 
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """A model's JSON schema with its ``$defs`` (the enums) written in place: it is embedded in
+    the OpenAPI document, where ``#/$defs/...`` points nowhere."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                rest = {k: walk(v) for k, v in node.items() if k != "$ref"}
+                return {**walk(defs[ref.removeprefix("#/$defs/")]), **rest}
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(schema)
+
+
 # The request-body documentation of /generate and /jobs (one endpoint, two content types).
 OPENAPI_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": PromptRequest.model_json_schema()},
+            "application/json": {"schema": _inlined(PromptRequest.model_json_schema())},
             "multipart/form-data": {"schema": {
                 "type": "object", "required": ["image"],
                 "properties": {
@@ -156,12 +175,12 @@ OPENAPI_BODY = {
                               "description": "A photo (PNG, JPEG, WebP...): the image-to-3D "
                                              "path, no image generation and no key needed."},
                     "vibe": {"type": "string", "pattern": TEXT_PATTERN},
-                    "mode": {"type": "string", "enum": ["standard", "panorama"],
-                             "default": "standard"},
+                    "mode": {"type": "string", "enum": [str(m) for m in Mode],
+                             "default": str(Mode.STANDARD)},
                     "prompt": {"type": "string", "pattern": TEXT_PATTERN,
                                "description": "An optional caption."},
-                    "quality": {"type": "string", "enum": list(QUALITIES),
-                                "default": DEFAULT_QUALITY},
+                    "quality": {"type": "string", "enum": [str(q) for q in QUALITIES],
+                                "default": str(DEFAULT_QUALITY)},
                     "edges": {"type": "string", "description": EDGES_DESCRIPTION},
                 },
             }},
@@ -225,10 +244,9 @@ async def _read_json(request: Request, settings: Settings) -> Submission:
                             "it as `Authorization: Bearer <key>`, `X-OpenAI-Key` or "
                             "`openai_api_key`; or upload a photo instead",
                        headers={"WWW-Authenticate": "Bearer"})
-    inputs = JobInputs(source="prompt", mode=body.mode, prompt=body.prompt, vibe=body.vibe,
-                       openai_api_key=key, quality=body.quality)
-    inputs.edges = body.edges
-    return Submission(inputs, _fingerprint("prompt", body.prompt, body.vibe, body.mode, None,
+    inputs = JobInputs(source=Source.PROMPT, mode=body.mode, prompt=body.prompt, vibe=body.vibe,
+                       openai_api_key=key, quality=body.quality, edges=body.edges)
+    return Submission(inputs, _fingerprint(Source.PROMPT, body.prompt, body.vibe, body.mode, None,
                                            body.quality, edges=body.edges), limits)
 
 
@@ -267,11 +285,10 @@ async def _read_multipart(request: Request, settings: Settings) -> Submission:
                             "bytes")
     if not data:
         raise ApiError(400, "the uploaded image is empty (0 bytes)")
-    inputs = JobInputs(source="upload", mode=values.mode, prompt=values.prompt or None,
-                       vibe=values.vibe, quality=values.quality)
-    inputs.edges = values.edges
+    inputs = JobInputs(source=Source.UPLOAD, mode=values.mode, prompt=values.prompt or None,
+                       vibe=values.vibe, quality=values.quality, edges=values.edges)
     digest = hashlib.sha256(data).hexdigest()
-    fingerprint = _fingerprint("upload", values.prompt, values.vibe, values.mode, digest,
+    fingerprint = _fingerprint(Source.UPLOAD, values.prompt, values.vibe, values.mode, digest,
                                values.quality, edges=values.edges)
     return Submission(inputs, fingerprint, limits, image_bytes=data)
 
@@ -286,23 +303,24 @@ async def decode_upload(submission: Submission) -> None:
         raise ApiError(413, f"the uploaded {exc}") from None
     except InvalidInput as exc:
         raise ApiError(400, f"the uploaded image cannot be used: {exc}") from None
-    if submission.inputs.mode == "panorama":
+    exif_focal_px = None
+    if submission.inputs.mode == Mode.PANORAMA:
         check_panorama(rgb.shape[1], rgb.shape[0])
     else:
-        submission.inputs.exif_focal_px = await blocking(
+        exif_focal_px = await blocking(
             exif_focal_length_px, submission.image_bytes, rgb.shape[1], rgb.shape[0])
-    submission.inputs.rgb = rgb
+    submission.inputs = replace(submission.inputs, rgb=rgb, exif_focal_px=exif_focal_px)
     submission.image_bytes = None
 
 
-def _fingerprint(source: str, prompt: str | None, vibe: str, mode: str,
-                 image_sha256: str | None, quality: str = DEFAULT_QUALITY, *,
+def _fingerprint(source: Source, prompt: str | None, vibe: str, mode: Mode,
+                 image_sha256: str | None, quality: Quality = DEFAULT_QUALITY, *,
                  edges: str | float | None = None) -> str:
-    content: dict[str, Any] = {"source": source, "prompt": prompt, "vibe": vibe, "mode": mode,
-                               "image_sha256": image_sha256}
+    content: dict[str, Any] = {"source": str(source), "prompt": prompt, "vibe": vibe,
+                               "mode": str(mode), "image_sha256": image_sha256}
     # Each only when not the default: fingerprints stored before it existed still match.
     if quality != DEFAULT_QUALITY:
-        content["quality"] = quality
+        content["quality"] = str(quality)
     if edges is not None:
         content["edges"] = edges
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()

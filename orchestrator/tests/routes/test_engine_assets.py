@@ -7,15 +7,17 @@ import asyncio
 import io
 import json
 import threading
+from dataclasses import replace
 
 import numpy as np
 import trimesh
 
-from orchestrator.glb import quantized_error_bound
+from orchestrator import formats
+from orchestrator.enums import OutputFormat
 from orchestrator.records import GenerationRecord
-from orchestrator.routes import generations
 from orchestrator.storage import STORED_ASSETS
 from pointcloud import PointCloud, decode, encode
+from pointcloud.glb import quantized_error_bound
 from pointcloud.splat import decode as decode_splat
 from pointcloud.splat import edge_opacity
 
@@ -124,14 +126,14 @@ async def test_concurrent_first_requests_build_once(api, monkeypatch):
     generation_id = await completed(api)
     builds = []
     release = threading.Event()
-    real = generations.CACHED_BUILDERS["scene.glb"]
+    real = formats.FORMATS[OutputFormat.GLB]
 
-    def slow_build(source, record):
+    def slow_build(source):
         builds.append(source)
         release.wait(5)  # every request arrives while the first build runs
-        return real(source, record)
+        return real.build(source)
 
-    monkeypatch.setitem(generations.CACHED_BUILDERS, "scene.glb", slow_build)
+    monkeypatch.setitem(formats.FORMATS, OutputFormat.GLB, replace(real, build=slow_build))
     url = f"/generations/{generation_id}/scene.glb"
     requests = [asyncio.ensure_future(api.client.get(url)) for _ in range(6)]
     await api.wait_until(lambda: len(builds) == 1)

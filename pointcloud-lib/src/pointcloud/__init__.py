@@ -1,6 +1,7 @@
-"""Point clouds for the 3D scene server: projection, the PCLD binary format, PLY export.
+"""Point clouds for the 3D scene server: projection, the PCLD binary format, PLY and GLB export.
 
-Pure numpy. Coordinates: metres, right-handed, +Y up, viewer at the origin looking down -Z.
+numpy (pygltflib for the GLB document). Coordinates: metres, right-handed, +Y up, viewer at the
+origin looking down -Z.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pointcloud.edges import (
     edge_mask,
     grazing_mask,
 )
+from pointcloud.glb import to_glb
 from pointcloud.grid import pack_grid, pack_grid_from_cloud, relative_error_bound
 from pointcloud.pack import pack_equirect, pack_planar
 from pointcloud.ply import to_ply
@@ -60,6 +62,7 @@ __all__ = [
     "project_equirect",
     "project_planar",
     "relative_error_bound",
+    "to_glb",
     "to_ply",
 ]
 

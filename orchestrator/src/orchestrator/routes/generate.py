@@ -8,27 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
+from dataclasses import replace
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.types import Receive
 
-from orchestrator import glb
-from orchestrator.engine_assets import glb_from_pcld
+from orchestrator import formats
+from orchestrator.enums import Status
 from orchestrator.errors import ApiError
 from orchestrator.jobs import Job
-from orchestrator.pipeline import GRID_MEDIA_TYPE, blocking
 from orchestrator.runtime import RuntimeDep
 from orchestrator.submission import OPENAPI_BODY, decode_upload, read_submission
 
 router = APIRouter(tags=["generate"])
 
-PCLD_MEDIA_TYPE = "application/octet-stream"
-# Accept values that ask for the quantised variant of the binary format.
-QUANTIZED_ACCEPT = "application/x-pcld-quantized"
-# Accept value that asks for the grid variant (PCLD version 2); answered with that media type.
-GRID_ACCEPT = GRID_MEDIA_TYPE
+# ?format=: the formats the registry says /generate answers with.
+GenerateFormat = Literal[tuple(str(name) for name in formats.GENERATE_FORMATS)]  # type: ignore[valid-type]
 # The OpenAPI schema of a binary answer.
 BINARY = {"type": "string", "format": "binary"}
 TIMING_ORDER = ("queue", "imagegen", "decode", "depth", "segment", "models", "pointcloud",
@@ -55,8 +51,8 @@ async def until_disconnected(receive: Receive) -> None:
     responses={
         200: {"description": "The point cloud in the pointcloud-lib v1 binary format (or, with "
                              "`format=glb`, as glTF 2.0 binary).",
-              "content": {media_type: {"schema": BINARY} for media_type in (
-                  PCLD_MEDIA_TYPE, GRID_MEDIA_TYPE, glb.MEDIA_TYPE)}},
+              "content": {formats.FORMATS[name].media_type: {"schema": BINARY}
+                          for name in formats.GENERATE_FORMATS}},
         400: {"description": "An unusable upload, or a prompt OpenAI refused."},
         401: {"description": "No OpenAI key for a prompt, or OpenAI rejected it."},
         409: {"description": "The generation was cancelled (POST /jobs/{id}/cancel)."},
@@ -70,12 +66,7 @@ async def until_disconnected(receive: Receive) -> None:
 async def generate(
     request: Request,
     runtime: RuntimeDep,
-    format: Annotated[Literal[
-        "float",
-        "quantized",
-        "grid",
-        "glb",
-    ] | None, Query(
+    format: Annotated[GenerateFormat | None, Query(
         description="`quantized` for the smaller quantised variant of the format, `grid` for "
                     "the grid variant (PCLD version 2, about 1 byte a point); `glb` for glTF 2.0 "
                     "binary (also `Accept: model/gltf-binary`).")] = None,
@@ -88,28 +79,17 @@ async def generate(
     submission = await read_submission(request, runtime.settings)
     if submission.image_bytes is not None:
         await decode_upload(submission)
-    submission.inputs.return_body = True
-    submission.inputs.quantized = format == "quantized" or (
-        format is None and accept is not None and QUANTIZED_ACCEPT in accept)
-    as_glb = format == "glb" or (format is None and accept is not None and glb.MEDIA_TYPE in accept)
-    submission.inputs.grid = format == "grid" or (
-        format is None and accept is not None and GRID_ACCEPT in accept)
-    view, _ = runtime.jobs.submit(submission.inputs, fingerprint=submission.fingerprint)
+    output = formats.negotiate(format, accept)
+    inputs = replace(submission.inputs, output=output)
+    view, _ = runtime.jobs.submit(inputs, fingerprint=submission.fingerprint)
     job = runtime.jobs.get(view.id)
     await _wait(runtime, job, request.receive)
     headers = {"X-Generation-Id": job.id, "Server-Timing": server_timing(job.timing_ms),
                "Location": f"/generations/{job.id}"}
-    if job.status == "completed":
+    if job.status == Status.COMPLETED:
         body = runtime.jobs.release_body(job)
-        if as_glb:
-            started = time.perf_counter()
-            body = await blocking(glb_from_pcld, body)
-            timing = {**job.timing_ms, "glb": round((time.perf_counter() - started) * 1000, 3)}
-            headers["Server-Timing"] = server_timing(timing)
-            return Response(body, media_type=glb.MEDIA_TYPE, headers=headers)
-        media_type = GRID_MEDIA_TYPE if submission.inputs.grid else PCLD_MEDIA_TYPE
-        return Response(body, media_type=media_type, headers=headers)
-    if job.status == "failed":
+        return Response(body, media_type=formats.FORMATS[output].media_type, headers=headers)
+    if job.status == Status.FAILED:
         error_headers = {"X-Generation-Id": job.id}
         if job.error_status == 503:
             # A service restarting, or this server shutting down: worth retrying shortly.

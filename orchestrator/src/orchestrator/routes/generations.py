@@ -2,33 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, Response
 
-from orchestrator import engine_assets, glb
+from orchestrator import formats
+from orchestrator.engine_assets import BuildInput, CloudFacts
+from orchestrator.enums import Status
 from orchestrator.errors import ApiError
-from orchestrator.pipeline import GRID_MEDIA_TYPE, blocking, regrid, requantize
-from orchestrator.records import Generation, GenerationList
+from orchestrator.formats import CLOUD_FILE, Format
+from orchestrator.pipeline import blocking
+from orchestrator.records import Generation, GenerationList, GenerationRecord
 from orchestrator.runtime import GenerationIdDep, RuntimeDep
 from orchestrator.storage import ASSETS
-from pointcloud import decode, to_ply
 
 router = APIRouter(prefix="/generations", tags=["generations"])
 
-# The grid variant of the stored cloud, made on the first request and kept beside it.
-GRID_FILE = "pointcloud.grid.bin"
-
-MEDIA_TYPES = {"image.png": "image/png", "depth.png": "image/png", "segments.png": "image/png",
-               "pointcloud.bin": "application/octet-stream", "pointcloud.ply": "application/x-ply",
-               engine_assets.GLB: glb.MEDIA_TYPE,
-               engine_assets.SPLAT: engine_assets.SPLAT_MEDIA_TYPE,
-               engine_assets.GAUSSIAN_PLY: "application/x-ply"}
-# Derived files built once and cached: asset -> builder(stored cloud path, record).
-CACHED_BUILDERS = {engine_assets.GLB: engine_assets.build_glb,
-                   engine_assets.SPLAT: engine_assets.build_splat,
-                   engine_assets.GAUSSIAN_PLY: engine_assets.build_gaussian_ply}
+# The stored maps (the other stored file, pointcloud.bin, is a format of its own).
+PNG_MEDIA_TYPE = "image/png"
 
 
 def _not_found() -> ApiError:
@@ -40,7 +33,7 @@ def list_generations(
     runtime: RuntimeDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
-    status: Annotated[Literal["queued", "running", "completed", "failed", "cancelled"] | None,
+    status: Annotated[Status | None,
                       Query(description="Only generations with this status.")] = None,
 ) -> GenerationList:
     # The store's index: a page reads its own records only.
@@ -62,13 +55,13 @@ def get_generation(generation_id: GenerationIdDep, runtime: RuntimeDep) -> Gener
     summary="A file of a completed generation",
     response_class=Response,
     responses={200: {"content": {t: {"schema": {"type": "string", "format": "binary"}}
-                                 for t in sorted({*MEDIA_TYPES.values(), GRID_MEDIA_TYPE})}}},
+                                 for t in sorted({PNG_MEDIA_TYPE, *formats.MEDIA_TYPES})}}},
 )
 async def get_asset(
     generation_id: GenerationIdDep,
     asset: str,
     runtime: RuntimeDep,
-    format: Annotated[Literal["float", "quantized", "grid"] | None, Query(
+    format: Annotated[Literal[formats.ASSET_QUERY_VALUES] | None, Query(  # type: ignore[valid-type]
         description="pointcloud.bin only: `quantized` re-packs the stored cloud smaller; `grid` "
                     "gives the grid variant (PCLD version 2), made once and kept. scene.glb: "
                     "`float` or `quantized` POSITION (KHR_mesh_quantization), made per request; "
@@ -83,38 +76,42 @@ async def get_asset(
     Splatting PLY), each built on the first request and cached."""
     if asset not in ASSETS:
         raise ApiError(404, f"no asset {asset!r}; a generation has {', '.join(ASSETS)}")
-    if asset == engine_assets.GLB and format in ("float", "quantized"):
-        path = runtime.store.asset_path(generation_id, "pointcloud.bin")
-        if path is not None:
-            body = await blocking(engine_assets.build_glb, path, {}, format)
-            return Response(body, media_type=glb.MEDIA_TYPE, headers={
-                "Content-Disposition": f'inline; filename="{generation_id}-{asset}"'})
-    elif asset in CACHED_BUILDERS:
-        path = await blocking(runtime.store.derived_asset, generation_id, asset,
-                              CACHED_BUILDERS[asset])
-    else:
-        stored = "pointcloud.bin" if asset == "pointcloud.ply" else asset
-        path = runtime.store.asset_path(generation_id, stored)
-    if path is None:
-        record = runtime.store.read_record(generation_id)
-        if record is None:
-            raise _not_found()
-        raise ApiError(404, f"generation {generation_id} is {record.status}; it has no "
-                            "files")
     download = {"Content-Disposition": f'inline; filename="{generation_id}-{asset}"'}
-    if asset == "pointcloud.ply":
-        body = await blocking(lambda: to_ply(decode(path.read_bytes())))
-        return Response(body, media_type=MEDIA_TYPES[asset], headers=download)
-    if asset == "pointcloud.bin" and format == "grid":
-        cached = await blocking(runtime.store.derived_asset, generation_id, GRID_FILE,
-                                lambda source, _record: regrid(source.read_bytes()))
-        if cached is None:
-            raise ApiError(404, f"no generation {generation_id}")
-        return FileResponse(cached, media_type=GRID_MEDIA_TYPE, headers=download)
-    if asset == "pointcloud.bin" and format == "quantized":
-        body = await blocking(requantize, path.read_bytes())
-        return Response(body, media_type=MEDIA_TYPES[asset], headers=download)
-    return FileResponse(path, media_type=MEDIA_TYPES[asset], headers=download)
+    store = runtime.store
+    found = formats.for_asset(asset, format)
+    if found is None:  # a stored map
+        path = store.asset_path(generation_id, asset)
+        if path is None:
+            raise _no_files(runtime, generation_id)
+        return FileResponse(path, media_type=PNG_MEDIA_TYPE, headers=download)
+    output, option = found
+    if output.build is None:
+        path = store.asset_path(generation_id, CLOUD_FILE)
+    elif output.cached is not None and option is None:
+        path = await blocking(store.derived_asset, generation_id, output.cached,
+                              lambda source, record: _build(output, source, record, None))
+    else:
+        # Made per request (an option, or a format not worth keeping).
+        source = store.asset_path(generation_id, CLOUD_FILE)
+        record = store.read_record(generation_id) if source is not None else None
+        if source is None or record is None:
+            raise _no_files(runtime, generation_id)
+        body = await blocking(_build, output, source, record, option)
+        return Response(body, media_type=output.media_type, headers=download)
+    if path is None:
+        raise _no_files(runtime, generation_id)
+    return FileResponse(path, media_type=output.media_type, headers=download)
+
+
+def _build(output: Format, source: Path, record: GenerationRecord, option: str | None) -> bytes:
+    return output.build(BuildInput(source.read_bytes(), CloudFacts.of(record), option))
+
+
+def _no_files(runtime, generation_id: str) -> ApiError:
+    record = runtime.store.read_record(generation_id)
+    if record is None:
+        return _not_found()
+    return ApiError(404, f"generation {generation_id} is {record.status}; it has no files")
 
 
 @router.delete("/{id}", status_code=204, summary="Delete a generation")

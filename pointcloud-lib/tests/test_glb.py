@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 import trimesh
 
-from orchestrator.glb import (
+from pointcloud import CATEGORY_NAMES, CATEGORY_PALETTE, PointCloud, decode, encode
+from pointcloud.descriptors import describe
+from pointcloud.glb import (
     POSITION_ERROR_M,
     QUANTIZATION_EXTENSION,
     SEGMENT_ATTRIBUTE,
     quantized_error_bound,
     to_glb,
 )
-from pointcloud import CATEGORY_NAMES, CATEGORY_PALETTE, PointCloud, decode, encode
-from pointcloud.descriptors import describe
 from tests.node import validate_gltf
 
 

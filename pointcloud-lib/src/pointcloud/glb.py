@@ -46,7 +46,8 @@ from typing import Any, Literal
 import numpy as np
 import pygltflib
 
-from pointcloud import CATEGORY_NAMES, CATEGORY_PALETTE, PointCloud
+from pointcloud.categories import CATEGORY_NAMES, CATEGORY_PALETTE
+from pointcloud.cloud import PointCloud
 from pointcloud.codec import quantization_step, quantize
 
 MEDIA_TYPE = "model/gltf-binary"
