@@ -44,10 +44,26 @@ async def test_cors_exposes_the_generation_headers(api):
     assert "x-generation-id" in exposed and "server-timing" in exposed
 
 
-async def test_cors_origins_are_configurable(make_api):
-    async with make_api(cors_origins=r"https://scenes\.example\.org") as api:
-        allowed = await api.client.get("/health", headers={"Origin": "https://scenes.example.org"})
-        assert allowed.headers["access-control-allow-origin"] == "https://scenes.example.org"
+async def test_cors_origins_are_a_comma_separated_list(make_api):
+    listed = ["https://scenes.example.org", "http://studio.example.org:8080"]
+    async with make_api(cors_origins=", ".join(listed), cors_origin_regex="") as api:
+        for origin in listed:
+            preflight = await api.client.options("/jobs", headers={
+                "Origin": origin, "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type"})
+            assert preflight.status_code == 200
+            assert preflight.headers["access-control-allow-origin"] == origin
+        for origin in (GITHUB_PAGES, "http://localhost:5173", "https://scenes.example.org.evil"):
+            refused = await api.client.get("/health", headers={"Origin": origin})
+            assert "access-control-allow-origin" not in refused.headers
+
+
+async def test_cors_origin_regex_is_configurable(make_api):
+    async with make_api(cors_origins="",
+                        cors_origin_regex=r"https://[a-z]+\.scenes\.example\.org") as api:
+        allowed = await api.client.get("/health",
+                                       headers={"Origin": "https://team.scenes.example.org"})
+        assert allowed.headers["access-control-allow-origin"] == "https://team.scenes.example.org"
         refused = await api.client.get("/health", headers={"Origin": GITHUB_PAGES})
         assert "access-control-allow-origin" not in refused.headers
 

@@ -111,3 +111,16 @@ async def test_jobs_in_flight_end_failed_interrupted_after_a_crash_or_a_stop(fak
 async def _second_call(fakes) -> None:
     while len(fakes.depth.calls) < 2:  # noqa: ASYNC110 - the calls list is the fake's record
         await asyncio.sleep(0.02)
+
+
+async def test_a_malformed_cors_setting_stops_the_start_naming_it(tmp_path):
+    env = {**os.environ, "DATA_DIR": str(tmp_path), "ORCHESTRATOR_PORT": str(free_port()),
+           "CORS_ORIGINS": "https://viewer.example.org/app"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "orchestrator", env=env, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE)
+    _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode != 0
+    message = stderr.decode()
+    assert "invalid settings" in message and "CORS_ORIGINS" in message
+    assert "Traceback" not in message

@@ -75,3 +75,62 @@ async def test_round_robin_over_a_list_of_replicas(make_settings, fakes):
         assert len(fakes.depth.calls) >= 3 and len(second.calls) >= 3
     finally:
         await second.stop()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_a_service_started_after_a_failed_attempt_answers_the_first_call(make_settings):
+    """The orchestrator tried the service before it listened (its channel is backing off);
+    the service starts; the next call waits for the connection instead of failing."""
+    import numpy as np
+
+    from scene.depth.v1 import depth_pb2
+    from scene_rpc.images import image_message
+    from tests.fakes.grpc_services import FakeDepthService
+
+    port = _free_port()
+    services = ModelServices(make_settings(depth_service_addr=f"127.0.0.1:{port}",
+                                           service_connect_grace_s=5.0))
+    request = depth_pb2.EstimateDepthRequest(image=image_message(np.zeros((8, 8, 3), np.uint8)))
+    depth = FakeDepthService()
+    try:
+        # A probe before the service exists puts the channel into its reconnect backoff.
+        report = await services.depth.probe(0.3, services._depth_stub.GetInfo)
+        assert report["serving"] is False
+        await depth.start(port=port)
+        await services.estimate_depth(request, lambda progress: None)
+        assert len(depth.calls) == 1
+    finally:
+        await services.close()
+        await depth.stop()
+
+
+async def test_a_service_that_never_starts_is_a_503_naming_it_within_the_grace(make_settings):
+    import time
+
+    import numpy as np
+
+    from orchestrator.errors import ApiError
+    from scene.depth.v1 import depth_pb2
+    from scene_rpc.images import image_message
+
+    port = _free_port()
+    services = ModelServices(make_settings(depth_service_addr=f"127.0.0.1:{port}",
+                                           service_connect_grace_s=1.5))
+    request = depth_pb2.EstimateDepthRequest(image=image_message(np.zeros((8, 8, 3), np.uint8)))
+    started = time.monotonic()
+    try:
+        with pytest.raises(ApiError) as caught:
+            await services.estimate_depth(request, lambda progress: None)
+    finally:
+        await services.close()
+    assert caught.value.status == 503
+    assert f"the depth service at 127.0.0.1:{port} is unavailable" in caught.value.detail
+    # Bounded by the grace (plus scheduling), not by the call's deadline of minutes.
+    assert time.monotonic() - started < 1.5 + 1.0

@@ -21,13 +21,14 @@ def test_defaults(monkeypatch):
                                                 "localhost:50053")
     assert settings.data_dir == Path("./data")
     assert settings.max_upload_bytes == 25 * 1024 * 1024
-    cors = re.compile(settings.cors_origins)
-    for origin in ("https://captaingraybeard.github.io", "http://localhost:3000",
-                   "http://localhost", "http://127.0.0.1:8000"):
-        assert cors.fullmatch(origin), origin
+    assert settings.cors_origin_list == ["https://captaingraybeard.github.io"]
+    local = re.compile(settings.cors_origin_regex)
+    for origin in ("http://localhost:3000", "http://localhost", "http://127.0.0.1:8000",
+                   "http://[::1]:5173"):
+        assert local.fullmatch(origin), origin
     for origin in ("https://captaingraybeard.github.io.evil.io", "http://localhost.evil.io",
-                   "https://example.org"):
-        assert not cors.fullmatch(origin), origin
+                   "https://example.org", "https://localhost:8000"):
+        assert not local.fullmatch(origin), origin
 
 
 def test_the_environment_configures_it(monkeypatch, tmp_path):
@@ -43,9 +44,33 @@ def test_the_environment_configures_it(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize(("name", "value"), [
-    ("cors_origins", "(unclosed"), ("max_concurrent_jobs", 0), ("far_m", 0.5),
+    ("cors_origin_regex", "(unclosed"), ("max_concurrent_jobs", 0), ("far_m", 0.5),
     ("segment_mode", "magic"), ("png_compress_level", 10),
 ])
 def test_invalid_values_are_refused(name, value):
     with pytest.raises(ValidationError):
         Settings(**{name: value})
+
+
+def test_cors_origins_is_a_comma_separated_list_as_people_write_it():
+    settings = Settings(cors_origins=" https://a.example.org, http://localhost:8080 ,"
+                                     "https://b.example.org:8443,https://[2001:db8::1]")
+    assert settings.cors_origin_list == ["https://a.example.org", "http://localhost:8080",
+                                         "https://b.example.org:8443", "https://[2001:db8::1]"]
+    assert Settings(cors_origins="*").cors_origin_list == ["*"]
+    assert Settings(cors_origins="").cors_origin_list == []
+
+
+@pytest.mark.parametrize(("name", "value", "named"), [
+    ("CORS_ORIGINS", "https://a.example.org/viewer", "CORS_ORIGINS"),
+    ("CORS_ORIGINS", "https://a.example.org/", "CORS_ORIGINS"),
+    ("CORS_ORIGINS", "a.example.org", "CORS_ORIGINS"),
+    # Yesterday's regular expression in today's list setting: refused, pointing at the other.
+    ("CORS_ORIGINS", r"https://a\.example\.org", "CORS_ORIGIN_REGEX"),
+    ("CORS_ORIGIN_REGEX", "(unclosed", "CORS_ORIGIN_REGEX"),
+])
+def test_a_malformed_cors_setting_stops_the_start_naming_it(monkeypatch, name, value, named):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    assert named in str(caught.value)

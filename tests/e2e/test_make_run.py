@@ -17,6 +17,17 @@ import pytest
 
 from tests.stack import REPO_ROOT, free_ports
 
+
+def small_png() -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((48, 64, 3), 120, np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
 pytestmark = pytest.mark.slow
 RUN = REPO_ROOT / "scripts" / "run.py"
 READY = re.compile(r"scene server ready: (http://\S+)")
@@ -78,6 +89,10 @@ def test_starts_every_service_prefixes_their_logs_and_stops_them_all_on_ctrl_c(
         assert ready, log.read_text()
         url = ready.group(1)
         assert url == f"http://127.0.0.1:{ports[0]}"
+        # The first upload after the ready line succeeds (nothing still connecting).
+        first = httpx.post(f"{url}/generate", timeout=120,
+                           files={"image": ("photo.png", small_png(), "image/png")})
+        assert first.status_code == 200, first.text
         text = log.read_text()
         assert f"API docs  {url}/docs" in text and f"viewer    {url}/" in text
         health = httpx.get(f"{url}/health", timeout=10).json()

@@ -8,8 +8,10 @@ from scene_rpc.tracing import configure_tracing
 
 def main() -> None:
     from orchestrator.settings import Settings
+    from scene_rpc.service import load_settings
 
-    settings = Settings()
+    # A bad setting (CORS_ORIGINS with a path, say) stops the start, naming it.
+    settings = load_settings("orchestrator", Settings)
     configure_logging("orchestrator", settings.log_level)
     configure_tracing("orchestrator", settings.trace_exporter)
 

@@ -87,7 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        max_upload_bytes=settings.max_upload_bytes)
     app.add_middleware(
         CORSMiddleware,
-        allow_origin_regex=settings.cors_origins,
+        allow_origins=settings.cors_origin_list,
+        allow_origin_regex=settings.cors_origin_regex or None,
         allow_methods=["GET", "POST", "DELETE"],
         allow_headers=["Content-Type", "Authorization", "X-OpenAI-Key", "Idempotency-Key",
                        "Last-Event-ID", "Accept"],

@@ -95,9 +95,11 @@ def open_channel(address: str, max_message_bytes: int) -> grpc.aio.Channel:
     options = [
         *message_size_options(max_message_bytes),
         ("grpc.service_config", _SERVICE_CONFIG),
-        # Health probes of a service that is down should fail fast, not back off for minutes.
-        ("grpc.initial_reconnect_backoff_ms", 500),
-        ("grpc.max_reconnect_backoff_ms", 5000),
+        # A service that is down is tried again often, so that one that has just started (in
+        # any order with the orchestrator) is connected well inside SERVICE_CONNECT_GRACE_S;
+        # the default backoff grows to two minutes.
+        ("grpc.initial_reconnect_backoff_ms", 250),
+        ("grpc.max_reconnect_backoff_ms", 2000),
     ]
     # With tracing on, the instrumentation's interceptors send each call's traceparent.
     return grpc.aio.insecure_channel(channel_target(address), options=options,
@@ -114,6 +116,7 @@ class ServiceClient:
     channel: grpc.aio.Channel
     deadline_s: float
     concurrency: int
+    connect_grace_s: float = 5.0
 
     def __post_init__(self) -> None:
         self.slots = asyncio.Semaphore(self.concurrency)
@@ -131,6 +134,25 @@ class ServiceClient:
         # orchestrator's own settings apply to it.
         self.limits = Advertised.from_proto(info.limits)
 
+    async def connected(self) -> None:
+        """Wait, up to the connect grace, for the channel to be ready; ApiError 503 naming the
+        service otherwise.
+
+        A channel that failed to connect (the service was not listening yet, or restarted)
+        waits out a reconnect backoff before it tries again, and a call made meanwhile fails at
+        once with UNAVAILABLE even though the service is up by then. Asking the channel to
+        connect and waiting for it makes the first request after any start order succeed;
+        the grace bounds how long a service that is really down holds a request."""
+        if self.channel.get_state(try_to_connect=True) == grpc.ChannelConnectivity.READY:
+            return
+        try:
+            await asyncio.wait_for(self.channel.channel_ready(), self.connect_grace_s)
+        except TimeoutError:
+            if self.on_failure is not None:
+                self.on_failure()
+            raise ApiError(503, f"the {self.name} service at {self.address} is unavailable: no "
+                                f"connection within {self.connect_grace_s:g} s") from None
+
     def error(self, exc: grpc.aio.AioRpcError) -> ApiError:
         if self.on_failure is not None and exc.code() in (
                 grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INVALID_ARGUMENT,
@@ -139,7 +161,17 @@ class ServiceClient:
         return from_rpc_error(self.name, self.address, exc, self.deadline_s)
 
     async def probe(self, timeout_s: float, info_call) -> dict[str, Any]:
-        """Health (grpc.health.v1) and GetInfo, asked concurrently; never raises."""
+        """Health (grpc.health.v1) and GetInfo, asked concurrently; never raises.
+
+        Like a call, the probe first lets the channel connect (within ``timeout_s``), so that
+        /health does not report a service that is up as unreachable while the channel waits
+        out a reconnect backoff."""
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + timeout_s
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.channel.channel_ready(), timeout_s)
+        # What is left of the probe's time, and never nothing: an answer takes a moment.
+        timeout_s = max(ends - loop.time(), 0.2)
         health_call = self.health_stub.Check(
             health_pb2.HealthCheckRequest(service=self.full_name), timeout=timeout_s)
         info_request = info_call(common_pb2.GetInfoRequest(), timeout=timeout_s)
@@ -173,7 +205,8 @@ class ModelServices:
 
         def client(name, full_name, address, deadline, concurrency) -> ServiceClient:
             return ServiceClient(name, full_name, address, open_channel(address, size),
-                                 deadline, concurrency)
+                                 deadline, concurrency,
+                                 connect_grace_s=min(settings.service_connect_grace_s, deadline))
 
         self.depth = client(
             "depth", depth_pb2.DESCRIPTOR.services_by_name["DepthService"].full_name,
@@ -275,6 +308,7 @@ class ModelServices:
     async def generate_image(self, request: imagegen_pb2.GenerateImageRequest,
                              ) -> imagegen_pb2.GenerateImageResponse:
         client = self.imagegen
+        await client.connected()
         async with client.slots:
             try:
                 return await self._imagegen_stub.GenerateImage(request, timeout=client.deadline_s)
@@ -296,6 +330,7 @@ class ModelServices:
 
     async def _stream(self, client: ServiceClient, method, request, on_progress):
         """Call a server-streaming RPC: Progress events, then exactly one result."""
+        await client.connected()
         async with client.slots:
             call = method(request, timeout=client.deadline_s)
             result = None

@@ -13,10 +13,13 @@ from pointcloud import DEFAULT_EDGE_RTOL, MAX_EDGE_RTOL
 from scene_rpc.images import DEFAULT_MAX_IMAGE_PIXELS
 from scene_rpc.server import DEFAULT_MAX_MESSAGE_BYTES
 
-# The published viewer plus any local development server (any port, localhost or 127.0.0.1).
-DEFAULT_CORS_ORIGINS = (
-    r"https://captaingraybeard\.github\.io|http://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?"
-)
+# The published viewer, exactly; and any local development server (any port, localhost,
+# 127.0.0.1 or [::1]) by pattern, since its port is whatever the developer's tool picked.
+DEFAULT_CORS_ORIGINS = "https://captaingraybeard.github.io"
+DEFAULT_CORS_ORIGIN_REGEX = r"http://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?"
+# What a browser sends as Origin: a scheme, a host and an optional port, nothing more.
+_ORIGIN = re.compile(r"(https?)://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)"
+                     r"(:[0-9]{1,5})?")
 
 
 class SegmentModeSetting(StrEnum):
@@ -56,8 +59,11 @@ class Settings(BaseSettings):
     segment_mode: SegmentModeSetting = SegmentModeSetting.DEFAULT
 
     data_dir: Path = Path("./data")
-    # A regular expression matched against the whole Origin header.
+    # Browser origins allowed to call the API: a comma-separated list of exact origins
+    # (scheme://host[:port], or "*" for any), and a regular expression matched against the whole
+    # Origin header; an origin that either allows is allowed. Empty = none of that kind.
     cors_origins: str = DEFAULT_CORS_ORIGINS
+    cors_origin_regex: str = DEFAULT_CORS_ORIGIN_REGEX
 
     max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1)
     # The orchestrator's own request limits (0 = none of its own). The front door checks the
@@ -67,6 +73,10 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(DEFAULT_MAX_IMAGE_PIXELS, ge=0)
     max_prompt_chars: int = Field(4000, ge=0)
     max_vibe_chars: int = Field(300, ge=0)
+    # How long a call waits for a model service's connection to become ready (a service that is
+    # starting or restarting, or a channel still backing off from an earlier failed attempt)
+    # before it is answered 503 naming the service. Inside the call's deadline.
+    service_connect_grace_s: float = Field(5.0, ge=0)
     # How often the services' advertised limits are read again (also at start, after a failed
     # call and whenever a health probe gets an answer).
     limits_refresh_s: float = Field(30.0, gt=0)
@@ -100,11 +110,23 @@ class Settings(BaseSettings):
 
     @field_validator("cors_origins")
     @classmethod
+    def _valid_origins(cls, value: str) -> str:
+        for origin in _split_origins(value):
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"CORS_ORIGINS: {origin!r} is not an origin (scheme://host[:port], no path "
+                    "or trailing slash); list exact origins separated by commas, and put a "
+                    "pattern in CORS_ORIGIN_REGEX")
+        return value
+
+    @field_validator("cors_origin_regex")
+    @classmethod
     def _valid_regex(cls, value: str) -> str:
         try:
             re.compile(value)
         except re.error as exc:
-            raise ValueError(f"CORS_ORIGINS is not a valid regular expression: {exc}") from exc
+            raise ValueError(f"CORS_ORIGIN_REGEX is not a valid regular expression: {exc}",
+                             ) from exc
         return value
 
     @field_validator("far_m")
@@ -116,5 +138,13 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def cors_origin_list(self) -> list[str]:
+        return _split_origins(self.cors_origins)
+
+    @property
     def generations_dir(self) -> Path:
         return self.data_dir / "generations"
+
+
+def _split_origins(value: str) -> list[str]:
+    return [origin.strip() for origin in value.split(",") if origin.strip()]
