@@ -37,10 +37,6 @@ README_PATH = ROOT / "README.md"
 README = README_PATH.read_text()
 OPERATIONS = (ROOT / "docs" / "operations.md").read_text()
 README_MAX_LINES = 250
-# Rows written ahead of the settings that other work adds (issue 23: CORS as a list of origins
-# plus a regex, the connect grace); until those land, their rows are not checked against the code.
-# integrator: remove once the orchestrator settings land
-PENDING_SETTINGS = {"CORS_ORIGINS", "CORS_ORIGIN_REGEX", "SERVICE_CONNECT_GRACE_S"}
 TABLE_HEADER = "| variable | service | default | meaning |"
 # The one variable that selects the profile: its own default does not vary with itself.
 PROFILE_ENV = "PROFILE"
@@ -148,15 +144,12 @@ def test_every_setting_is_in_the_readme_table(service):
 
 def test_every_row_is_a_variable_its_service_reads():
     unknown = [(name, service) for name, service, _ in ROWS
-               if name not in PENDING_SETTINGS
-               and (service not in SETTINGS_MODULES or name not in env_names(service))]
+               if (service not in SETTINGS_MODULES or name not in env_names(service))]
     assert not unknown, f"docs/operations.md settings rows no service reads: {unknown}"
 
 
 @pytest.mark.parametrize(("name", "service", "cell"), ROWS, ids=[f"{r[1]}-{r[0]}" for r in ROWS])
 def test_each_documented_default_is_the_codes(name, service, cell):
-    if name in PENDING_SETTINGS:
-        pytest.skip("written ahead of its setting (PENDING_SETTINGS)")
     if service not in SETTINGS_MODULES or name not in env_names(service):
         pytest.skip("not a variable of this service: test_every_row_is_a_variable_... says so")
     problem = default_problem(service, name, cell)
