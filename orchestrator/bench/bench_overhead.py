@@ -80,7 +80,7 @@ def run_stack(data_dir: Path, image_side: int, extra_env: dict[str, str] | None 
     processes = []
     ports = {name: free_port() for name in ("depth", "segment", "imagegen", "orchestrator")}
     for name in ("depth", "segment", "imagegen"):
-        process = start([sys.executable, "-m", "tests.fakes.grpc_services", "--services", name,
+        process = start([sys.executable, "-m", "scene_dev.fakes.grpc_services", "--services", name,
                          f"--{name}-port", str(ports[name]),
                          "--image-size", f"{image_side}x{image_side}"], {})
         processes.append(process)
