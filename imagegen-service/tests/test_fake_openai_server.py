@@ -1,4 +1,4 @@
-"""The fake OpenAI Images server itself (tests/fakes/openai_server.py): it must check what the
+"""The fake OpenAI Images server itself (scene_dev.fakes.openai_server): it must check what the
 real API checks, or the service's tests would prove less than they claim."""
 
 import base64
