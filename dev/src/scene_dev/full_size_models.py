@@ -14,9 +14,9 @@ configs where transformers has no copy).
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -218,8 +218,10 @@ def ensure(cache: Path, model_id: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``CACHE [MODEL_ID ...]``: build the named models (default: every one) into CACHE."""
-    args = sys.argv[1:] if argv is None else argv
-    cache_dir = Path(args[0])
-    for name in args[1:] or BUILDERS:
-        print(name, "->", ensure(cache_dir, name), flush=True)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("cache", type=Path, help="where the models are built (once each)")
+    parser.add_argument("model_ids", nargs="*", metavar="MODEL_ID",
+                        help=f"hub ids (default: every one): {', '.join(BUILDERS)}")
+    args = parser.parse_args(argv)
+    for name in args.model_ids or BUILDERS:
+        print(name, "->", ensure(args.cache, name), flush=True)

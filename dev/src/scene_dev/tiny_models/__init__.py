@@ -12,8 +12,8 @@ sub-directory name -> a function that writes the model into that directory.
 
 from __future__ import annotations
 
+import argparse
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -45,6 +45,7 @@ def build(out_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``[OUT_DIR]``: every tiny model into OUT_DIR (default: the checkout's .cache/tiny-models)."""
-    args = sys.argv[1:] if argv is None else argv
-    build(Path(args[0]) if args else TINY_MODELS_DIR)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out_dir", type=Path, nargs="?", default=TINY_MODELS_DIR,
+                        help=f"where to write them (default: {TINY_MODELS_DIR})")
+    build(parser.parse_args(argv).out_dir)
