@@ -27,19 +27,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_depth import VARIANTS
-
 from depth_service.normalize import normalize_disparity
+from scene_dev.full_size_models import DEPTH_ANYTHING
 from scene_rpc.accel import CompiledModule, Runtime, relative_l2, runtime_version
 from scene_rpc.torch_runtime import configure_threads
 
@@ -63,7 +58,7 @@ class Outputs(torch.nn.Module):
 def depth_anything(variant: str) -> tuple[torch.nn.Module, tuple[int, ...]]:
     from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation
 
-    spec = VARIANTS[variant]
+    spec = DEPTH_ANYTHING[variant.capitalize()]
     config = DepthAnythingConfig(
         backbone_config={"model_type": "dinov2", "hidden_size": spec["hidden"],
                          "num_hidden_layers": spec["layers"],
