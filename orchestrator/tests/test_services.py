@@ -91,8 +91,8 @@ async def test_a_service_started_after_a_failed_attempt_answers_the_first_call(m
     import numpy as np
 
     from scene.depth.v1 import depth_pb2
+    from scene_dev.fakes.grpc_services import FakeDepthService
     from scene_rpc.images import image_message
-    from tests.fakes.grpc_services import FakeDepthService
 
     port = _free_port()
     services = ModelServices(make_settings(depth_service_addr=f"127.0.0.1:{port}",
