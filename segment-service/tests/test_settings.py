@@ -115,7 +115,7 @@ def test_the_pixel_limit_is_the_one_every_image_service_shares():
 
 
 def test_the_settings_load_without_torch():
-    # The service validates its settings and configures logging before torch is imported.
-    code = "import sys, segment_service.settings; print('torch' in sys.modules)"
+    # The entry point validates its settings and configures logging before torch is imported.
+    code = "import sys, segment_service.__main__; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
