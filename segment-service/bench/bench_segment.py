@@ -398,7 +398,7 @@ async def main() -> None:
     parser.add_argument("--sam", choices=["tiny", "large"], default="tiny",
                         help="SAM2.1 architecture of the strategy comparison")
     args = parser.parse_args()
-    from scene_rpc.torch_runtime import configure_threads, select_device
+    from scene_rpc.ml.torch_runtime import configure_threads, select_device
 
     configure_threads(0)
     device = str(select_device("auto")[0])
