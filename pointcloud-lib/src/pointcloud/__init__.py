@@ -34,6 +34,7 @@ from pointcloud.projection import (
     project_equirect,
     project_planar,
 )
+from pointcloud.spz import to_spz
 
 __all__ = [
     "CATEGORY_NAMES",
@@ -61,6 +62,7 @@ __all__ = [
     "project_planar",
     "relative_error_bound",
     "to_ply",
+    "to_spz",
 ]
 
 
