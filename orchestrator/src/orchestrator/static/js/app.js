@@ -111,24 +111,15 @@ function progressLabel(job) {
   return job.status;
 }
 
-/** The bar follows the requested job; a quick look's draft only prefixes the label. */
+/** The bar and label follow the current job; a quick look's draft says so in the label, and
+ * its completion is not the end (the requested quality follows). */
 function showProgress(job, { draft = false } = {}) {
   ui.progress.hidden = false;
-  if (draft) {
-    ui.progress.dataset.draftStatus = job.status;
-    if (!TERMINAL_STATUSES.has(job.status)) {
-      ui.progressStage.textContent = `quick look: ${progressLabel(job)}`;
-    }
-    return;
-  }
+  if (draft && job.status === 'completed') return;
   const progress = Math.max(0, Math.min(1, Number(job.progress) || 0));
   ui.progressBar.value = job.status === 'completed' ? 1 : progress;
   ui.progressPercent.textContent = `${Math.round(ui.progressBar.value * 100)}%`;
-  const quickLookRunning = ui.progress.dataset.draftStatus
-    && !TERMINAL_STATUSES.has(ui.progress.dataset.draftStatus);
-  if (!quickLookRunning || TERMINAL_STATUSES.has(job.status)) {
-    ui.progressStage.textContent = progressLabel(job);
-  }
+  ui.progressStage.textContent = draft ? `quick look: ${progressLabel(job)}` : progressLabel(job);
   ui.progress.dataset.status = job.status;
 }
 
@@ -171,40 +162,43 @@ async function onSubmit(event) {
     edges: ui.edges.checked ? 'drop' : 'keep',
   };
   // Quick look: a draft first (seconds), shown as soon as it is ready, then the requested
-  // quality in its place. Both are submitted now, the draft first, so a server with one worker
-  // runs the draft first and one with several runs them side by side.
+  // quality, which replaces it. One after the other: on a CPU the two would share the cores and
+  // the draft, the first picture, would come later.
   const quickLook = ui.quickLook.checked && quality !== 'draft';
   await supersede(state.run);
   const run = { jobs: [], superseded: false };
   state.run = run;
   setBusy(true);
-  delete ui.progress.dataset.draftStatus;
   delete ui.progress.dataset.draftJobId;
   showProgress({ status: 'queued', progress: 0 });
   try {
-    let draftJob = null;
+    let draftShown = null;
     if (quickLook) {
-      draftJob = await api.submitJob({ ...request, quality: 'draft' });
-      run.jobs.push(draftJob);
-      ui.progress.dataset.draftJobId = draftJob.id;
-      showProgress(draftJob, { draft: true });
+      const draft = await follow(run, { ...request, quality: 'draft' }, { draft: true });
+      if (run.superseded) return;
+      ui.progress.dataset.draftJobId = draft.job.id;
+      if (draft.final.status === 'cancelled') {
+        showMessage('The job was cancelled.', 'info');
+        ui.progress.dataset.status = 'cancelled';
+        return;
+      }
+      if (draft.final.status === 'completed') {
+        draftShown = draft.final.id ?? draft.job.id;
+        location.hash = `g=${encodeURIComponent(draftShown)}`;
+        // From here a new Generate may start; it cancels the requested quality below.
+        ui.submit.disabled = false;
+      } else {
+        // The quick look is a bonus: the requested quality still comes, or says what failed.
+        console.warn('the quick look failed:', jobError(draft.final));
+      }
     }
-    const job = await api.submitJob(request);
-    run.jobs.push(job);
-    if (run.superseded) return;
-    ui.progress.dataset.jobId = job.id;
-    const following = api.followJob(job, (_name, update) => {
-      if (!run.superseded) showProgress(update);
-    });
-    if (draftJob) followQuickLook(run, draftJob);
-    const final = await following;
-    job.done = true;
+    const { job, final } = await follow(run, request);
     if (run.superseded) return;
     if (final.status === 'completed') {
       refreshGallery();
       // Replace the quick look, unless the person has since opened something else.
       const showing = currentHashId();
-      if (!showing || showing === draftJob?.id) {
+      if (!showing || showing === draftShown || !draftShown) {
         location.hash = `g=${encodeURIComponent(final.id ?? job.id)}`;
       }
     } else if (final.status === 'cancelled') {
@@ -226,23 +220,21 @@ async function onSubmit(event) {
   }
 }
 
-/** Follow the draft of a quick look and show it when it completes (before the requested
- * quality, which replaces it); a new Generate may start from then on. */
-async function followQuickLook(run, draftJob) {
-  try {
-    const final = await api.followJob(draftJob, (_name, update) => {
-      if (!run.superseded) showProgress(update, { draft: true });
-    });
-    draftJob.done = true;
-    if (run.superseded || final.status !== 'completed') return;
-    const requested = run.jobs[1];
-    if (requested?.done) return;  // the requested quality came first: nothing to show
-    location.hash = `g=${encodeURIComponent(final.id ?? draftJob.id)}`;
-    ui.submit.disabled = false;
-  } catch (err) {
-    // The quick look is a bonus: the requested quality still comes (or reports its own error).
-    console.warn('quick look failed', err);
+/** Submit one job of a run and follow it to its end: {job, final}. */
+async function follow(run, request, { draft = false } = {}) {
+  const job = await api.submitJob(request);
+  run.jobs.push(job);
+  if (run.superseded) {
+    // Superseded while this one was being submitted: nothing will follow or show it.
+    api.cancelJob(job.id).catch((err) => console.warn('could not cancel', job.id, err));
+    return { job, final: { status: 'cancelled' } };
   }
+  ui.progress.dataset.jobId = job.id;
+  const final = await api.followJob(job, (_name, update) => {
+    if (!run.superseded) showProgress(update, { draft });
+  });
+  job.done = true;
+  return { job, final };
 }
 
 function currentHashId() {
