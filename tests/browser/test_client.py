@@ -316,3 +316,20 @@ def test_spark_draws_the_spz_and_the_splat_alike(browser: BrowserSession, site) 
     print(f"\nSpark, scene.spz against scene.splat: mean difference {difference.mean():.2f} "
           f"levels, {(difference > 30).mean():.2%} of pixels over 30")
     assert difference.mean() < 4
+
+
+def test_the_listen_control_plays_the_built_in_beat_into_the_scene(
+    browser: BrowserSession, site
+) -> None:
+    url, _cloud = site
+    with viewer_page(browser, url) as page:
+        page.select_option("#listen-source", "beat")
+        page.wait_for_selector('#viewer[data-listening="beat"]', state="attached")
+        # The kicks reach the analyser: the bass drive rises well over its idle level.
+        page.wait_for_function(
+            "() => sceneViewer.audioReact.tracker.drives["
+            "sceneViewer.header.categories.indexOf('BASS_SUBJECT')] >= 3", timeout=30_000)
+        assert "bass" in page.text_content("#listen-meter")
+        page.select_option("#listen-source", "off")
+        assert page.get_attribute("#viewer", "data-listening") is None
+        assert not page.evaluate("sceneViewer.listening")

@@ -242,6 +242,11 @@ export class PointCloudViewer {
     return Boolean(this._audio);
   }
 
+  /** Listen mode's AudioReact (its `tracker.drives`: one per category), or null. */
+  get audioReact() {
+    return this._audio?.react ?? null;
+  }
+
   /** One loop while anything moves by itself (splats, listen mode); none otherwise. */
   _updateLoop() {
     if (!this._continuous && !this._audio) {
