@@ -15,6 +15,7 @@ import http.server
 import io
 import json
 import math
+import struct
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -61,6 +62,52 @@ def scene() -> PointCloud:
                               extra_header={"descriptors": descriptors}, **options))
 
 
+def mesh_glb(cloud: PointCloud) -> bytes:
+    """The scene as a triangle mesh in a GLB, standing in for the server's coming
+    ``scene.glb?geometry=mesh``: two triangles per 2 x 2 block of pixels, facing the camera,
+    none across the box's depth step; colours, categories and the header in the extras."""
+    depth = -cloud.positions[:, 2].reshape(HEIGHT, WIDTH)  # every pixel a point, raster order
+    index = np.arange(HEIGHT * WIDTH).reshape(HEIGHT, WIDTH)
+    corners = [(slice(None, -1), slice(None, -1)), (slice(None, -1), slice(1, None)),
+               (slice(1, None), slice(None, -1)), (slice(1, None), slice(1, None))]
+    a, b, c, d = (index[rows, cols] for rows, cols in corners)
+    quads = np.stack([depth[rows, cols] for rows, cols in corners])
+    keep = quads.max(axis=0) - quads.min(axis=0) < 0.1 * quads.min(axis=0)
+    triangles = np.concatenate([np.stack([a, c, b], -1)[keep], np.stack([b, c, d], -1)[keep]])
+    blocks = [cloud.positions.astype("<f4").tobytes(), cloud.colors.tobytes(),
+              cloud.segments.tobytes(), triangles.astype("<u4").tobytes()]
+    views, body = [], b""
+    for block in blocks:
+        views.append({"buffer": 0, "byteOffset": len(body), "byteLength": len(block)})
+        body += block + b"\0" * (-len(block) % 4)
+    count = cloud.count
+    gltf = {
+        "asset": {"version": "2.0"},
+        "buffers": [{"byteLength": len(body)}],
+        "bufferViews": views,
+        "accessors": [
+            {"bufferView": 0, "componentType": 5126, "count": count, "type": "VEC3",
+             "min": cloud.positions.min(axis=0).tolist(),
+             "max": cloud.positions.max(axis=0).tolist()},
+            {"bufferView": 1, "componentType": 5121, "normalized": True, "count": count,
+             "type": "VEC3"},
+            {"bufferView": 2, "componentType": 5121, "count": count, "type": "SCALAR"},
+            {"bufferView": 3, "componentType": 5125, "count": triangles.size, "type": "SCALAR"},
+        ],
+        "meshes": [{"primitives": [{"mode": 4, "indices": 3, "attributes": {
+            "POSITION": 0, "COLOR_0": 1, "_SEGMENT": 2}}]}],
+        "nodes": [{"mesh": 0}],
+        "scenes": [{"nodes": [0], "extras": {key: cloud.header[key] for key in (
+            "mode", "categories", "palette", "camera", "descriptors")}}],
+        "scene": 0,
+    }
+    text = json.dumps(gltf).encode()
+    text += b" " * (-len(text) % 4)
+    chunks = (struct.pack("<II", len(text), 0x4E4F534A) + text
+              + struct.pack("<II", len(body), 0x004E4942) + body)
+    return struct.pack("<III", 0x46546C67, 2, 12 + len(chunks)) + chunks
+
+
 class _StandIn(http.server.SimpleHTTPRequestHandler):
     files: ClassVar[dict[str, tuple[bytes, str]]] = {}
 
@@ -69,6 +116,8 @@ class _StandIn(http.server.SimpleHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = urllib.parse.urlsplit(self.path).path
+        # A file may be listed with its query (scene.glb?geometry=mesh).
+        path = self.path if self.path in self.files else path
         if path in self.files:
             body, media_type = self.files[path]
             self.send_response(200)
@@ -100,7 +149,8 @@ def site() -> Iterator[tuple[str, PointCloud]]:
         "/lib/pcld.js": ((js / "pcld.js").read_bytes(), "text/javascript"),
         "/lib/audio-react.js": ((js / "audio-react.js").read_bytes(), "text/javascript"),
         "/limits": (json.dumps({"formats": [{"name": "pointcloud.bin"},
-                                            {"name": "scene.glb", "geometry": ["points"]},
+                                            {"name": "scene.glb",
+                                             "geometry": ["points", "mesh"]},
                                             {"name": "scene.splat"}, {"name": "scene.spz"}]})
                     .encode(), "application/json"),
         "/generations": (json.dumps({"items": [record], "total": 1, "limit": 12, "offset": 0})
@@ -113,6 +163,7 @@ def site() -> Iterator[tuple[str, PointCloud]]:
         f"{base}/scene.splat": (to_splat(cloud, step), "application/octet-stream"),
         f"{base}/scene.spz": (to_spz(cloud, step), "application/octet-stream"),
         f"{base}/image.png": (png.getvalue(), "image/png"),
+        f"{base}/scene.glb?geometry=mesh": (mesh_glb(cloud), "model/gltf-binary"),
     }
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StandIn)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -333,3 +384,19 @@ def test_the_listen_control_plays_the_built_in_beat_into_the_scene(
         page.select_option("#listen-source", "off")
         assert page.get_attribute("#viewer", "data-listening") is None
         assert not page.evaluate("sceneViewer.listening")
+
+
+def test_the_mesh_choice_shows_the_scene_as_triangles(browser: BrowserSession, site) -> None:
+    """Offered because /limits lists meshes for scene.glb (a server without it hides it)."""
+    url, cloud = site
+    with viewer_page(browser, url) as page:
+        assert page.is_visible("#source-mesh-label")
+        from_points = shot(page, "client-points.png")
+        page.check("input[name=source][value=mesh]")
+        wait_shown(page, "mesh")
+        assert int(page.get_attribute("#viewer", "data-point-count")) == cloud.count
+        from_mesh = shot(page, "client-mesh.png")
+    covered = from_mesh.max(axis=-1) > 40
+    assert covered.mean() > 0.5, f"the mesh covers {covered.mean():.0%} of the view"
+    # The same picture as the points from the capture camera, less their soft edges.
+    assert np.median(np.abs(from_mesh - from_points).max(axis=-1)) < 10
