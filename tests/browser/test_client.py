@@ -38,6 +38,7 @@ pytestmark = [pytest.mark.browser]
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 STATIC = ROOT / "orchestrator" / "src" / "orchestrator" / "static"
+PAGES = Path(__file__).parent / "pages"
 GENERATION = "c" * 32
 WIDTH, HEIGHT = 160, 120
 VERTICAL_FOV_DEG = 40.0
@@ -164,6 +165,7 @@ def site() -> Iterator[tuple[str, PointCloud]]:
         f"{base}/scene.spz": (to_spz(cloud, step), "application/octet-stream"),
         f"{base}/image.png": (png.getvalue(), "image/png"),
         f"{base}/scene.glb?geometry=mesh": (mesh_glb(cloud), "model/gltf-binary"),
+        "/engine-listen.html": ((PAGES / "engine-listen.html").read_bytes(), "text/html"),
     }
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StandIn)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -400,3 +402,29 @@ def test_the_mesh_choice_shows_the_scene_as_triangles(browser: BrowserSession, s
     assert covered.mean() > 0.5, f"the mesh covers {covered.mean():.0%} of the view"
     # The same picture as the points from the capture camera, less their soft edges.
     assert np.median(np.abs(from_mesh - from_points).max(axis=-1)) < 10
+
+
+def test_an_engine_needs_twenty_lines(browser: BrowserSession, site) -> None:
+    """pages/engine-listen.html: the README's lines for an engine (pcld.js, audio-react.js, a
+    stock PointsMaterial) make a cloud react to the built-in beat."""
+    url, cloud = site
+    context = browser.browser.new_context(viewport={"width": 640, "height": 480})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
+    try:
+        page.goto(f"{url}engine-listen.html?cloud=generations/{GENERATION}/pointcloud.bin")
+        page.wait_for_selector("body[data-started=true]", state="attached", timeout=60_000)
+        page.mouse.click(320, 240)
+        page.wait_for_selector("body[data-done=true]", state="attached", timeout=60_000)
+        result = page.evaluate("window.result")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        png = page.screenshot(path=str(ARTIFACTS / "client-engine-listen.png"))
+    finally:
+        context.close()
+    assert not errors, errors
+    assert result["points"] == cloud.count
+    assert result["peakBassDrive"] >= 3, result
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    assert (pixels.max(axis=-1) > 40).mean() > 0.3, "the engine page drew nothing"
