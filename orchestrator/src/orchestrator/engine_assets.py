@@ -20,6 +20,7 @@ from pointcloud import DEFAULT_FOV_DEG, HEADER_KEYS, PointCloud, decode, encode,
 from pointcloud.glb import to_glb
 from pointcloud.grid import pack_grid, pack_grid_from_cloud
 from pointcloud.splat import edge_opacity, to_gaussian_ply, to_splat
+from pointcloud.spz import to_spz
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,13 @@ def splat(source: BuildInput) -> bytes:
     cloud = decode(source.pcld)
     return to_splat(cloud, angular_step(cloud.header, source.facts, cloud.count),
                     opacity(cloud, source.facts))
+
+
+def spz(source: BuildInput) -> bytes:
+    """The Gaussians of :func:`splat` as SPZ (Niantic's compressed splat format, version 3)."""
+    cloud = decode(source.pcld)
+    return to_spz(cloud, angular_step(cloud.header, source.facts, cloud.count),
+                  opacity(cloud, source.facts))
 
 
 def gaussian_ply(source: BuildInput) -> bytes:

@@ -49,4 +49,5 @@ class OutputFormat(StrEnum):
     PLY = "ply"
     GLB = "glb"
     SPLAT = "splat"
+    SPZ = "spz"
     GAUSSIAN_PLY = "gaussian_ply"

@@ -63,6 +63,8 @@ FORMATS: dict[OutputFormat, Format] = {f.name: f for f in (
            options=("float", "quantized"), timing="glb", metric="glb"),
     Format(OutputFormat.SPLAT, OCTET_STREAM, engine_assets.splat, "scene.splat",
            cached="scene.splat", metric="splat"),
+    Format(OutputFormat.SPZ, OCTET_STREAM, engine_assets.spz, "scene.spz", cached="scene.spz",
+           metric="spz"),
     Format(OutputFormat.GAUSSIAN_PLY, "application/x-ply", engine_assets.gaussian_ply,
            "gaussians.ply", cached="gaussians.ply", metric="gaussian_ply"),
 )}

@@ -122,7 +122,8 @@ class JobManager:
         if idempotency_key is not None:
             self._idempotency[idempotency_key] = (job.id, fingerprint, time.time())
         job.emit("queued")
-        log.info("job %s queued (%s, %s) at position %d", job.id, job.source, job.mode,
+        log.info("job %s queued (%s, %s, quality=%s) at position %d", job.id, job.source,
+                 job.mode, job.quality,
                  job.queue_position)
         self._dispatch()
         return job.view(), True
