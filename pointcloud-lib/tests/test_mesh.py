@@ -1,14 +1,11 @@
 """Meshes from the depth grid: connectivity, separation at jumps, winding, normals, the seam, and
-the same mesh from a stored (decoded) cloud; read back by trimesh and plyfile."""
+the same mesh from a stored (decoded) cloud (the PLY of a mesh: test_ply.py)."""
 
 from __future__ import annotations
-
-import io
 
 import numpy as np
 import pytest
 import trimesh
-from plyfile import PlyData
 
 from pointcloud import (
     DEFAULT_EDGE_RTOL,
@@ -19,7 +16,6 @@ from pointcloud import (
     mesh_planar,
     pack_equirect,
     pack_planar,
-    to_ply,
 )
 from pointcloud.mesh import UINT16_VERTICES, grid_mesh
 
@@ -163,24 +159,3 @@ def test_a_cloud_without_a_camera_is_refused(make_cloud):
 def test_thinned_grids_are_refused():
     with pytest.raises(ValueError, match="max_points"):
         mesh_planar(*_photo()[:2], depth_is_metric=True, max_points=100)
-
-
-def test_the_mesh_ply_reads_back_in_plyfile_and_trimesh():
-    depth, rgb, categories = _photo()
-    depth[:, 32:] += 5.0
-    mesh = mesh_planar(depth, rgb, categories, depth_is_metric=True, edge_rtol=DEFAULT_EDGE_RTOL)
-    data = to_ply(mesh)
-    ply = PlyData.read(io.BytesIO(data))
-    vertex, face = ply["vertex"], ply["face"]
-    assert vertex.count == mesh.vertex_count and face.count == mesh.triangle_count
-    np.testing.assert_array_equal(
-        np.stack([vertex["x"], vertex["y"], vertex["z"]], 1), mesh.positions)
-    np.testing.assert_array_equal(
-        np.stack([vertex["nx"], vertex["ny"], vertex["nz"]], 1), mesh.normals)
-    np.testing.assert_array_equal(vertex["segment"], mesh.categories)
-    np.testing.assert_array_equal(np.stack(face["vertex_indices"]), mesh.indices)
-    loaded = trimesh.load(io.BytesIO(data), file_type="ply", process=False)
-    assert isinstance(loaded, trimesh.Trimesh)
-    assert len(loaded.vertices) == mesh.vertex_count and len(loaded.faces) == mesh.triangle_count
-    np.testing.assert_array_equal(loaded.faces, mesh.indices)
-    np.testing.assert_array_equal(loaded.visual.vertex_colors[:, :3], mesh.colors)

@@ -134,9 +134,11 @@ def _triangles(vertex: np.ndarray, wrap: bool) -> np.ndarray:
 def _without_jumps(triangles: np.ndarray, positions: np.ndarray, max_jump: float) -> np.ndarray:
     """The triangles whose corners' distances from the camera lie within ``max_jump`` (relative
     to the nearest) of each other: the edge clean-up's range test, per triangle."""
-    distance = np.linalg.norm(positions, axis=1)[triangles]
-    near, far = distance.min(axis=1), distance.max(axis=1)
-    return triangles[far - near <= max_jump * near]
+    distance = np.sqrt(np.einsum("ij,ij->i", positions, positions))
+    corner = [distance[triangles[:, k]] for k in range(3)]
+    near = np.minimum(np.minimum(corner[0], corner[1]), corner[2])
+    far = np.maximum(np.maximum(corner[0], corner[1]), corner[2])
+    return triangles[far - near <= np.float32(max_jump) * near]
 
 
 def _assemble(positions: np.ndarray, colors: np.ndarray, categories: np.ndarray,
@@ -160,20 +162,24 @@ def vertex_normals(positions: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     """Unit (N, 3) normals, each the sum of its faces' normals weighted by their areas (the
     cross product's length is twice the area, so plain sums weight it). A vertex whose faces
     cancel out faces the camera."""
-    p = positions.astype(np.float64)
-    corner = p[triangles]
-    face = np.cross(corner[:, 1] - corner[:, 0], corner[:, 2] - corner[:, 0])
-    normal = np.zeros_like(p)
+    p = np.asarray(positions, np.float32)
+    first, second, third = (p[triangles[:, k]] for k in range(3))
+    second -= first
+    third -= first
+    (ax, ay, az), (bx, by, bz) = second.T, third.T
+    face = (ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx)
+    corners = triangles.T.ravel()  # each face's first corners, then its second, then third
+    normal = np.empty((len(p), 3))
     for axis in range(3):
         # bincount sums per vertex in one pass (np.add.at is several times slower).
-        weights = np.repeat(face[:, axis], 3)
-        normal[:, axis] = np.bincount(triangles.ravel(), weights, minlength=len(p))
-    length = np.linalg.norm(normal, axis=1)
-    toward_camera = -p / np.maximum(np.linalg.norm(p, axis=1), 1e-30)[:, None]
+        normal[:, axis] = np.bincount(corners, np.tile(face[axis], 3), minlength=len(p))
+    length = np.sqrt(np.einsum("ij,ij->i", normal, normal))
     flat = length < 1e-30
-    normal[flat] = toward_camera[flat]
-    length[flat] = 1.0
-    return (normal / length[:, None]).astype(np.float32)
+    if flat.any():
+        normal[flat] = -p[flat]  # towards the camera at the origin
+        length[flat] = np.maximum(np.linalg.norm(p[flat], axis=1), 1e-30)
+    normal /= length[:, None]
+    return normal.astype(np.float32)
 
 
 def grid_pixels(cloud: PointCloud) -> tuple[np.ndarray, tuple[int, int], bool]:
