@@ -3,10 +3,12 @@ vertices, so the grid already holds the connectivity a surface needs.
 
 Every 2 x 2 block of kept pixels gives two triangles; a block with a dropped pixel (a flying
 pixel the edge clean-up removed, a pixel without depth) gives none, so the foreground and the
-background behind it stay separate surfaces. A block whose corners' distances differ by more
-than ``max_jump`` (the edge clean-up's relative range, :data:`pointcloud.DEFAULT_EDGE_RTOL`) is
-left out too: a cloud made without the clean-up must not be stitched across its jumps, and on
-a cleaned grid the test never fires (a block's range is within each corner's 3 x 3 range).
+background behind it stay separate surfaces. A triangle whose corners' distances from the
+camera differ by more than ``max_jump`` times the nearest (the edge clean-up's relative range,
+:data:`pointcloud.DEFAULT_EDGE_RTOL`) is left out too: a cloud made without the clean-up must
+not be stitched across its jumps. On a grid cleaned at the same rtol it hardly ever fires: the
+nearest corner's 3 x 3 range covers the triangle, so that corner would have been dropped (only
+the small difference between distance along the ray and along the axis separates the two).
 
 Triangles wind counter-clockwise seen from the camera (glTF's front face), so their normals
 face the viewer; vertex normals are the area-weighted sums of the faces around each vertex.
