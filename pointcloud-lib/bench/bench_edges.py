@@ -4,10 +4,13 @@
 
 Prints, for a 2 MP (1920x1080) depth map, the median time of edge_mask beside the previous
 implementation (kept below as ``edge_mask_before``) and one float32 copy of the map, all in the
-same run; then the gap-removed / surface-lost scores of every candidate test on the synthetic
-scene and on the shared KITTI / NYU ground truth (../shared/depth-gt), each blurred like a
-model's output (tests/test_edges.py defines the scenes, the densification and the scoring); then
-the bytes per-point normals would add. With --figures, writes the before/after side views used
+same run; then, for every scene (the synthetic ones and the shared KITTI / NYU ground truth in
+../shared/depth-gt), blurred in disparity by sigma 1, 2, 3 and 4 px, without and with 1 %
+noise, the flying points removed / surface points lost by ``edge_mask(depth)`` with its defaults
+and by the projections' call (plus the view-angle test at the scene's focal length);
+tests/edge_scenes.py defines the scenes, the degradation, the densification and the scoring.
+With --candidates, the same for other tests and thresholds (slow); then the bytes per-point
+normals would add. With --figures, writes the before/after side views used
 in the README. Densifying the sparse ground truth takes minutes on a busy machine: --cache keeps
 it between runs.
 """
@@ -26,9 +29,13 @@ from PIL import Image
 
 from pointcloud import (
     DEFAULT_EDGE_RTOL,
+    decode,
     edge_mask,
     grazing_mask,
+    mesh_from_cloud,
+    pack_planar,
     project_planar,
+    to_ply,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -39,9 +46,12 @@ SCENES = [("nyu", "00000", 1000.0, 518.86), ("nyu", "00050", 1000.0, 518.86),
 
 
 def _oracle():
-    tests = HERE.parent / "tests" / "test_edges.py"
-    spec = importlib.util.spec_from_file_location("edge_oracle", tests)
+    """tests/edge_scenes.py (scenes, degradation, densification, scoring): plain code with no
+    pytest, loaded by path until it moves into an installed development package."""
+    path = HERE.parent / "tests" / "edge_scenes.py"
+    spec = importlib.util.spec_from_file_location("edge_scenes", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
     spec.loader.exec_module(module)
     return module
 
@@ -116,6 +126,54 @@ def curvature(z: np.ndarray, tol: float) -> np.ndarray:
     return worst > tol * d
 
 
+def between_surfaces(z: np.ndarray, wrap: bool = False, scales=(2, 4, 8), tau: float = 0.03,
+                     jump: float = 0.1, low: float = 0.75, high: float = 2.0,
+                     disagreement: float | None = None) -> np.ndarray:
+    """A multi-scale candidate for issue 25, measured here and not adopted (README of the bench
+    table): the 3x3 range test, plus, along rows and columns at distances s = 2, 4, 8 px, the
+    pixels that (a) neither side's linear extrapolation in disparity explains within ``tau``
+    (a plane is affine in disparity, so planes of any slant pass), (b) lie strictly between the
+    smallest and largest of the four samples at -2s, -s, s, 2s, which differ by more than
+    ``jump``, and (c) sit in a transition as wide as the scale: the samples' span over the
+    steepest slope within 2s lies in [low * s, high * s) (a blurred step of sigma spans about
+    2.5 sigma of its steepest slope; a plane 4 s). It meets the targets on the synthetic scenes
+    at every sigma, but loses 1-3 % of NYU's surface and 5-9 % of KITTI's (the densified road's
+    LiDAR rings look like small wide ramps), so the projections keep the 3x3 test. With
+    ``disagreement``, (b) also needs the two sides' extrapolations to differ by that much
+    (relative to the pixel's disparity): a plane's agree whatever its slant."""
+    from scipy import ndimage
+
+    d = 1.0 / z.astype(np.float32)
+    flag = edge_mask(z, wrap=wrap)
+    box_modes = ["nearest", "wrap" if wrap else "nearest"]
+    for axis in (0, 1):
+        circular = wrap and axis == 1
+        slope = np.abs(np.roll(d, -1, axis) - np.roll(d, 1, axis)) / 2
+        for s in scales:
+            smooth = ndimage.uniform_filter(d, s + 1, mode=box_modes)  # odd: centred
+            pad = [(2 * s, 2 * s) if a == axis else (0, 0) for a in (0, 1)]
+            padded = np.pad(smooth, pad, mode="wrap" if circular else "edge")
+
+            def at(k, padded=padded, s=s, axis=axis):
+                index = [slice(None), slice(None)]
+                index[axis] = slice(2 * s + k, 2 * s + k + d.shape[axis])
+                return padded[tuple(index)]
+
+            m2, m1, p1, p2 = at(-2 * s), at(-s), at(s), at(2 * s)
+            tol = tau * d
+            unexplained = (np.abs(d - (2 * p1 - p2)) > tol) & (np.abs(d - (2 * m1 - m2)) > tol)
+            lo = np.minimum(np.minimum(m2, m1), np.minimum(p1, p2))
+            hi = np.maximum(np.maximum(m2, m1), np.maximum(p1, p2))
+            between = (d > lo + tol) & (d < hi - tol) & (hi - lo > jump * lo)
+            if disagreement is not None:
+                between &= np.abs((2 * p1 - p2) - (2 * m1 - m2)) > disagreement * d
+            steepest = ndimage.maximum_filter1d(slope, 4 * s + 1, axis=axis,
+                                                mode="wrap" if circular else "nearest")
+            wide = (hi - lo >= low * s * steepest) & (hi - lo < high * s * steepest)
+            flag |= unexplained & between & wide
+    return flag
+
+
 CANDIDATES = {
     **{f"range 3x3, rtol {r:.2f}": (lambda z, f, r=r: edge_mask(z, rtol=r))
        for r in (0.06, 0.08, 0.10, 0.12)},
@@ -133,7 +191,8 @@ CANDIDATES = {
 
 
 def load_scenes(oracle, cache: Path | None) -> dict:
-    scenes = {"synthetic": (oracle.synthetic_scene(), None, 500.0)}
+    scenes = {scene.name: (scene.truth, scene.scored, scene.focal_px, scene.wrap)
+              for scene in oracle.synthetic_scenes()}
     for dataset, name, scale, focal in SCENES:
         path = SHARED / "depth-gt" / dataset / f"{name}_depth.png"
         if not path.exists():
@@ -147,7 +206,7 @@ def load_scenes(oracle, cache: Path | None) -> dict:
             if stored:
                 stored.parent.mkdir(parents=True, exist_ok=True)
                 np.savez(stored, truth=truth, valid=valid)
-        scenes[f"{dataset}/{name}"] = (truth, valid, focal)
+        scenes[f"{dataset}/{name}"] = (truth, valid, focal, False)
     return scenes
 
 
@@ -193,21 +252,39 @@ def kitti_top_view(depth, measured, removed, focal, path: Path, drop: bool,
     Image.fromarray(image).save(path, optimize=True)
 
 
+def print_mesh_size(oracle) -> None:
+    """The mesh of a 1 MP edge-cleaned grid, built as a server would from the stored cloud."""
+    depth = oracle.degrade(oracle.synthetic_scene(1024, 1024, 800.0), 1.5)[0]
+    rgb = np.zeros((*depth.shape, 3), np.uint8)
+    stored = pack_planar(depth, rgb, cloud_id="m", depth_is_metric=True,
+                         edge_rtol=DEFAULT_EDGE_RTOL)
+    started = time.perf_counter()
+    mesh = mesh_from_cloud(decode(stored))
+    seconds = time.perf_counter() - started
+    ply = len(to_ply(mesh))
+    print(f"\nmesh of a 1024x1024 cleaned grid (mesh_from_cloud(decode(buffer))): "
+          f"{mesh.vertex_count} vertices, {mesh.triangle_count} triangles "
+          f"({mesh.triangle_count / mesh.vertex_count:.2f} a vertex), {mesh.indices.dtype} "
+          f"indices, PLY {ply / 1e6:.1f} MB ({ply / mesh.vertex_count:.1f} bytes a vertex), "
+          f"built in {seconds:.2f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--figures", type=Path)
     parser.add_argument("--cache", type=Path)
+    parser.add_argument("--candidates", action="store_true")
     args = parser.parse_args()
     oracle = _oracle()
 
-    depth = oracle.model_blur(oracle.synthetic_scene(1080, 1920, 1500.0))
+    depth = oracle.degrade(oracle.synthetic_scene(1080, 1920, 1500.0), 1.5)[0]
     assert (edge_mask_before(depth) == edge_mask(depth)).all()
     copy = timings(args.repeats, np.copy, depth)
     before = timings(args.repeats, edge_mask_before, depth)
     now = timings(args.repeats, edge_mask, depth)
     full = timings(args.repeats, lambda: edge_mask(depth, focal_px=1500.0))
-    print(f"edge_mask 1920x1080, median of {args.repeats} (wall / thread CPU), target <= 15 ms:")
+    print(f"edge_mask 1920x1080, median of {args.repeats} (wall / thread CPU), target <= 20 ms:")
     print(f"  range + view angle (projections' default) {full[0] * 1e3:6.1f} / "
           f"{full[1] * 1e3:5.1f} ms")
     print(f"  range only                                {now[0] * 1e3:6.1f} / "
@@ -220,39 +297,59 @@ def main() -> None:
           f"range + view angle/before {full[1] / before[1]:.2f}")
 
     scenes = load_scenes(oracle, args.cache)
-    blurred = {key: oracle.model_blur(truth) for key, (truth, _, _) in scenes.items()}
-    print(f"\ngap removed / surface lost (targets >= 95 % / <= 1 %), blur sigma "
-          f"{oracle.BLUR_SIGMA_PX} px; default rtol {DEFAULT_EDGE_RTOL}")
-    for reach, title in ((1, "gap = off every true surface within 1 px (tests/test_edges.py)"),
-                         (0, "gap = off its own true depth only (the definition before)")):
-        print(f"\n{title}\n| test | " + " | ".join(scenes) + " |")
-        print("|---" * (len(scenes) + 1) + "|")
-        for name, test in CANDIDATES.items():
+    degradations = [(sigma, noise) for noise in (0.0, oracle.NOISE) for sigma in oracle.SIGMAS_PX]
+    header = " | ".join(f"sigma {sigma:g}" + (" noisy" if noise else "")
+                        for sigma, noise in degradations)
+    tests = {"edge_mask(depth), defaults":
+             lambda z, focal, wrap: edge_mask(z, wrap=wrap),
+             "projections' call (+ view angle at the focal length)":
+             lambda z, focal, wrap: edge_mask(z, wrap=wrap, focal_px=focal)}
+    if args.candidates:
+        tests.update({name: (lambda z, f, w, t=test: t(z, f)) for name, test in CANDIDATES.items()
+                      if "view angle" not in name})
+        tests["between surfaces at 2, 4, 8 px (candidate, not adopted)"] = (
+            lambda z, focal, wrap: between_surfaces(z, wrap))
+        tests["the same, the sides' extrapolations 20 % apart (candidate, not adopted)"] = (
+            lambda z, focal, wrap: between_surfaces(z, wrap, disagreement=0.2))
+    print(f"\nflying removed / surface lost (targets >= 95 % / <= 1 %), default rtol "
+          f"{DEFAULT_EDGE_RTOL}; flying = > {oracle.GAP_TOLERANCE:.0%} off the truth near a "
+          f"jump, surface = within {oracle.SURFACE_TOLERANCE:.0%}")
+    for title, test in tests.items():
+        print(f"\n{title}\n| scene | {header} |\n" + "|---" * (len(degradations) + 1) + "|")
+        for key, (truth, valid, focal, wrap) in scenes.items():
+            if focal is None and "view angle" in title:
+                continue
             cells = []
-            for key, (truth, valid, focal) in scenes.items():
-                removed, lost = oracle.score(truth, blurred[key], test(blurred[key], focal),
-                                             valid, reach=reach)
-                cells.append(f"{removed:.1%} / {lost:.2%}")
-            print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+            for sigma, noise in degradations:
+                blurred, observed = oracle.degrade(truth, sigma, noise, wrap=wrap)
+                result = oracle.score(truth, blurred, test(observed, focal, wrap), valid,
+                                      sigma=sigma, wrap=wrap)
+                cells.append(f"{result.removed:.1%} / {result.lost:.2%}")
+            print(f"| {key} | " + " | ".join(cells) + " |", flush=True)
+    blurred = {key: oracle.degrade(truth, 1.5)[0] for key, (truth, *_) in scenes.items()}
 
     print("\nper-point normals, octahedral 2 x int8 (v1: 2 bytes a point, against 16 float32 or"
           " 10 quantised); as a lossless PNG beside the grid variant's images:")
-    for key, (_, _, focal) in scenes.items():
+    for key, (_, _, focal, _) in scenes.items():
+        if focal is None:
+            continue
         encoded = octahedral(normals(blurred[key], focal)).view(np.uint8)
         png = io.BytesIO()
         Image.fromarray(encoded, "LA").save(png, format="PNG", compress_level=1)
         print(f"  {key}: {png.tell() / blurred[key].size:.2f} bytes a pixel")
 
+    print_mesh_size(oracle)
+
     if args.figures:
         args.figures.mkdir(parents=True, exist_ok=True)
-        scene = oracle.model_blur(oracle.synthetic_scene(240, 320, 250.0))
+        scene = oracle.degrade(oracle.synthetic_scene(240, 320, 250.0), 1.5)[0]
         rgb = np.zeros((*scene.shape, 3), np.uint8)
         for name, rtol in (("edges-before.png", None), ("edges-after.png", DEFAULT_EDGE_RTOL)):
             cloud = project_planar(scene, rgb, depth_is_metric=True, fov_deg=65.0, edge_rtol=rtol)
             side_view(cloud, args.figures / name)
         key = "kitti/0000000050"
         if key in scenes:
-            _, valid, focal = scenes[key]
+            _, valid, focal, _ = scenes[key]
             kitti = blurred[key]
             removed = edge_mask(kitti, focal_px=focal)
             for name, drop in (("edges-kitti-before.png", False), ("edges-kitti-after.png", True)):

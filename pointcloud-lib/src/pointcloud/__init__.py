@@ -28,6 +28,7 @@ from pointcloud.edges import (
 )
 from pointcloud.glb import to_glb
 from pointcloud.grid import pack_grid, pack_grid_from_cloud, relative_error_bound
+from pointcloud.mesh import Mesh, mesh_equirect, mesh_from_cloud, mesh_planar
 from pointcloud.pack import pack_equirect, pack_planar
 from pointcloud.ply import to_ply
 from pointcloud.projection import (
@@ -49,12 +50,16 @@ __all__ = [
     "HEADER_KEYS",
     "MAX_EDGE_RTOL",
     "QUANTIZATION_LEVELS",
+    "Mesh",
     "PointCloud",
     "decode",
     "edge_mask",
     "encode",
     "grazing_mask",
     "js_decoder_path",
+    "mesh_equirect",
+    "mesh_from_cloud",
+    "mesh_planar",
     "normalized_to_metres",
     "pack_equirect",
     "pack_grid",
