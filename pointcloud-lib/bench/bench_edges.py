@@ -8,7 +8,7 @@ same run; then, for every scene (the synthetic ones and the shared KITTI / NYU g
 ../shared/depth-gt), blurred in disparity by sigma 1, 2, 3 and 4 px, without and with 1 %
 noise, the flying points removed / surface points lost by ``edge_mask(depth)`` with its defaults
 and by the projections' call (plus the view-angle test at the scene's focal length);
-tests/edge_scenes.py defines the scenes, the degradation, the densification and the scoring.
+scene_dev.edge_scenes defines the scenes, the degradation, the densification and the scoring.
 With --candidates, the same for other tests and thresholds (slow); then the bytes per-point
 normals would add. With --figures, writes the before/after side views used
 in the README. Densifying the sparse ground truth takes minutes on a busy machine: --cache keeps
@@ -18,7 +18,6 @@ it between runs.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import io
 import sys
 import time
@@ -37,23 +36,13 @@ from pointcloud import (
     project_planar,
     to_ply,
 )
+from scene_dev import edge_scenes
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[2] / "shared"
 SCENES = [("nyu", "00000", 1000.0, 518.86), ("nyu", "00050", 1000.0, 518.86),
           ("nyu", "00100", 1000.0, 518.86), ("kitti", "0000000005", 256.0, 707.05),
           ("kitti", "0000000050", 256.0, 707.05), ("kitti", "0000000100", 256.0, 707.05)]
-
-
-def _oracle():
-    """tests/edge_scenes.py (scenes, degradation, densification, scoring): plain code with no
-    pytest, loaded by path until it moves into an installed development package."""
-    path = HERE.parent / "tests" / "edge_scenes.py"
-    spec = importlib.util.spec_from_file_location("edge_scenes", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    return module
 
 
 def edge_mask_before(depth: np.ndarray, rtol: float = 0.1) -> np.ndarray:
@@ -276,7 +265,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path)
     parser.add_argument("--candidates", action="store_true")
     args = parser.parse_args()
-    oracle = _oracle()
+    oracle = edge_scenes
 
     depth = oracle.degrade(oracle.synthetic_scene(1080, 1920, 1500.0), 1.5)[0]
     assert (edge_mask_before(depth) == edge_mask(depth)).all()

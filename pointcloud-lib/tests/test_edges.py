@@ -1,4 +1,4 @@
-"""Edge clean-up against scenes with known geometry (tests/edge_scenes.py): synthetic scenes and
+"""Edge clean-up against scenes with known geometry (scene_dev.edge_scenes): synthetic scenes and
 KITTI / NYU ground truth, each with its depth blurred across discontinuities the way a depth
 model blurs them (a Gaussian in disparity)."""
 
@@ -21,9 +21,8 @@ from pointcloud import (
     pack_planar,
     project_planar,
 )
-
-from . import edge_scenes
-from .edge_scenes import synthetic_scene
+from scene_dev import edge_scenes
+from scene_dev.edge_scenes import synthetic_scene
 
 MODEL_BLUR_PX = 1.5  # the blur the projections' default was chosen at
 
