@@ -187,3 +187,92 @@ def test_small_clouds_keep_the_glb_aligned(count: int) -> None:
         data = to_glb(stored_cloud(count), positions=positions)
         _document, blob = read_glb(data)
         assert len(data) % 4 == 0 and len(blob) == size * count
+
+
+def grid_cloud(width: int = 64, height: int = 48, *, panorama: bool = False) -> PointCloud:
+    """A wall with a box in front of it, packed as the orchestrator packs a photo (or a 2:1
+    panorama), edges cleaned: a mesh has two surfaces that must stay apart."""
+    from pointcloud import pack_equirect, pack_planar
+
+    rng = np.random.default_rng(3)
+    depth = np.full((height, width), 4.0, np.float32)
+    depth[height // 4: height // 2, width // 4: width // 2] = 2.0
+    rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    categories = np.full((height, width), 5, np.uint8)
+    categories[height // 4: height // 2, width // 4: width // 2] = 0
+    if panorama:
+        return decode(pack_equirect(depth, rgb, categories, cloud_id="p", depth_is_metric=True,
+                                    edge_rtol=0.1))
+    return decode(pack_planar(depth, rgb, categories, cloud_id="m", depth_is_metric=True,
+                              focal_length_px=60.0, edge_rtol=0.1))
+
+
+def test_meshes_pass_the_validator_without_a_warning(tmp_path) -> None:
+    paths = []
+    for name, cloud, positions in (
+            ("mesh", grid_cloud(), "auto"), ("mesh-float", grid_cloud(), "float"),
+            ("mesh-uint32", grid_cloud(320, 240), "auto"),
+            ("mesh-panorama", grid_cloud(128, 64, panorama=True), "auto")):
+        paths.append(tmp_path / f"{name}.glb")
+        paths[-1].write_bytes(to_glb(cloud, positions=positions, geometry="mesh"))
+    for report in validate_gltf(*paths):
+        assert report["errors"] == 0, report
+        assert report["warnings"] == 0, report
+
+
+@pytest.mark.parametrize("positions", ["float", "quantized"])
+def test_a_mesh_glb_holds_the_mesh(positions) -> None:
+    from pointcloud import mesh_from_cloud
+
+    cloud = grid_cloud(320, 240)
+    mesh = mesh_from_cloud(cloud)
+    assert mesh.vertex_count > 65535  # uint32 indices
+    document, blob = read_glb(to_glb(cloud, positions=positions, geometry="mesh"))
+    (primitive,) = document["meshes"][0]["primitives"]
+    assert primitive["mode"] == 4  # TRIANGLES
+    attributes = primitive["attributes"]
+    indices = document["accessors"][primitive["indices"]]
+    assert indices["componentType"] == 5125  # UNSIGNED_INT
+    np.testing.assert_array_equal(
+        accessor_array(document, blob, primitive["indices"], "<u4", 1).reshape(-1, 3),
+        mesh.indices)
+    normals = accessor_array(document, blob, attributes["NORMAL"], "<f4", 3)
+    if positions == "float":
+        np.testing.assert_array_equal(
+            accessor_array(document, blob, attributes["POSITION"], "<f4", 3), mesh.positions)
+        np.testing.assert_allclose(normals, mesh.normals, atol=1e-6)
+    else:
+        error = np.abs(quantized_positions(document, blob) - mesh.positions).max()
+        assert error <= quantized_error_bound(*cloud.bounds())
+        # A loader turns normals by the node's inverse transpose: they come out as the mesh's.
+        turned = normals / np.float32(document["nodes"][0]["scale"])
+        turned /= np.linalg.norm(turned, axis=1, keepdims=True)
+        np.testing.assert_allclose(turned, mesh.normals, atol=1e-5)
+    np.testing.assert_array_equal(
+        accessor_array(document, blob, attributes["COLOR_0"], "u1", 3), mesh.colors)
+    np.testing.assert_array_equal(
+        accessor_array(document, blob, attributes[SEGMENT_ATTRIBUTE], "u1", 1)[:, 0],
+        mesh.categories)
+    material = document["materials"][primitive["material"]]
+    assert "KHR_materials_unlit" in material["extensions"]
+    assert material["pbrMetallicRoughness"]["metallicFactor"] == 0
+    extras = document["scenes"][0]["extras"]
+    assert extras["geometry"] == "mesh" and extras["triangle_count"] == mesh.triangle_count
+
+
+def test_trimesh_reads_a_mesh_glb_as_the_mesh() -> None:
+    from pointcloud import mesh_from_cloud
+
+    cloud = grid_cloud()
+    mesh = mesh_from_cloud(cloud)
+    loaded = trimesh.load(io.BytesIO(to_glb(cloud, geometry="mesh")), file_type="glb",
+                          force="mesh")
+    assert isinstance(loaded, trimesh.Trimesh)
+    assert (len(loaded.vertices), len(loaded.faces)) == (mesh.vertex_count, mesh.triangle_count)
+    # The box and the wall are separate surfaces (no triangle across the jump).
+    assert len(loaded.split(only_watertight=False)) >= 2
+
+
+def test_an_unknown_geometry_is_refused() -> None:
+    with pytest.raises(ValueError, match="geometry"):
+        to_glb(grid_cloud(), geometry="voxels")

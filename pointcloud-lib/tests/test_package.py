@@ -52,7 +52,8 @@ def test_the_wheel_ships_the_decoder_and_finds_it(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         archive.extractall(tmp_path / "installed")
-    assert {"pointcloud/__init__.py", "pointcloud/js/__init__.py", "pointcloud/js/pcld.js"} <= names
+    assert {"pointcloud/__init__.py", "pointcloud/js/__init__.py", "pointcloud/js/pcld.js",
+            "pointcloud/js/audio-react.js"} <= names
 
     # The unpacked wheel, ahead of the editable install on the path, finds its own copy.
     found = subprocess.run(

@@ -76,6 +76,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object
     cloud = synthetic_cloud()
     (folder / "scene.glb").write_bytes(to_glb(cloud))  # quantised: the scene is 8 m across
     (folder / "scene-float.glb").write_bytes(to_glb(cloud, positions="float"))
+    (folder / "scene.mesh.glb").write_bytes(to_glb(cloud, geometry="mesh"))
     focal = WIDTH / 2 / np.tan(np.radians(FOV_DEG / 2))
     (folder / "scene.splat").write_bytes(to_splat(cloud, angular_step=1 / focal))
     (folder / "gaussians.ply").write_bytes(to_gaussian_ply(cloud, angular_step=1 / focal))
@@ -143,6 +144,32 @@ def test_gltfloader_reads_the_glb(browser: BrowserSession, site, file: str) -> N
     np.testing.assert_array_equal(np.array(result["segments"]), cloud.segments)
     assert result["userData"]["descriptors"] == cloud.header["descriptors"]
     assert (pixels.max(axis=-1) > 30).mean() > 0.2, "three.js drew nothing of the GLB"
+
+
+def test_gltfloader_draws_the_mesh_as_a_surface(browser: BrowserSession, site) -> None:
+    """scene.glb?geometry=mesh: one TRIANGLES mesh with its normals, drawn from the camera's
+    place it fills the picture with the photo's colours (a surface, not points with gaps)."""
+    url, cloud = site
+    with opened(browser, f"{url}/mesh.html") as page:
+        result = page.evaluate("window.result")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        pixels = np.asarray(Image.open(io.BytesIO(page.locator("canvas").screenshot(
+            path=str(ARTIFACTS / "engine-mesh-gltfloader.png")))).convert("RGB")).astype(int)
+    mesh = pointcloud.mesh_from_cloud(cloud)
+    assert result["meshes"] == 1 and result["material"] == "MeshBasicMaterial"  # unlit
+    assert result["attributes"] == ["_segment", "color", "normal", "position"]
+    assert (result["vertices"], result["triangles"]) == (mesh.vertex_count, mesh.triangle_count)
+    height, width, _ = pixels.shape
+    # The wall fills the frame: no gaps between points, only the thin cut around the box.
+    drawn = pixels.max(axis=-1) > 30
+    assert drawn.mean() > 0.9, f"only {drawn.mean():.0%} of the picture is drawn"
+    red, green, blue = (pixels[..., k] for k in range(3))
+    left = (red > 150) & (blue < 100)
+    right = (blue > 150) & (red < 100)
+    box = (green > 150) & (red < 100)
+    assert left[:, : width // 4].mean() > 0.9 and right[:, 3 * width // 4 :].mean() > 0.9
+    middle = box[height // 3 : 2 * height // 3, 2 * width // 5 : 3 * width // 5]
+    assert middle.mean() > 0.9
 
 
 @pytest.mark.parametrize("query", ["file=scene.splat&format=Splat",

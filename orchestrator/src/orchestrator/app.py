@@ -37,6 +37,8 @@ from scene_rpc import tracing
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+# pointcloud-lib's browser modules, served at /lib/<name> beside the viewer.
+BROWSER_MODULES = ("pcld.js", "audio-react.js")
 # Room for the multipart envelope and text fields around an image at the upload limit.
 MULTIPART_OVERHEAD_BYTES = 1024 * 1024
 
@@ -111,9 +113,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (generate, jobs, generations, health, limits):
         app.include_router(module.router)
 
-    @app.api_route("/lib/pcld.js", methods=["GET", "HEAD"], include_in_schema=False)
-    def point_cloud_decoder() -> FileResponse:
-        return FileResponse(pointcloud.js_decoder_path(), media_type="text/javascript")
+    @app.api_route("/lib/{name}", methods=["GET", "HEAD"], include_in_schema=False)
+    def browser_module(name: str) -> FileResponse:
+        """pointcloud-lib's ES modules for browsers: the PCLD decoder and listen mode."""
+        if name not in BROWSER_MODULES:
+            raise ApiError(404, f"no browser module {name!r}; there are "
+                                f"{', '.join(BROWSER_MODULES)}")
+        return FileResponse(pointcloud.js_decoder_path().with_name(name),
+                            media_type="text/javascript")
 
     # Last: the viewer takes every path the API does not.
     if STATIC_DIR.is_dir():

@@ -15,8 +15,17 @@ from typing import Any
 
 import numpy as np
 
+from orchestrator.enums import Geometry
 from orchestrator.records import GenerationResult
-from pointcloud import DEFAULT_FOV_DEG, HEADER_KEYS, PointCloud, decode, encode, to_ply
+from pointcloud import (
+    DEFAULT_FOV_DEG,
+    HEADER_KEYS,
+    PointCloud,
+    decode,
+    encode,
+    mesh_from_cloud,
+    to_ply,
+)
 from pointcloud.glb import to_glb
 from pointcloud.grid import pack_grid, pack_grid_from_cloud
 from pointcloud.splat import edge_opacity, to_gaussian_ply, to_splat
@@ -64,6 +73,8 @@ class BuildInput:
     facts: CloudFacts = field(default_factory=CloudFacts)
     # The request's option for the format (scene.glb: "float" or "quantized" positions).
     option: str | None = None
+    # Points, or the depth grid's triangles (formats that offer both: orchestrator.formats).
+    geometry: Geometry = Geometry.POINTS
     maps: CloudMaps | None = None
 
 
@@ -91,11 +102,15 @@ def grid(source: BuildInput) -> bytes:
 def glb(source: BuildInput) -> bytes:
     """GLB (its header's camera and descriptors become the scene's extras); ``option`` chooses
     the positions as :func:`pointcloud.glb.to_glb` takes them (default "auto")."""
-    return to_glb(decode(source.pcld), positions=source.option or "auto")
+    return to_glb(decode(source.pcld), positions=source.option or "auto",
+                  geometry=source.geometry.value)
 
 
 def ply(source: BuildInput) -> bytes:
-    return to_ply(decode(source.pcld))
+    cloud = decode(source.pcld)
+    if source.geometry == Geometry.MESH:
+        return to_ply(mesh_from_cloud(cloud))
+    return to_ply(cloud)
 
 
 def splat(source: BuildInput) -> bytes:

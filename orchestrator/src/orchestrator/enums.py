@@ -27,6 +27,14 @@ class Quality(StrEnum):
     HIGH = "high"
 
 
+class Geometry(StrEnum):
+    """What a format made of the cloud holds (``?geometry=``): every point, or the triangles
+    of the depth grid (pointcloud.mesh)."""
+
+    POINTS = "points"
+    MESH = "mesh"
+
+
 class Status(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"

@@ -9,7 +9,7 @@ from typing import Protocol
 
 import numpy as np
 
-from orchestrator.enums import Mode, OutputFormat, Quality, Source
+from orchestrator.enums import Geometry, Mode, OutputFormat, Quality, Source
 from orchestrator.records import GenerationResult
 
 
@@ -28,6 +28,8 @@ class JobInputs:
     quality: Quality = Quality.STANDARD
     # What POST /generate answers with (orchestrator.formats); None: a job, no body.
     output: OutputFormat | None = None
+    # ?geometry= of POST /generate (a format that offers meshes: orchestrator.formats).
+    geometry: Geometry = Geometry.POINTS
     # The request's `edges`: "keep", "drop" or a threshold; None = the EDGE_RTOL setting.
     edges: str | float | None = None
     # Focal length from the upload's EXIF, in pixels of the decoded image (None: none usable).
@@ -38,6 +40,7 @@ class JobInputs:
         object.__setattr__(self, "source", Source(self.source))
         object.__setattr__(self, "mode", Mode(self.mode))
         object.__setattr__(self, "quality", Quality(self.quality))
+        object.__setattr__(self, "geometry", Geometry(self.geometry))
         if self.output is not None:
             object.__setattr__(self, "output", OutputFormat(self.output))
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from orchestrator import engine_assets
 from orchestrator.engine_assets import BuildInput
-from orchestrator.enums import OutputFormat
+from orchestrator.enums import Geometry, OutputFormat
 
 # The stored cloud (PCLD v1), which the other formats are made from.
 CLOUD_FILE = "pointcloud.bin"
@@ -46,6 +46,16 @@ class Format:
     timing: str | None = None
     # Its label in orchestrator_served_bytes_total when downloaded from /generations.
     metric: str = "other"
+    # What it can hold (?geometry=): points, and the depth grid's triangles for the formats
+    # that carry faces.
+    geometries: tuple[Geometry, ...] = (Geometry.POINTS,)
+
+    def cached_as(self, geometry: Geometry) -> str | None:
+        """The file it is kept as for ``geometry`` (a mesh beside the points: scene.mesh.glb)."""
+        if self.cached is None or geometry == Geometry.POINTS:
+            return self.cached
+        stem, dot, suffix = self.cached.rpartition(".")
+        return f"{stem}.{geometry}{dot}{suffix}"
 
 
 FORMATS: dict[OutputFormat, Format] = {f.name: f for f in (
@@ -57,10 +67,11 @@ FORMATS: dict[OutputFormat, Format] = {f.name: f for f in (
            accept=(GRID_MEDIA_TYPE,), cached="pointcloud.grid.bin", timing="grid",
            metric="pcld"),
     Format(OutputFormat.PLY, "application/x-ply", engine_assets.ply, "pointcloud.ply",
-           metric="ply"),
+           metric="ply", geometries=(Geometry.POINTS, Geometry.MESH)),
     Format(OutputFormat.GLB, "model/gltf-binary", engine_assets.glb, "scene.glb",
            on_generate=True, accept=("model/gltf-binary",), cached="scene.glb",
-           options=("float", "quantized"), timing="glb", metric="glb"),
+           options=("float", "quantized"), timing="glb", metric="glb",
+           geometries=(Geometry.POINTS, Geometry.MESH)),
     Format(OutputFormat.SPLAT, OCTET_STREAM, engine_assets.splat, "scene.splat",
            cached="scene.splat", metric="splat"),
     Format(OutputFormat.SPZ, OCTET_STREAM, engine_assets.spz, "scene.spz", cached="scene.spz",
@@ -75,7 +86,8 @@ GENERATE_FORMATS: tuple[OutputFormat, ...] = tuple(f.name for f in FORMATS.value
 # The files made from the stored cloud, each once, in the table's order (pointcloud.bin first).
 CLOUD_ASSETS: tuple[str, ...] = tuple(dict.fromkeys(f.asset for f in FORMATS.values()))
 DERIVED_ASSETS: tuple[str, ...] = tuple(a for a in CLOUD_ASSETS if a != CLOUD_FILE)
-CACHED_FILES: tuple[str, ...] = tuple(f.cached for f in FORMATS.values() if f.cached)
+CACHED_FILES: tuple[str, ...] = tuple(f.cached_as(g) for f in FORMATS.values() if f.cached
+                                      for g in f.geometries)
 # The values of ?format= on a download: the variants of the stored cloud and the options
 # builders take.
 ASSET_QUERY_VALUES: tuple[str, ...] = tuple(dict.fromkeys([
@@ -110,6 +122,18 @@ def for_asset(asset: str, query: str | None) -> tuple[Format, str | None] | None
     if primary is None:
         return None
     return primary, query if query in primary.options else None
+
+
+def mesh_formats() -> tuple[Format, ...]:
+    return tuple(f for f in FORMATS.values() if Geometry.MESH in f.geometries)
+
+
+def geometry_refusal(what: str, entry: Format | None, geometry: Geometry) -> str | None:
+    """Why ``what`` (a file, or a ?format=) cannot be had with ``geometry``; None if it can."""
+    if geometry == Geometry.POINTS or (entry is not None and geometry in entry.geometries):
+        return None
+    offered = ", ".join(dict.fromkeys(f.asset for f in mesh_formats()))
+    return f"{what} has no {geometry} geometry; meshes come as {offered}"
 
 
 def download_metric(asset: str) -> str:

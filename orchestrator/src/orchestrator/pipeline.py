@@ -353,7 +353,8 @@ class Pipeline:
                 facts = CloudFacts(width=rgb.shape[1], height=rgb.shape[0], point_stride=stride,
                                    focal_length_px=focal, fov_deg=fov_deg, edge_rtol=edge_rtol)
                 started = time.perf_counter()
-                body = output.build(BuildInput(cloud_bin, facts, maps=maps))
+                body = output.build(BuildInput(cloud_bin, facts, maps=maps,
+                                               geometry=inputs.geometry))
                 progress.record_timing(output.timing or output.name,
                                        time.perf_counter() - started)
         return BuiltCloud(

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.types import Receive
 
 from orchestrator import formats
-from orchestrator.enums import Status
+from orchestrator.enums import Geometry, Status
 from orchestrator.errors import ApiError
 from orchestrator.jobs import Job
 from orchestrator.runtime import RuntimeDep
@@ -70,17 +70,23 @@ async def generate(
         description="`quantized` for the smaller quantised variant of the format, `grid` for "
                     "the grid variant (PCLD version 2, about 1 byte a point); `glb` for glTF 2.0 "
                     "binary (also `Accept: model/gltf-binary`).")] = None,
+    geometry: Annotated[Geometry, Query(
+        description="With `format=glb`: `mesh` for the triangles of the depth grid instead of "
+                    "the points.")] = Geometry.POINTS,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     """Runs the whole pipeline: imagegen (prompts only), depth and segmentation, the point cloud
     and storage. Send JSON with a `prompt` (and an OpenAI key), or a multipart upload with an
     `image`. The answer carries `X-Generation-Id` (the stored generation) and `Server-Timing`."""
+    output = formats.negotiate(format, accept)
+    refusal = formats.geometry_refusal(f"format={output}", formats.FORMATS[output], geometry)
+    if refusal is not None:
+        raise ApiError(400, refusal)
     runtime.jobs.check_capacity()
     submission = await read_submission(request, runtime.settings)
     if submission.image_bytes is not None:
         await decode_upload(submission)
-    output = formats.negotiate(format, accept)
-    inputs = replace(submission.inputs, output=output)
+    inputs = replace(submission.inputs, output=output, geometry=geometry)
     view, _ = runtime.jobs.submit(inputs, fingerprint=submission.fingerprint)
     job = runtime.jobs.get(view.id)
     await _wait(runtime, job, request.receive)

@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse, Response
 
 from orchestrator import formats
 from orchestrator.engine_assets import BuildInput, CloudFacts
-from orchestrator.enums import Status
+from orchestrator.enums import Geometry, Status
 from orchestrator.errors import ApiError
 from orchestrator.formats import CLOUD_FILE, Format
 from orchestrator.pipeline import blocking
@@ -66,6 +66,11 @@ async def get_asset(
                     "gives the grid variant (PCLD version 2), made once and kept. scene.glb: "
                     "`float` or `quantized` POSITION (KHR_mesh_quantization), made per request; "
                     "by default quantised when within 1 mm, cached.")] = None,
+    geometry: Annotated[Geometry, Query(
+        description="scene.glb and pointcloud.ply: `mesh` for the triangles of the depth grid "
+                    "(two per 2x2 block of kept pixels, none across a dropped edge; GLB: one "
+                    "TRIANGLES primitive with NORMAL, COLOR_0 and `_SEGMENT`) instead of the "
+                    "points.")] = Geometry.POINTS,
 ) -> Response:
     """`image.png`, `depth.png` (16-bit normalised depth, 65535 = near), `segments.png` (palette
     image: index = category), `pointcloud.bin` (pointcloud-lib v1), `pointcloud.ply` (made from
@@ -79,6 +84,10 @@ async def get_asset(
     download = {"Content-Disposition": f'inline; filename="{generation_id}-{asset}"'}
     store = runtime.store
     found = formats.for_asset(asset, format)
+    refusal = formats.geometry_refusal(asset, None if found is None or found[0].build is None
+                                       else found[0], geometry)
+    if refusal is not None:
+        raise ApiError(400, refusal)
     if found is None:  # a stored map
         path = store.asset_path(generation_id, asset)
         if path is None:
@@ -88,23 +97,26 @@ async def get_asset(
     if output.build is None:
         path = store.asset_path(generation_id, CLOUD_FILE)
     elif output.cached is not None and option is None:
-        path = await blocking(store.derived_asset, generation_id, output.cached,
-                              lambda source, record: _build(output, source, record, None))
+        path = await blocking(store.derived_asset, generation_id, output.cached_as(geometry),
+                              lambda source, record: _build(output, source, record, None,
+                                                            geometry))
     else:
         # Made per request (an option, or a format not worth keeping).
         source = store.asset_path(generation_id, CLOUD_FILE)
         record = store.read_record(generation_id) if source is not None else None
         if source is None or record is None:
             raise _no_files(runtime, generation_id)
-        body = await blocking(_build, output, source, record, option)
+        body = await blocking(_build, output, source, record, option, geometry)
         return Response(body, media_type=output.media_type, headers=download)
     if path is None:
         raise _no_files(runtime, generation_id)
     return FileResponse(path, media_type=output.media_type, headers=download)
 
 
-def _build(output: Format, source: Path, record: GenerationRecord, option: str | None) -> bytes:
-    return output.build(BuildInput(source.read_bytes(), CloudFacts.of(record), option))
+def _build(output: Format, source: Path, record: GenerationRecord, option: str | None,
+           geometry: Geometry) -> bytes:
+    return output.build(BuildInput(source.read_bytes(), CloudFacts.of(record), option,
+                                   geometry=geometry))
 
 
 def _no_files(runtime, generation_id: str) -> ApiError:

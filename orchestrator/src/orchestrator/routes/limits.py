@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from orchestrator import formats
+from orchestrator.enums import Geometry
 from orchestrator.limits import Advertised
 from orchestrator.runtime import RuntimeDep
 
@@ -30,6 +32,16 @@ class OwnLimits(BaseModel):
     max_message_bytes: int
 
 
+class FormatOffer(BaseModel):
+    """One output format the server makes of a generation (orchestrator.formats)."""
+
+    name: str = Field(description="The file under /generations/{id}/, e.g. `scene.glb`.")
+    format: str = Field(description="Its `?format=` name.")
+    media_type: str
+    geometry: list[Geometry] = Field(description="What it can hold (`?geometry=`).")
+    on_generate: bool = Field(description="POST /generate can answer with it.")
+
+
 class LimitsView(BaseModel):
     max_prompt_chars: int = Field(description="Longest prompt (and upload caption), in "
                                               "characters; 0 = no limit.")
@@ -44,13 +56,22 @@ class LimitsView(BaseModel):
     services: dict[str, AdvertisedLimits | None] = Field(
         description="What each service advertises; null for one not heard from yet (its "
                     "limits are then the orchestrator's own until it answers).")
+    formats: list[FormatOffer] = Field(
+        description="The output formats offered, so a client shows only what it can get.")
+
+
+# The registry does not change while the server runs.
+OFFERS = [FormatOffer(name=f.asset, format=str(f.name), media_type=f.media_type,
+                      geometry=list(f.geometries), on_generate=f.on_generate)
+          for f in formats.FORMATS.values()]
 
 
 def _advertised(limits: Advertised | None) -> AdvertisedLimits | None:
     return None if limits is None else AdvertisedLimits(**limits.__dict__)
 
 
-@router.get("/limits", summary="The request limits in force", response_model=LimitsView)
+@router.get("/limits", summary="The request limits in force and the formats offered",
+            response_model=LimitsView)
 async def limits(runtime: RuntimeDep) -> LimitsView:
     """Each is the tightest of the orchestrator's setting and what the services advertise in
     `GetInfo.limits` (read at start and kept fresh); a request over one is refused with a 4xx
@@ -64,4 +85,5 @@ async def limits(runtime: RuntimeDep) -> LimitsView:
             max_upload_bytes=settings.max_upload_bytes,
             max_message_bytes=settings.max_message_bytes),
         services={c.name: _advertised(c.limits) for c in services.clients},
+        formats=OFFERS,
     )
