@@ -122,6 +122,7 @@ TINY_TWINS = {
     "facebook/sam2": "sam2",
     "facebook/maskformer": "maskformer",
     "nvidia/segformer": "segformer",
+    "openmmlab/upernet": "upernet",
 }
 
 
@@ -475,7 +476,7 @@ def profile_lines(environ: Mapping[str, str]) -> list[str]:
     from scene_rpc.profiles import get_profile
 
     profile = get_profile(active_profile(environ))
-    lines = [f"  profile   {profile.name}: {profile.summary} (PROFILE=quality|balanced|fast)"]
+    lines = [f"  profile   {profile.name}: {profile.summary} (PROFILE=quality|balanced|fast|open)"]
     overridden = [k for k in ("DEPTH_MODEL", "SAM_MODEL", "SEG_MODEL") if environ.get(k)]
     if overridden:
         lines.append(f"            overridden by {', '.join(overridden)}")
@@ -559,7 +560,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "fake OpenAI server as a fifth process; data in a temporary "
                              "directory unless --data-dir is given")
     parser.add_argument("--data-dir", type=Path, help="the orchestrator's DATA_DIR")
-    parser.add_argument("--profile", choices=["quality", "balanced", "fast"],
+    parser.add_argument("--profile", choices=["quality", "balanced", "fast", "open"],
                         help="model profile of every model service (default: $PROFILE, else "
                              "quality); with --smoke, tiny models of its architectures")
     parser.add_argument("--host", default="127.0.0.1",

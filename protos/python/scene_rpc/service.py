@@ -47,6 +47,7 @@ from scene_rpc.errors import ModelUnavailable
 from scene_rpc.health_probe import LIVENESS  # defined beside the probe that asks it
 from scene_rpc.lifecycle import ManagedModel
 from scene_rpc.metrics import serve_metrics
+from scene_rpc.profiles import licence_of
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,18 @@ def configure_cpu_threads(threads: int | None) -> int:
     return configure_threads(threads)
 
 
+def with_licence(info: common_pb2.ModelInfo) -> common_pb2.ModelInfo:
+    """``info`` with the licence of the model it loaded (else of the one it was asked for), as
+    the profile table records it; unchanged for a model the table does not know."""
+    licence = licence_of(info.model_id or info.requested_model_id)
+    if licence is not None:
+        info.licence = licence.licence
+        info.licence_source = licence.source
+        info.commercial_use = licence.commercial_use
+        info.licence_note = licence.note
+    return info
+
+
 @dataclass
 class ServiceInfo:
     """What ``GetInfo`` answers, the same way in every service."""
@@ -104,7 +117,7 @@ class ServiceInfo:
         response = common_pb2.GetInfoResponse(
             service=self.full_name,
             version=self.version,
-            models=[model.info() for model in self.models],
+            models=[with_licence(model.info()) for model in self.models],
             cpu_threads=self.cpu_threads,
         )
         response.limits.CopyFrom(self.limits)
