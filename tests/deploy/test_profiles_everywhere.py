@@ -175,3 +175,21 @@ def test_kustomize_overlay(profile, overlay, monkeypatch):
             env.update(objects["ConfigMap", source["configMapRef"]["name"]]["data"])
         env.update({item["name"]: str(item["value"]) for item in container.get("env", [])})
         assert resolved(service, env, monkeypatch) == expected(service, profile), service
+
+
+def test_the_container_smoke_checks_the_fast_architectures_in_health():
+    """scripts/container_smoke.sh reads back from /health the models the fast profile's smoke
+    stack must load: the tiny twins of the fast profile's models, by role."""
+    import re
+
+    from tests.stack import run_script as run
+
+    text = (REPO / "scripts" / "container_smoke.sh").read_text()
+    assert re.search(r"^export PROFILE=fast$", text, re.M)
+    pairs = re.search(r"^FAST_MODELS=(\S+)$", text, re.M).group(1)
+    fast = get_profile("fast")
+    twins = {role: Path(run.tiny_twin(Path("/models"), model)).name for role, model in
+             {"depth": fast.depth_model, "sam": fast.sam_model,
+              "semantic": fast.semantic_model}.items()}
+    assert dict(pair.split("=") for pair in pairs.split(",")) == twins
+    assert '--models "$FAST_MODELS"' in text
