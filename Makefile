@@ -71,6 +71,8 @@ test: install protos-check $(TINY_MODELS)
 	$(VENV)/bin/ruff check .
 	# The browser test drives Debian's chromium; installed here (apt) when missing.
 	scripts/ensure_browser.sh
+	# docker-compose renders the compose files in the deployment tests (no engine needed).
+	scripts/ensure_docker.sh compose
 	# npm packages the tests run (glTF validator, three.js, a splat renderer): tests/js.
 	scripts/ensure_js_test_deps.sh
 	$(PY) -m pytest $(PYTEST_ARGS)

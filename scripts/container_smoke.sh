@@ -2,15 +2,19 @@
 # Build the four CPU images and run the compose stack through an offline end-to-end smoke
 # (`make containers`):
 #
+#   0. as root, what is missing installed with apt (docker.io, docker-compose; debootstrap when a
+#      local base must be made): scripts/ensure_docker.sh
 #   1. a Docker engine: the one DOCKER_HOST names if it answers, else one started here (root
 #      only; its own data root, exec root and socket; stopped at the end)
 #   2. the base image: BASE_IMAGE if set, else the official python:3.11-slim-bookworm if present
 #      or pullable, else a local Debian bookworm base (deploy/docker/make_local_base.sh)
 #   3. the four images built (CPU torch; a local torch wheel handed in when PyTorch's index is
 #      not reachable), each under a time limit
-#   4. the stack up (docker-compose.yml + deploy/docker/compose.smoke.yml: tiny models, the
-#      fake OpenAI server as a fifth container) and every health check healthy
-#   5. an upload and a prompt, each to a stored, decodable cloud; /health ok
+#   4. the stack up (docker-compose.yml + deploy/docker/compose.smoke.yml: PROFILE=fast on the
+#      tiny models of its architectures, the fake OpenAI server as a fifth container) and every
+#      health check healthy
+#   5. /health ok, reporting the fast profile's architectures; an upload and a prompt, each to
+#      a stored, decodable cloud
 #   6. the depth container restarted: the next request succeeds, the orchestrator untouched
 #   7. down + up: the stored generations survive on the volume
 #   8. everything torn down (containers, network, volumes; the images stay for the next run)
@@ -45,6 +49,10 @@ export DOCKER_BUILDKIT=0 COMPOSE_DOCKER_CLI_BUILD=0
 # docker-compose's default 60 s API timeout. Our own time limits bound each step instead.
 export COMPOSE_HTTP_TIMEOUT=${COMPOSE_HTTP_TIMEOUT:-600}
 export SCENE_IMAGE_TAG=smoke ORCHESTRATOR_PUBLISH="127.0.0.1:${SMOKE_PORT}"
+# The smoke stack runs the fast profile (compose.smoke.yml sets it in the model containers too):
+# /health must then report the fast profile's architectures, role=tiny model directory.
+export PROFILE=fast
+FAST_MODELS=depth=depth-anything,sam=sam2,semantic=segformer
 URL="http://127.0.0.1:${SMOKE_PORT}"
 
 mkdir -p "$LOG_DIR"
@@ -121,6 +129,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# ---- 0. the tools ---------------------------------------------------------------------------
+# As root, what is missing comes from Debian's packages (as `make test` installs chromium).
+if [ "$(id -u)" = 0 ]; then
+  "$REPO/scripts/ensure_docker.sh" engine compose \
+    || { say "installing docker.io / docker-compose failed"; exit 2; }
+fi
+
 # ---- 1. an engine ---------------------------------------------------------------------------
 engine_answers() { timeout 10 docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 
@@ -167,6 +182,8 @@ if [ -z "${BASE_IMAGE:-}" ]; then
   elif timeout 60 docker pull -q "$OFFICIAL_BASE" >/dev/null 2>&1; then BASE_IMAGE=$OFFICIAL_BASE
   else
     say "no registry reachable: making the local base $LOCAL_BASE with debootstrap"
+    [ "$(id -u)" != 0 ] || "$REPO/scripts/ensure_docker.sh" debootstrap \
+      || fail "installing debootstrap failed"
     ca=${CA_BUNDLE-/etc/ssl/certs/ca-certificates.crt}
     [ -f "$ca" ] || ca=""
     CA_BUNDLE=$ca timeout 1200 deploy/docker/make_local_base.sh "$LOCAL_BASE" \
@@ -250,7 +267,10 @@ client() { "$PY" scripts/container_smoke_client.py "$@"; }
 
 say "compose up (orchestrator on $URL)"
 up "first start"
-client health "$URL" || fail "/health through the container failed" orchestrator
+client health "$URL" --models "$FAST_MODELS" \
+  || fail "/health through the container failed, or not on the fast profile's models" \
+       orchestrator depth segment
+report "/health: the fast profile's models loaded ($FAST_MODELS)"
 memory > "$WORK/mem-idle"
 
 # ---- 5. the end-to-end smoke, sampling memory while it runs --------------------------------------

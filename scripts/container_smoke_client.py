@@ -1,7 +1,7 @@
 """The HTTP half of scripts/container_smoke.sh: requests against the containerised stack, each
 checked down to a stored, decodable point cloud. Runs on the host with the project's .venv.
 
-    python scripts/container_smoke_client.py health URL
+    python scripts/container_smoke_client.py health URL [--models depth=depth-anything,...]
     python scripts/container_smoke_client.py generate URL [--out IDS_FILE]  # an upload + a prompt
     python scripts/container_smoke_client.py stored URL IDS_FILE            # still there, intact
 
@@ -35,11 +35,27 @@ def check(condition: bool, message: str) -> None:
         raise CheckFailed(message)
 
 
-def health(client: httpx.Client) -> dict:
+def loaded_models(body: dict) -> dict[str, str]:
+    """Role ("depth", "sam", "semantic", ...) -> the model each service reports loaded (else the
+    one it was asked for), from /health's GetInfo of every service."""
+    models = {}
+    for service in body["services"].values():
+        for model in (service.get("info") or {}).get("models", []):
+            models[model["role"]] = model.get("model_id") or model["requested_model_id"]
+    return models
+
+
+def health(client: httpx.Client, expected: dict[str, str] | None = None) -> dict:
+    """/health ok; with ``expected`` (role -> model directory name), each role's model is the
+    one named: which architectures the containers really run."""
     response = client.get("/health")
     check(response.status_code == 200, f"/health: HTTP {response.status_code} {response.text}")
     body = response.json()
     check(body.get("status") == "ok", f"/health is not ok: {body}")
+    models = loaded_models(body)
+    for role, name in (expected or {}).items():
+        check(Path(models.get(role, "")).name == name,
+              f"/health: the {role} model is {models.get(role)!r}, not {name!r}")
     return body
 
 
@@ -82,11 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=["health", "generate", "stored"])
     parser.add_argument("url")
     parser.add_argument("ids_file", nargs="?", type=Path)
+    parser.add_argument("--models", default="",
+                        help="health: role=model-directory pairs, comma-separated, that /health "
+                             "must report")
     args = parser.parse_args(argv)
+    expected = dict(pair.split("=", 1) for pair in args.models.split(",") if pair)
     try:
         with httpx.Client(base_url=args.url, timeout=TIMEOUT) as client:
             if args.action == "health":
-                print(f"/health: {health(client)}")
+                print(f"/health: {health(client, expected)}")
             elif args.action == "generate":
                 made = generate(client)
                 if args.ids_file:

@@ -70,6 +70,17 @@ def test_info_is_built_in_one_place():
     assert (info.limits.max_image_pixels, info.limits.max_message_bytes) == (1000, 2000)
 
 
+def test_info_names_the_licence_of_each_model_the_profile_table_knows():
+    known, own = Gated("sam"), Gated("semantic")
+    known.requested_model_id = "facebook/sam2.1-hiera-tiny"
+    own.requested_model_id = "/models/my-own"
+    sam, mine = ServiceInfo(NAME, "1", [known, own], 1).to_proto().models
+    assert (sam.licence, sam.commercial_use) == ("apache-2.0", True)
+    assert sam.licence_source == "https://huggingface.co/facebook/sam2.1-hiera-tiny"
+    # A model of one's own choosing: no claim about its licence.
+    assert (mine.licence, mine.licence_source, mine.commercial_use) == ("", "", False)
+
+
 async def statuses(port: int) -> dict[str, int]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = health_pb2_grpc.HealthStub(channel)

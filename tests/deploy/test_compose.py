@@ -178,11 +178,11 @@ def test_the_smoke_variant_runs_the_built_images_plus_the_fake_openai_server(com
 
 
 def test_the_smoke_variant_configures_the_models_exactly_as_run_py_smoke(smoke_override):
-    """The same tiny models and smoke defaults as `make run`'s --smoke (one description of the
-    offline stack), mounted at /models."""
+    """The same tiny models and smoke defaults as `make run`'s --smoke --profile fast (one
+    description of the offline stack), mounted at /models."""
     from scene_dev import run_plan as run
 
-    expected = {**run.SMOKE_DEFAULTS, **run.smoke_model_env(Path("/models"))}
+    expected = {**run.SMOKE_DEFAULTS, **run.profile_smoke_env(Path("/models"), "fast")}
     for service in ("depth", "segment"):
         spec = smoke_override["services"][service]
         assert spec["volumes"] == ["${SMOKE_MODELS_DIR:-./.cache/tiny-models}:/models:ro"]

@@ -5,6 +5,7 @@ a panorama, each a complete labelled cloud."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from PIL import Image
 
 from pointcloud import decode
+from scene_dev import run_plan as run_script
 from scene_rpc.profiles import PROFILES
 from tests.stack import running_stack
 
@@ -58,7 +60,7 @@ def test_health_names_the_tiny_twins_of_the_profiles_models(profile_stack):
     health = client.get("/health").json()
     text = str(health)
     expected = PROFILES[profile]
-    twins = {"depth-pro" if "DepthPro" in expected.depth_model else "depth-anything",
-             "sam2", "segformer" if "segformer" in expected.semantic_model else "maskformer"}
+    twins = {Path(run_script.tiny_twin(Path(), model)).name
+             for model in (expected.depth_model, expected.sam_model, expected.semantic_model)}
     for name in twins:
         assert f"tiny-models/{name}" in text, (name, health)

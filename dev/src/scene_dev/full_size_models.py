@@ -64,6 +64,13 @@ SEGFORMER = {
     "b2": {"hidden": [64, 128, 320, 512], "depths": [3, 4, 6, 3], "decoder": 768},
 }
 
+# UperNet ConvNeXt (openmmlab/upernet-convnext-*/config.json).
+UPERNET_CONVNEXT = {
+    "tiny": {"hidden": [96, 192, 384, 768], "depths": [3, 3, 9, 3]},
+    "small": {"hidden": [96, 192, 384, 768], "depths": [3, 3, 27, 3]},
+    "base": {"hidden": [128, 256, 512, 1024], "depths": [3, 3, 27, 3]},
+}
+
 
 def _ade20k() -> dict:
     id2label = dict(enumerate(ADE20K_ID2LABEL_NAMES))
@@ -175,6 +182,24 @@ def build_segformer(variant: str, out: Path) -> None:
                                image_std=IMAGENET_STD, do_reduce_labels=True).save_pretrained(out)
 
 
+def build_upernet(variant: str, out: Path) -> None:
+    from transformers import (
+        ConvNextConfig,
+        SegformerImageProcessorPil,
+        UperNetConfig,
+        UperNetForSemanticSegmentation,
+    )
+
+    spec = UPERNET_CONVNEXT[variant]
+    backbone = ConvNextConfig(hidden_sizes=spec["hidden"], depths=spec["depths"],
+                              out_features=["stage1", "stage2", "stage3", "stage4"])
+    config = UperNetConfig(backbone_config=backbone, hidden_size=512,
+                           auxiliary_in_channels=spec["hidden"][2], **_ade20k())
+    UperNetForSemanticSegmentation(config).save_pretrained(out)
+    SegformerImageProcessorPil(size={"height": 512, "width": 512}, image_mean=IMAGENET_MEAN,
+                               image_std=IMAGENET_STD, do_reduce_labels=False).save_pretrained(out)
+
+
 def _builders() -> dict[str, Callable[[Path], None]]:
     from functools import partial
 
@@ -187,6 +212,8 @@ def _builders() -> dict[str, Callable[[Path], None]]:
         builders[f"facebook/maskformer-swin-{v}-ade"] = partial(build_maskformer, v)
     for v in SEGFORMER:
         builders[f"nvidia/segformer-{v}-finetuned-ade-512-512"] = partial(build_segformer, v)
+    for v in UPERNET_CONVNEXT:
+        builders[f"openmmlab/upernet-convnext-{v}"] = partial(build_upernet, v)
     return builders
 
 

@@ -29,6 +29,7 @@ from scene_dev.run_plan import (
     ports_from_base,
 )
 from scene_dev.supervisor import supervise
+from scene_rpc.profiles import PROFILES
 
 
 def ensure_tiny_models(tiny_models_dir: Path, python: str = sys.executable) -> None:
@@ -48,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "fake OpenAI server as a fifth process; data in a temporary "
                              "directory unless --data-dir is given")
     parser.add_argument("--data-dir", type=Path, help="the orchestrator's DATA_DIR")
-    parser.add_argument("--profile", choices=["quality", "balanced", "fast"],
+    parser.add_argument("--profile", choices=list(PROFILES),
                         help="model profile of every model service (default: $PROFILE, else "
                              "quality); with --smoke, tiny models of its architectures")
     parser.add_argument("--host", default="127.0.0.1",

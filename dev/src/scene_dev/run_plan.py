@@ -99,6 +99,7 @@ TINY_TWINS = {
     "facebook/sam2": "sam2",
     "facebook/maskformer": "maskformer",
     "nvidia/segformer": "segformer",
+    "openmmlab/upernet": "upernet",
 }
 
 

@@ -229,10 +229,10 @@ def print_banner(specs: list[ServiceSpec]) -> None:
 
 def profile_lines(environ: Mapping[str, str]) -> list[str]:
     """The active profile, its models and the measured time per scene on this kind of device."""
-    from scene_rpc.profiles import get_profile
+    from scene_rpc.profiles import PROFILES, get_profile
 
     profile = get_profile(active_profile(environ))
-    lines = [f"  profile   {profile.name}: {profile.summary} (PROFILE=quality|balanced|fast)"]
+    lines = [f"  profile   {profile.name}: {profile.summary} (PROFILE={'|'.join(PROFILES)})"]
     overridden = [k for k in ("DEPTH_MODEL", "SAM_MODEL", "SEG_MODEL") if environ.get(k)]
     if overridden:
         lines.append(f"            overridden by {', '.join(overridden)}")

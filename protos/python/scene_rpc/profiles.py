@@ -8,6 +8,12 @@ explicitly. ``scripts/run.py`` prints the expected time per scene from ``expecte
 - ``quality``: the spec's models (the default).
 - ``balanced``: mid-size models of the same families.
 - ``fast``: the smallest members, chosen for a CPU.
+- ``open``: only models whose model cards grant a permissive licence (Apache-2.0, MIT), for a
+  deployment that may not serve research-only or non-commercial weights.
+
+Each model's licence, as its model card states it, is in :data:`LICENCES`; ``GetInfo`` (and so
+the orchestrator's ``/health``) reports it beside the loaded model. Not legal advice: the card is
+the source, and the training data of every ADE20K model has terms of its own.
 """
 
 from __future__ import annotations
@@ -15,6 +21,68 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 DEFAULT_PROFILE = "quality"
+
+
+@dataclass(frozen=True)
+class ModelLicence:
+    """A model's licence as its model card's metadata names it, and where that was read."""
+
+    #: The card's ``license:`` value ("apache-2.0", "cc-by-nc-4.0", "apple-amlr", "other").
+    licence: str
+    #: The model card.
+    source: str
+    #: What the licence says beyond its name, where the card's value alone does not tell.
+    note: str = ""
+
+    @property
+    def commercial_use(self) -> bool:
+        """Whether the licence permits commercial use as it stands. Only the permissive licences
+        count; "other" counts as restricted until someone has read its terms."""
+        return self.licence in PERMISSIVE_LICENCES
+
+
+# Licences that permit commercial use without further terms.
+PERMISSIVE_LICENCES = frozenset({"apache-2.0", "mit"})
+
+_HF = "https://huggingface.co/"
+# Read from each model card's metadata on 2026-12-07.
+LICENCES: dict[str, ModelLicence] = {
+    "apple/DepthPro-hf": ModelLicence(
+        "apple-amlr", _HF + "apple/DepthPro-hf",
+        "Apple Machine Learning Research Model License: research use only"),
+    "depth-anything/Depth-Anything-V2-Large-hf": ModelLicence(
+        "cc-by-nc-4.0", _HF + "depth-anything/Depth-Anything-V2-Large-hf", "non-commercial"),
+    "depth-anything/Depth-Anything-V2-Base-hf": ModelLicence(
+        "cc-by-nc-4.0", _HF + "depth-anything/Depth-Anything-V2-Base-hf", "non-commercial"),
+    "depth-anything/Depth-Anything-V2-Small-hf": ModelLicence(
+        "apache-2.0", _HF + "depth-anything/Depth-Anything-V2-Small-hf"),
+    "facebook/sam2.1-hiera-large": ModelLicence(
+        "apache-2.0", _HF + "facebook/sam2.1-hiera-large"),
+    "facebook/sam2.1-hiera-small": ModelLicence(
+        "apache-2.0", _HF + "facebook/sam2.1-hiera-small"),
+    "facebook/sam2.1-hiera-tiny": ModelLicence(
+        "apache-2.0", _HF + "facebook/sam2.1-hiera-tiny"),
+    "facebook/maskformer-swin-large-ade": ModelLicence(
+        "other", _HF + "facebook/maskformer-swin-large-ade",
+        "the card names no licence; MaskFormer's own repository (facebookresearch/MaskFormer) "
+        "is CC-BY-NC-4.0"),
+    "facebook/maskformer-swin-tiny-ade": ModelLicence(
+        "other", _HF + "facebook/maskformer-swin-tiny-ade",
+        "the card names no licence; MaskFormer's own repository (facebookresearch/MaskFormer) "
+        "is CC-BY-NC-4.0"),
+    "nvidia/segformer-b0-finetuned-ade-512-512": ModelLicence(
+        "other", _HF + "nvidia/segformer-b0-finetuned-ade-512-512",
+        "the card names no licence beyond 'other'; SegFormer's own repository (NVlabs/SegFormer) "
+        "is under the NVIDIA Source Code License"),
+    "openmmlab/upernet-convnext-small": ModelLicence(
+        "mit", _HF + "openmmlab/upernet-convnext-small"),
+}
+
+
+def licence_of(model_id: str) -> ModelLicence | None:
+    """The licence of a hub model this project knows, else None (a local directory, or a model
+    chosen by its own *_MODEL setting: its card is the deployer's to read)."""
+    return LICENCES.get(model_id)
 
 
 @dataclass(frozen=True)
@@ -37,6 +105,18 @@ class Profile:
     # cap of its own, runs with on these models.
     depth_defaults: dict[str, object] = field(default_factory=dict)
     segment_defaults: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def models(self) -> list[str]:
+        """Every model id the profile may load (fallback included), without repeats."""
+        ids = [self.depth_model, self.depth_fallback_model, self.sam_model, self.semantic_model]
+        return list(dict.fromkeys(i for i in ids if i))
+
+    @property
+    def restricted_models(self) -> list[str]:
+        """The profile's models whose licence restricts commercial use (or is not known)."""
+        return [m for m in self.models
+                if (licence := licence_of(m)) is None or not licence.commercial_use]
 
 
 PROFILES: dict[str, Profile] = {
@@ -92,6 +172,20 @@ PROFILES: dict[str, Profile] = {
         draft_scene_s={"cpu2": 1.55},
         measured="2026-11-30, quiet 2-core machine, scripts/bench_scene.py --quick --repeats 3",
     ),
+    "open": Profile(
+        name="open",
+        depth_model="depth-anything/Depth-Anything-V2-Small-hf",
+        depth_fallback_model="",
+        sam_model="facebook/sam2.1-hiera-small",
+        # UperNet ConvNeXt-S: MIT on its card, and an ADE20K semantic model that the semantic
+        # pass loads through AutoModelForSemanticSegmentation like SegFormer.
+        semantic_model="openmmlab/upernet-convnext-small",
+        summary="permissively licensed models only (Apache-2.0, MIT): Depth Anything V2 Small, "
+                "SAM2.1-S, UperNet ConvNeXt-S",
+        # balanced's prompt density: SAM2.1-S is balanced's SAM.
+        segment_defaults={"points_per_side": 16, "crop_points_per_side": 8},
+        # Not measured yet.
+    ),
 }
 
 
@@ -106,10 +200,7 @@ def get_profile(name: str) -> Profile:
 
 def model_ids(name: str) -> list[str]:
     """Every model id the profile may load (fallback included), without repeats."""
-    profile = get_profile(name)
-    ids = [profile.depth_model, profile.depth_fallback_model, profile.sam_model,
-           profile.semantic_model]
-    return list(dict.fromkeys(i for i in ids if i))
+    return get_profile(name).models
 
 
 def apply_profile(settings, values: dict[str, object]) -> None:

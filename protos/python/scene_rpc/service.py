@@ -33,9 +33,10 @@ import importlib
 import logging
 import os
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -47,6 +48,7 @@ from scene_rpc.errors import ModelUnavailable
 from scene_rpc.health_probe import LIVENESS  # defined beside the probe that asks it
 from scene_rpc.lifecycle import ManagedModel
 from scene_rpc.metrics import serve_metrics
+from scene_rpc.profiles import licence_of
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,18 @@ def configure_cpu_threads(threads: int | None) -> int:
     return configure_threads(threads)
 
 
+def with_licence(info: common_pb2.ModelInfo) -> common_pb2.ModelInfo:
+    """``info`` with the licence of the model it loaded (else of the one it was asked for), as
+    the profile table records it; unchanged for a model the table does not know."""
+    licence = licence_of(info.model_id or info.requested_model_id)
+    if licence is not None:
+        info.licence = licence.licence
+        info.licence_source = licence.source
+        info.commercial_use = licence.commercial_use
+        info.licence_note = licence.note
+    return info
+
+
 @dataclass
 class ServiceInfo:
     """What ``GetInfo`` answers, the same way in every service."""
@@ -104,7 +118,7 @@ class ServiceInfo:
         response = common_pb2.GetInfoResponse(
             service=self.full_name,
             version=self.version,
-            models=[model.info() for model in self.models],
+            models=[with_licence(model.info()) for model in self.models],
             cpu_threads=self.cpu_threads,
         )
         response.limits.CopyFrom(self.limits)
@@ -300,4 +314,38 @@ def main(name: str, settings_class: Callable[[], Any], build: str, *,
     cpu_threads = configure_cpu_threads(settings.threads if torch_threads else None)
     module_name, function_name = build.split(":")
     service = getattr(importlib.import_module(module_name), function_name)(settings, cpu_threads)
-    asyncio.run(service.serve())
+    asyncio.run(_serve_then_exit(service))
+
+
+async def _serve_then_exit(service: ModelService) -> None:
+    await service.serve()
+    # From inside the loop: asyncio.run would first wait for the default executor's threads,
+    # one of which may be a model load (and its graph export) that outlasts the grace.
+    exit_after_stop()
+
+
+def exit_after_stop(status: int = 0) -> NoReturn:
+    """End the process once :meth:`ModelService.serve` has stopped it gracefully, without
+    finalizing the interpreter.
+
+    Work may still run in threads by then: a compiled-graph export for a new input shape (a
+    daemon thread inside torch.export and OpenVINO), a forward pass whose call the grace period
+    cut off (an executor worker). Finalizing the interpreter under them aborts the process: a
+    daemon thread that wakes inside C++ code is unwound at exit ("terminate called without an
+    active exception", SIGABRT and a core; measured: every stop during an export), and a
+    worker still in its forward pass holds the exit until the pass ends, past the grace the
+    orchestrator of the pod allows. Everything worth keeping is done when serve() returns (calls
+    answered or cut off, health NOT_SERVING, models closed); what is left to save is the logs and
+    the spans not yet exported, flushed here."""
+    from scene_rpc import tracing
+
+    if tracing.enabled():
+        from opentelemetry import trace
+
+        shutdown = getattr(trace.get_tracer_provider(), "shutdown", None)
+        if shutdown is not None:
+            shutdown()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(status)

@@ -1,6 +1,6 @@
 """Tiny random-weight segment models: SAM2 (``Sam2Model``, the sam2.1-hiera architecture shrunk),
-MaskFormer (Swin backbone, the facebook/maskformer-swin-*-ade layout) and SegFormer, both with the
-full 150-class ADE20K ``id2label``.
+MaskFormer (Swin backbone, the facebook/maskformer-swin-*-ade layout), SegFormer and UperNet
+(ConvNeXt backbone), each with the full 150-class ADE20K ``id2label``.
 
 The ADE20K names below are copied in the exact order and spelling of the real checkpoints'
 ``config.json`` (huggingface/label-files ``ade20k-id2label.json``, shared by
@@ -200,8 +200,45 @@ def build_segformer(out_dir: Path) -> None:
     ).save_pretrained(out_dir)
 
 
+def build_upernet(out_dir: Path) -> None:
+    """UperNet with a ConvNeXt backbone (the openmmlab/upernet-convnext-* layout), 150 ADE20K
+    classes: the `open` profile's semantic architecture."""
+    _seeded()
+    from transformers import (
+        ConvNextConfig,
+        SegformerImageProcessorPil,
+        UperNetConfig,
+        UperNetForSemanticSegmentation,
+    )
+
+    id2label, label2id = _ade20k_labels()
+    backbone = ConvNextConfig(
+        hidden_sizes=[8, 16, 24, 32],
+        depths=[1, 1, 1, 1],
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+    )
+    config = UperNetConfig(
+        backbone_config=backbone,
+        hidden_size=16,
+        auxiliary_in_channels=24,
+        auxiliary_channels=16,
+        id2label=id2label,
+        label2id=label2id,
+    )
+    UperNetForSemanticSegmentation(config).eval().save_pretrained(out_dir)
+    # The real checkpoints' processor is SegFormer's (openmmlab/upernet-convnext-*'s
+    # preprocessor_config.json).
+    SegformerImageProcessorPil(
+        size={"height": 96, "width": 96},
+        image_mean=_IMAGENET_MEAN,
+        image_std=_IMAGENET_STD,
+        do_reduce_labels=False,
+    ).save_pretrained(out_dir)
+
+
 BUILDERS: dict[str, Callable[[Path], None]] = {
     "sam2": build_sam2,
     "maskformer": build_maskformer,
     "segformer": build_segformer,
+    "upernet": build_upernet,
 }

@@ -57,7 +57,7 @@ class GetInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("role", "requested_model_id", "model_id", "loaded", "loading", "fallback", "device", "dtype", "load_time_s", "last_error")
+    __slots__ = ("role", "requested_model_id", "model_id", "loaded", "loading", "fallback", "device", "dtype", "load_time_s", "last_error", "licence", "licence_source", "commercial_use", "licence_note")
     ROLE_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +68,10 @@ class ModelInfo(_message.Message):
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     LOAD_TIME_S_FIELD_NUMBER: _ClassVar[int]
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    LICENCE_FIELD_NUMBER: _ClassVar[int]
+    LICENCE_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    COMMERCIAL_USE_FIELD_NUMBER: _ClassVar[int]
+    LICENCE_NOTE_FIELD_NUMBER: _ClassVar[int]
     role: str
     requested_model_id: str
     model_id: str
@@ -78,7 +82,11 @@ class ModelInfo(_message.Message):
     dtype: str
     load_time_s: float
     last_error: str
-    def __init__(self, role: _Optional[str] = ..., requested_model_id: _Optional[str] = ..., model_id: _Optional[str] = ..., loaded: _Optional[bool] = ..., loading: _Optional[bool] = ..., fallback: _Optional[bool] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., load_time_s: _Optional[float] = ..., last_error: _Optional[str] = ...) -> None: ...
+    licence: str
+    licence_source: str
+    commercial_use: bool
+    licence_note: str
+    def __init__(self, role: _Optional[str] = ..., requested_model_id: _Optional[str] = ..., model_id: _Optional[str] = ..., loaded: _Optional[bool] = ..., loading: _Optional[bool] = ..., fallback: _Optional[bool] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., load_time_s: _Optional[float] = ..., last_error: _Optional[str] = ..., licence: _Optional[str] = ..., licence_source: _Optional[str] = ..., commercial_use: _Optional[bool] = ..., licence_note: _Optional[str] = ...) -> None: ...
 
 class Limits(_message.Message):
     __slots__ = ("max_image_pixels", "max_prompt_chars", "max_vibe_chars", "max_message_bytes")
