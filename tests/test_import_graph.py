@@ -88,17 +88,9 @@ def import_cycles(package: str) -> list[list[str]]:
     return cycles
 
 
-# The other packages' circles are being taken apart in parallel work (issue 24).
-NOT_YET = pytest.mark.xfail(strict=False, reason="its circles are being removed (issue 24)")
-
-
 @pytest.mark.parametrize("package", [
-    pytest.param("scene_rpc", marks=NOT_YET),
-    pytest.param("pointcloud", marks=NOT_YET),
-    pytest.param("depth_service", marks=NOT_YET),
-    pytest.param("segment_service", marks=NOT_YET),
-    pytest.param("imagegen_service", marks=NOT_YET),
-    "orchestrator",
+    "scene_rpc", "pointcloud", "depth_service", "segment_service", "imagegen_service",
+    "orchestrator", "scene_dev",
 ])
 def test_no_import_circle_in(package):
     assert import_cycles(package) == []
