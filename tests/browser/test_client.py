@@ -15,7 +15,6 @@ import http.server
 import io
 import json
 import math
-import struct
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from PIL import Image
 import pointcloud
 from pointcloud import PointCloud, decode, encode, pack_planar, project_planar
 from pointcloud.descriptors import describe
+from pointcloud.glb import to_glb
 from pointcloud.splat import to_splat
 from pointcloud.spz import to_spz
 from tests.browser.browser import BrowserSession, launch_chromium
@@ -61,52 +61,6 @@ def scene() -> PointCloud:
     descriptors = describe(project_planar(depth, rgb, categories, **options))
     return decode(pack_planar(depth, rgb, categories, cloud_id=GENERATION,
                               extra_header={"descriptors": descriptors}, **options))
-
-
-def mesh_glb(cloud: PointCloud) -> bytes:
-    """The scene as a triangle mesh in a GLB, standing in for the server's coming
-    ``scene.glb?geometry=mesh``: two triangles per 2 x 2 block of pixels, facing the camera,
-    none across the box's depth step; colours, categories and the header in the extras."""
-    depth = -cloud.positions[:, 2].reshape(HEIGHT, WIDTH)  # every pixel a point, raster order
-    index = np.arange(HEIGHT * WIDTH).reshape(HEIGHT, WIDTH)
-    corners = [(slice(None, -1), slice(None, -1)), (slice(None, -1), slice(1, None)),
-               (slice(1, None), slice(None, -1)), (slice(1, None), slice(1, None))]
-    a, b, c, d = (index[rows, cols] for rows, cols in corners)
-    quads = np.stack([depth[rows, cols] for rows, cols in corners])
-    keep = quads.max(axis=0) - quads.min(axis=0) < 0.1 * quads.min(axis=0)
-    triangles = np.concatenate([np.stack([a, c, b], -1)[keep], np.stack([b, c, d], -1)[keep]])
-    blocks = [cloud.positions.astype("<f4").tobytes(), cloud.colors.tobytes(),
-              cloud.segments.tobytes(), triangles.astype("<u4").tobytes()]
-    views, body = [], b""
-    for block in blocks:
-        views.append({"buffer": 0, "byteOffset": len(body), "byteLength": len(block)})
-        body += block + b"\0" * (-len(block) % 4)
-    count = cloud.count
-    gltf = {
-        "asset": {"version": "2.0"},
-        "buffers": [{"byteLength": len(body)}],
-        "bufferViews": views,
-        "accessors": [
-            {"bufferView": 0, "componentType": 5126, "count": count, "type": "VEC3",
-             "min": cloud.positions.min(axis=0).tolist(),
-             "max": cloud.positions.max(axis=0).tolist()},
-            {"bufferView": 1, "componentType": 5121, "normalized": True, "count": count,
-             "type": "VEC3"},
-            {"bufferView": 2, "componentType": 5121, "count": count, "type": "SCALAR"},
-            {"bufferView": 3, "componentType": 5125, "count": triangles.size, "type": "SCALAR"},
-        ],
-        "meshes": [{"primitives": [{"mode": 4, "indices": 3, "attributes": {
-            "POSITION": 0, "COLOR_0": 1, "_SEGMENT": 2}}]}],
-        "nodes": [{"mesh": 0}],
-        "scenes": [{"nodes": [0], "extras": {key: cloud.header[key] for key in (
-            "mode", "categories", "palette", "camera", "descriptors")}}],
-        "scene": 0,
-    }
-    text = json.dumps(gltf).encode()
-    text += b" " * (-len(text) % 4)
-    chunks = (struct.pack("<II", len(text), 0x4E4F534A) + text
-              + struct.pack("<II", len(body), 0x004E4942) + body)
-    return struct.pack("<III", 0x46546C67, 2, 12 + len(chunks)) + chunks
 
 
 class _StandIn(http.server.SimpleHTTPRequestHandler):
@@ -164,7 +118,7 @@ def site() -> Iterator[tuple[str, PointCloud]]:
         f"{base}/scene.splat": (to_splat(cloud, step), "application/octet-stream"),
         f"{base}/scene.spz": (to_spz(cloud, step), "application/octet-stream"),
         f"{base}/image.png": (png.getvalue(), "image/png"),
-        f"{base}/scene.glb?geometry=mesh": (mesh_glb(cloud), "model/gltf-binary"),
+        f"{base}/scene.glb?geometry=mesh": (to_glb(cloud, geometry="mesh"), "model/gltf-binary"),
         "/engine-listen.html": ((PAGES / "engine-listen.html").read_bytes(), "text/html"),
     }
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StandIn)
