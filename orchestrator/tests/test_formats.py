@@ -14,9 +14,10 @@ def test_every_output_format_has_one_entry_and_the_lists_follow_the_table():
     assert set(formats.FORMATS) == set(OutputFormat)
     assert formats.GENERATE_FORMATS == ("float", "quantized", "grid", "glb")
     assert ASSETS == (*STORED_ASSETS, "pointcloud.ply", "scene.glb", "scene.splat",
-                      "gaussians.ply")
-    assert set(formats.CACHED_FILES) == {"pointcloud.grid.bin", "scene.glb", "scene.splat",
-                                         "gaussians.ply"}
+                      "scene.spz", "gaussians.ply")
+    # A mesh is kept beside the points of the same format.
+    assert set(formats.CACHED_FILES) == {"pointcloud.grid.bin", "scene.glb", "scene.mesh.glb",
+                                         "scene.splat", "scene.spz", "gaussians.ply"}
     assert formats.ASSET_QUERY_VALUES == ("float", "quantized", "grid")
 
 
@@ -50,5 +51,5 @@ def test_a_download_resolves_to_a_format_and_its_option(asset, query, chosen, op
 def test_stored_maps_are_not_formats_and_downloads_are_labelled_from_the_table():
     assert formats.for_asset("depth.png", None) is None
     assert [formats.download_metric(a) for a in ASSETS] == [
-        "png", "png", "png", "pcld", "ply", "glb", "splat", "gaussian_ply"]
+        "png", "png", "png", "pcld", "ply", "glb", "splat", "spz", "gaussian_ply"]
     assert formats.download_metric("nonsense") == "other"
