@@ -173,6 +173,12 @@ noiseless tail decays for dozens of pixels before its slope stops falling."""
 _RAMP_OUTSIDE = 3
 """Pixels beyond each end that give that surface's slope for the extrapolation."""
 
+_RAMP_GAP_PX = 4
+"""Longest gap closed between two wide ramps (:func:`_close_gaps`)."""
+
+_RAMP_WIDE_PX = 12
+"""A ramp this long end to end (sigma about 2.5 and more) is wide (:func:`_close_gaps`)."""
+
 _RAMP_BLOCK_VALUES = 1 << 15
 """Values a row block of the ramp test (the test keeps about twenty arrays of a block alive)."""
 
@@ -195,27 +201,37 @@ def _ramps(depth: np.ndarray, wrap: bool) -> np.ndarray:
         disparity = np.float32(1.0) / depth
         rows = _ramp_rows(disparity, wrap, False)
         columns = _ramp_rows(np.ascontiguousarray(disparity.T), False, wrap)
-    mask = _close_gaps(rows, wrap)
-    mask |= _close_gaps(columns, False).T
+    mask = _close_gaps(*rows, wrap)
+    mask |= _close_gaps(*columns, False).T
     return mask
 
 
-def _close_gaps(ramp: np.ndarray, wrap: bool) -> np.ndarray:
-    """``ramp`` (one direction's ramp test, along rows) with its gaps of one or two pixels
-    closed: the top of a thin object blurred into a bump is neither of its ramps' inside (both
-    end there), yet it is no surface, it hangs between the object and the background. (The core
-    of a thin object seen sharply is no gap: its flanks stand on its level, unflagged.)"""
-    soft = np.pad(ramp, ((0, 0), (2, 2)), mode="wrap" if wrap else "constant")
-    before, before2 = soft[:, 1:-3], soft[:, :-4]
-    after, after2 = soft[:, 3:-1], soft[:, 4:]
-    gaps = before & (after | after2)
-    gaps |= before2 & after
+def _close_gaps(ramp: np.ndarray, wide: np.ndarray, wrap: bool) -> np.ndarray:
+    """``ramp`` (one direction's ramp test, along rows) with its short gaps closed: the top of a
+    thin object blurred into a bump is neither of its ramps' inside (both end there), yet it is
+    no surface, it hangs between the object and the background. A gap of one or two pixels
+    closes; one of up to :data:`_RAMP_GAP_PX` where both sides are ``wide`` ramps (at least
+    :data:`_RAMP_WIDE_PX`: a bump's top is wider the wider its blur). (The core of a thin object
+    seen sharply is no gap: its flanks stand on its level, unflagged.)"""
+    reach = _RAMP_GAP_PX
+    width = ramp.shape[1]
+    mode = "wrap" if wrap else "constant"
+    narrow = np.pad(ramp, ((0, 0), (reach, reach)), mode=mode)
+    broad = np.pad(wide, ((0, 0), (reach, reach)), mode=mode)
+    gaps = np.zeros_like(ramp)
+    for before in range(1, reach + 1):
+        for after in range(1, reach + 2 - before):
+            sides = narrow if before + after <= 3 else broad
+            gaps |= sides[:, reach - before : reach - before + width] & sides[
+                :, reach + after : reach + after + width]
     return ramp | gaps
 
 
-def _ramp_rows(disparity: np.ndarray, wrap_rows: bool, wrap_across: bool) -> np.ndarray:
-    """The ramp test along the rows of ``disparity``: rows wrap with ``wrap_rows``, the box
-    across them (along the columns) with ``wrap_across``."""
+def _ramp_rows(disparity: np.ndarray, wrap_rows: bool,
+               wrap_across: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The ramp test along the rows of ``disparity`` (rows wrap with ``wrap_rows``, the box
+    across them, along the columns, with ``wrap_across``): the flags, and those of ramps at
+    least :data:`_RAMP_WIDE_PX` long."""
     height, width = disparity.shape
     reach = RAMP_WIDTH_PX + _RAMP_OUTSIDE + max(_RAMP_SMOOTHING)
     # Rows padded far enough that a ramp crossing the border (or a panorama's seam) is followed
@@ -228,18 +244,23 @@ def _ramp_rows(disparity: np.ndarray, wrap_rows: bool, wrap_across: bool) -> np.
     value += padded[2:]
     value *= np.float32(1 / 3)
     mask = np.zeros(value.shape, bool)
+    wide = np.zeros(value.shape, bool)
     # Rows are independent: blocks of rows that fit the CPU's cache, as in the range test.
     block = max(1, _RAMP_BLOCK_VALUES // value.shape[1])
     for top in range(0, value.shape[0], block):
         rows = value[top : top + block]
         for along in _RAMP_SMOOTHING:
-            mask[top : top + block] |= _ramp_segments(rows, along)
-    return mask[:, reach : reach + width]
+            flag, span = _ramp_segments(rows, along)
+            mask[top : top + block] |= flag
+            flag &= span >= _RAMP_WIDE_PX
+            wide[top : top + block] |= flag
+    return mask[:, reach : reach + width], wide[:, reach : reach + width]
 
 
-def _ramp_segments(value: np.ndarray, along: int) -> np.ndarray:
+def _ramp_segments(value: np.ndarray, along: int) -> tuple[np.ndarray, np.ndarray]:
     """The ramp test on the rows of ``value`` (the profile, smoothed across), its ends found on
-    the profile smoothed by a box of ``along`` pixels."""
+    the profile smoothed by a box of ``along`` pixels: the flags, and each pixel's ramp length
+    (end to end, px)."""
     rows, width = value.shape
     smooth = value.copy()
     for k in range(1, along // 2 + 1):
@@ -321,7 +342,7 @@ def _ramp_segments(value: np.ndarray, along: int) -> np.ndarray:
     steepest *= span
     jump *= np.float32(RAMP_SHAPE)
     flag &= steepest < jump
-    return flag
+    return flag, span
 
 
 def grazing_mask(
