@@ -8,10 +8,10 @@ grows with the surface's slant only, a few percent of the depth per pixel; acros
 it is a large fraction of the depth, and the sheet lies almost along the rays.
 
 A depth model's output is upsampled to the photo, so the step between two surfaces is often a
-ramp several pixels wide that a 3x3 window sees only part of. The ramp test
-(on by default) finds those: along each row and column it follows the
-disparity gradient to both ends of its ramp and flags the pixels that lie between two surfaces
-whose extrapolations disagree (docs/edges.md has the measurement).
+ramp several pixels wide that a 3x3 window sees only part of. The ramp test (on by default)
+finds those: along each row and column it follows the disparity gradient to both ends of its
+ramp and flags the pixels that lie between two surfaces whose extrapolations disagree
+(pointcloud-lib/docs/edges.md has the measurement, and the time it costs).
 
 Pure numpy: the range test is separable, a sliding max and min along rows, then along columns,
 each a handful of whole-array ``fmax``/``fmin`` calls; the ramp test is whole-array passes and
@@ -67,6 +67,8 @@ def edge_mask(
     NaN and non-positive depths never count as edges and are ignored by their neighbours
     (``fmax``/``fmin`` skip NaN); an infinite neighbour marks the pixel. ``wrap`` makes the
     columns circular, for equirectangular panoramas, so the seam is tested like any other column.
+    The ramp test (:func:`_ramps`) has no parameter: its thresholds are relative and it finds
+    each ramp's own width; ``ramps=False`` leaves the range (and view-angle) test alone.
     """
     depth = np.asarray(depth)
     if depth.ndim != 2 or depth.size == 0:
