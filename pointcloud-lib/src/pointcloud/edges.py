@@ -152,7 +152,7 @@ RAMP_WIDTH_PX = 32
 """Longest ramp the test follows, end to end: a step blurred by a Gaussian of sigma spans about
 5-6 sigma, so 32 px covers sigma up to 5 (Depth Anything's 518 px upsampled about 10x). Longer
 monotone stretches are mostly curved surfaces (an equirectangular wall is a sinusoid in
-disparity): 48 px also covers sigma 8 but loses 1-1.6 % of the panorama's walls."""
+disparity): 48 px also covers sigma 8 but loses 0.9-1.6 % of the panorama's walls."""
 
 RAMP_SHAPE = 3.0
 """A blurred step rises by its jump over about 2.5 sigma of its steepest slope (the ramp, about
@@ -196,9 +196,11 @@ def _ramps(depth: np.ndarray, wrap: bool) -> np.ndarray:
     to the pixel with that surface's own slope (from a few pixels beyond the end). The pixel
     is flagged when the two extrapolations disagree by more than :data:`RAMP_JUMP` of its
     disparity, it lies more than :data:`RAMP_MARGIN` from both, and the stretch has a blurred
-    step's shape (:data:`RAMP_WIDTH_PX`, :data:`RAMP_SHAPE`, :data:`RAMP_STEEP`). No scale is
-    chosen: each ramp's ends are found, whatever its width. NaN (and the pixels within two of
-    one) is never flagged; ``wrap`` makes the rows circular."""
+    step's shape (:data:`RAMP_WIDTH_PX`, :data:`RAMP_SHAPE`, :data:`RAMP_STEEP`), unless it
+    stands on the level of a bump's top (:data:`RAMP_LEVEL`); short gaps between flagged pixels
+    close (:func:`_close_gaps`). No scale is chosen: each ramp's ends are found, whatever its
+    width. NaN (and the pixels within two of one) is never flagged; ``wrap`` makes the rows
+    circular."""
     with np.errstate(divide="ignore", invalid="ignore"):
         disparity = np.float32(1.0) / depth
         rows = _ramp_rows(disparity, wrap, False)
@@ -305,7 +307,7 @@ def _ramp_segments(value: np.ndarray, along: int) -> tuple[np.ndarray, np.ndarra
     rise = np.subtract(at_right, at_left)
     from_left = np.subtract(at_left, flat[left])
     # An end where the profile turns back (the top of a bump, the bottom of a valley) is a
-    # level: a pixel within the margin of it stands on that level (the core of a thin object
+    # level: a pixel within RAMP_LEVEL of it stands on that level (the core of a thin object
     # seen sharply), not between two surfaces.
     level = np.abs(value - at_left) <= np.float32(RAMP_LEVEL) * value
     level &= from_left * rise < 0
