@@ -232,14 +232,26 @@ def score(truth: np.ndarray, blurred: np.ndarray, mask: np.ndarray,
           reach: int = 1) -> Score:
     """How ``mask`` (True = removed) does on ``blurred`` against ``truth``.
 
-    A surface point is one the blur left within SURFACE_TOLERANCE of its true depth. A flying
-    point is one it moved more than GAP_TOLERANCE, within the blur's reach (3 sigma + 3 px) of a
-    true jump, and that also lies off every true surface within ``reach`` pixels: a point that
-    landed on the surface next to it (a foreground pixel given the background's depth, say) only
-    moved the boundary by a pixel; it does not hang between the surfaces, and no test on the
-    blurred map can tell it from that surface.
+    A surface point is one the blur left within SURFACE_TOLERANCE of its true depth; a flying
+    point is one of :func:`flying_points`.
     """
     scored = np.ones(truth.shape, bool) if scored is None else scored
+    error = np.abs(blurred - truth) / truth
+    flying = flying_points(truth, blurred, scored, sigma=sigma, wrap=wrap, reach=reach)
+    surface = (error <= SURFACE_TOLERANCE) & scored
+    n_flying, n_surface = int(flying.sum()), int(surface.sum())
+    removed = float(mask[flying].mean()) if n_flying else 1.0
+    lost = float(mask[surface].mean()) if n_surface else 0.0
+    return Score(removed, lost, n_flying, n_surface)
+
+
+def flying_points(truth: np.ndarray, blurred: np.ndarray, scored: np.ndarray, *,
+                  sigma: float = 1.0, wrap: bool = False, reach: int = 1) -> np.ndarray:
+    """The flying points of ``blurred``: moved more than GAP_TOLERANCE from the truth, within the
+    blur's reach (3 sigma + 3 px) of a true jump, and off every true surface within ``reach``
+    pixels: a point that landed on the surface next to it (a foreground pixel given the
+    background's depth, say) only moved the boundary by a pixel; it does not hang between the
+    surfaces, and no test on the blurred map can tell it from that surface."""
     modes = ["nearest", "wrap" if wrap else "nearest"]
     error = np.abs(blurred - truth) / truth
     window = 2 * (math.ceil(3 * sigma) + 3) + 1
@@ -253,8 +265,18 @@ def score(truth: np.ndarray, blurred: np.ndarray, mask: np.ndarray,
         for dx in range(2 * reach + 1):
             neighbour = around[dy : dy + height, dx : dx + width]
             flying &= np.abs(blurred - neighbour) > GAP_TOLERANCE * neighbour
-    surface = (error <= SURFACE_TOLERANCE) & scored
-    n_flying, n_surface = int(flying.sum()), int(surface.sum())
-    removed = float(mask[flying].mean()) if n_flying else 1.0
-    lost = float(mask[surface].mean()) if n_surface else 0.0
-    return Score(removed, lost, n_flying, n_surface)
+    return flying
+
+
+def hidden_in_flat_blur(blurred: np.ndarray, sigma: float, *, wrap: bool = False,
+                        spread: float = 0.1) -> np.ndarray:
+    """Pixels whose blurred neighbourhood (4 sigma + 1 px square) spans less than ``spread`` in
+    disparity (max / min - 1): a flying point there sits in a flat-looking blend (Kinect's
+    depth alternating between two surfaces every pixel or two, blurred into mush) that no test
+    on the depth alone can tell from a surface. A check of the oracle's fairness, not part of
+    the score."""
+    modes = ["nearest", "wrap" if wrap else "nearest"]
+    size = int(4 * sigma + 1)
+    disparity = 1.0 / blurred.astype(np.float64)
+    high = ndimage.maximum_filter(disparity, size, mode=modes)
+    return high / ndimage.minimum_filter(disparity, size, mode=modes) - 1.0 < spread

@@ -7,8 +7,15 @@ depth, or (pinhole maps) when its surface is seen nearly edge-on. On a smooth su
 grows with the surface's slant only, a few percent of the depth per pixel; across a blurred jump
 it is a large fraction of the depth, and the sheet lies almost along the rays.
 
-Pure numpy and separable: a sliding max and min along rows, then along columns, each a handful
-of whole-array ``fmax``/``fmin`` calls, no per-pixel Python.
+A depth model's output is upsampled to the photo, so the step between two surfaces is often a
+ramp several pixels wide that a 3x3 window sees only part of. The ramp test (on by default)
+finds those: along each row and column it follows the disparity gradient to both ends of its
+ramp and flags the pixels that lie between two surfaces whose extrapolations disagree
+(pointcloud-lib/docs/edges.md has the measurement, and the time it costs).
+
+Pure numpy: the range test is separable, a sliding max and min along rows, then along columns,
+each a handful of whole-array ``fmax``/``fmin`` calls; the ramp test is whole-array passes and
+two cumulative scans a direction. No per-pixel Python.
 """
 
 from __future__ import annotations
@@ -46,17 +53,22 @@ def edge_mask(
     focal_px: float | tuple[float, float] | None = None,
     principal_point: tuple[float, float] | None = None,
     grazing_deg: float = DEFAULT_GRAZING_DEG,
+    ramps: bool = True,
 ) -> np.ndarray:
     """Boolean (H, W) mask, True at flying pixels: ``max - min`` of the ``size`` x ``size``
-    neighbourhood exceeds ``rtol * depth``; with ``focal_px`` (a pinhole depth map's focal
-    length, in pixels of ``depth``, or (fx, fy)), also where the surface is seen within
-    ``grazing_deg`` of edge-on (:func:`grazing_mask`; ``principal_point`` defaults to the centre).
+    neighbourhood exceeds ``rtol * depth``; with ``ramps`` (the default), also the pixels inside
+    a blurred step wider than the window (the ramp test below; ``rtol`` does not change it); with
+    ``focal_px`` (a pinhole depth map's focal length, in pixels of ``depth``, or (fx, fy)), also
+    where the surface is seen within ``grazing_deg`` of edge-on (:func:`grazing_mask`;
+    ``principal_point`` defaults to the centre).
 
     ``depth`` is a distance (metres, or any unit: the test is relative), along the optical axis
     or along the ray; the relative test must see distances, not disparity or normalized depth.
     NaN and non-positive depths never count as edges and are ignored by their neighbours
     (``fmax``/``fmin`` skip NaN); an infinite neighbour marks the pixel. ``wrap`` makes the
     columns circular, for equirectangular panoramas, so the seam is tested like any other column.
+    The ramp test (:func:`_ramps`) has no parameter: its thresholds are relative and it finds
+    each ramp's own width; ``ramps=False`` leaves the range (and view-angle) test alone.
     """
     depth = np.asarray(depth)
     if depth.ndim != 2 or depth.size == 0:
@@ -77,6 +89,7 @@ def edge_mask(
     padded = _pad(depth, radius, wrap=wrap)
     row = padded.shape[1]
     edges = np.empty((height, width), bool)
+    grazing = None if view is None else np.empty((height, width), bool)
     # Row blocks of ~1 MB a buffer: the dozen passes over a block then run in the CPU's cache
     # instead of streaming the whole map through memory each time (about 30 % faster at 2 MP).
     block = max(1, min(height, _BLOCK_VALUES // row))
@@ -89,8 +102,12 @@ def edge_mask(
         _range_block(flat, radius, row, rtol, hi, lo, scratch, flags)
         inside = flags[: flat.size].reshape(-1, row)
         edges[top:bottom] = inside[radius : radius + bottom - top, radius : radius + width]
-        if view is not None:
-            edges[top:bottom] |= view.block(depth, top, bottom)
+        if grazing is not None:
+            grazing[top:bottom] = view.block(depth, top, bottom)
+    if ramps:
+        edges |= _ramps(depth, wrap)
+    if grazing is not None:
+        edges |= grazing
     return edges
 
 
@@ -116,6 +133,220 @@ def _range_block(flat: np.ndarray, radius: int, row: int, rtol: float, hi: np.nd
         np.subtract(hi[inner], lo[inner], out=hi[inner])
     np.multiply(flat[inner], np.float32(rtol), out=lo[inner])
     np.greater(hi[inner], lo[inner], out=flags[inner])  # False where depth is NaN
+
+
+RAMP_JUMP = 0.15
+"""Smallest disagreement between the two surfaces' extrapolations, relative to the pixel's
+disparity, that the ramp test calls a jump: the oracle's jumps start at 25 % of depth, 20-25 %
+of the disparity between them; 0.15 leaves room for the part of the ramp past its ends."""
+
+RAMP_MARGIN = 0.04
+"""A pixel is between the two surfaces when it is this far (relative) from both extrapolations:
+a surface point lies within 1 % of its surface, a flying point more than 5 % off."""
+
+RAMP_LEVEL = 0.01
+"""A pixel within this (relative) of an end where the profile turns back (a bump's top, a
+valley's bottom) stands on that level: the core of a thin object seen sharply."""
+
+RAMP_WIDTH_PX = 32
+"""Longest ramp the test follows, end to end: a step blurred by a Gaussian of sigma spans about
+5-6 sigma, so 32 px covers sigma up to 5 (Depth Anything's 518 px upsampled about 10x). Longer
+monotone stretches are mostly curved surfaces (an equirectangular wall is a sinusoid in
+disparity): 48 px also covers sigma 8 but loses 0.9-1.6 % of the panorama's walls."""
+
+RAMP_SHAPE = 3.0
+"""A blurred step rises by its jump over about 2.5 sigma of its steepest slope (the ramp, about
+5 sigma end to end, times the steepest slope is about twice the jump); a curved surface's
+(width x steepest slope) is at least four times what its end tangents disagree by. The test
+needs (width x steepest slope) below this many jumps."""
+
+RAMP_STEEP = 0.2
+"""A flagged pixel's own slope is at least this fraction of its ramp's mean slope: a small
+plateau inside a wide transition (two steps a few pixels apart) is a surface, not a ramp."""
+
+_RAMP_SMOOTHING = (3, 5)
+"""Box lengths along the profile, one pass each: 3 keeps narrow ramps' shape, 5 finds the ends
+of wide ones under 1 % noise (more loses NYU's small plateaus at sigma 1)."""
+
+_RAMP_FLAT = 0.002
+"""A relative slope (per pixel) below which the profile is flat: a ramp's end. Without it a
+noiseless tail decays for dozens of pixels before its slope stops falling."""
+
+_RAMP_OUTSIDE = 3
+"""Pixels beyond each end that give that surface's slope for the extrapolation."""
+
+_RAMP_GAP_PX = 4
+"""Longest gap closed between two wide ramps (:func:`_close_gaps`)."""
+
+_RAMP_WIDE_PX = 12
+"""A ramp this long end to end (sigma about 2.5 and more) is wide (:func:`_close_gaps`)."""
+
+_RAMP_BLOCK_VALUES = 1 << 15
+"""Values a row block of the ramp test (the test keeps about twenty arrays of a block alive)."""
+
+
+def _ramps(depth: np.ndarray, wrap: bool) -> np.ndarray:
+    """The ramp test of :func:`edge_mask` on a float32 map whose invalid pixels are NaN.
+
+    Along each row and each column, in disparity (a plane is linear in disparity whatever its
+    slant, and a depth model blurs a step into a sigmoid there): the profile, smoothed by a box
+    of 3 across it and of 3 or 5 along it, splits at the ends of its ramps, where the slope
+    stops falling (a local minimum of the slope's magnitude) or the profile is flat. Each
+    pixel's ramp is the stretch between the ends around it; each end's surface is extrapolated
+    to the pixel with that surface's own slope (from a few pixels beyond the end). The pixel
+    is flagged when the two extrapolations disagree by more than :data:`RAMP_JUMP` of its
+    disparity, it lies more than :data:`RAMP_MARGIN` from both, and the stretch has a blurred
+    step's shape (:data:`RAMP_WIDTH_PX`, :data:`RAMP_SHAPE`, :data:`RAMP_STEEP`), unless it
+    stands on the level of a bump's top (:data:`RAMP_LEVEL`); short gaps between flagged pixels
+    close (:func:`_close_gaps`). No scale is chosen: each ramp's ends are found, whatever its
+    width. NaN (and the pixels within two of one) is never flagged; ``wrap`` makes the rows
+    circular."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        disparity = np.float32(1.0) / depth
+        rows = _ramp_rows(disparity, wrap, False)
+        columns = _ramp_rows(np.ascontiguousarray(disparity.T), False, wrap)
+    mask = _close_gaps(*rows, wrap)
+    mask |= _close_gaps(*columns, False).T
+    return mask
+
+
+def _close_gaps(ramp: np.ndarray, wide: np.ndarray, wrap: bool) -> np.ndarray:
+    """``ramp`` (one direction's ramp test, along rows) with its short gaps closed: the top of a
+    thin object blurred into a bump is neither of its ramps' inside (both end there), yet it is
+    no surface, it hangs between the object and the background. A gap of one or two pixels
+    closes; one of up to :data:`_RAMP_GAP_PX` where both sides are ``wide`` ramps (at least
+    :data:`_RAMP_WIDE_PX`: a bump's top is wider the wider its blur). (The core of a thin object
+    seen sharply is no gap: its flanks stand on its level, unflagged.)"""
+    reach = _RAMP_GAP_PX
+    width = ramp.shape[1]
+    mode = "wrap" if wrap else "constant"
+    narrow = np.pad(ramp, ((0, 0), (reach, reach)), mode=mode)
+    broad = np.pad(wide, ((0, 0), (reach, reach)), mode=mode)
+    gaps = np.zeros_like(ramp)
+    for before in range(1, reach + 1):
+        for after in range(1, reach + 2 - before):
+            sides = narrow if before + after <= 3 else broad
+            gaps |= sides[:, reach - before : reach - before + width] & sides[
+                :, reach + after : reach + after + width]
+    return ramp | gaps
+
+
+def _ramp_rows(disparity: np.ndarray, wrap_rows: bool,
+               wrap_across: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The ramp test along the rows of ``disparity`` (rows wrap with ``wrap_rows``, the box
+    across them, along the columns, with ``wrap_across``): the flags, and those of ramps at
+    least :data:`_RAMP_WIDE_PX` long."""
+    height, width = disparity.shape
+    reach = RAMP_WIDTH_PX + _RAMP_OUTSIDE + max(_RAMP_SMOOTHING)
+    # Rows padded far enough that a ramp crossing the border (or a panorama's seam) is followed
+    # to its end; one row above and below for the box across.
+    padded = np.pad(disparity, ((0, 0), (reach, reach)), mode="wrap" if wrap_rows else "edge")
+    padded = np.pad(padded, ((1, 1), (0, 0)), mode="edge")
+    if wrap_across and height > 1:
+        padded[0], padded[-1] = padded[-2], padded[1]
+    value = padded[:-2] + padded[1:-1]
+    value += padded[2:]
+    value *= np.float32(1 / 3)
+    mask = np.zeros(value.shape, bool)
+    wide = np.zeros(value.shape, bool)
+    # Rows are independent: blocks of rows that fit the CPU's cache, as in the range test.
+    block = max(1, _RAMP_BLOCK_VALUES // value.shape[1])
+    for top in range(0, value.shape[0], block):
+        rows = value[top : top + block]
+        for along in _RAMP_SMOOTHING:
+            flag, span = _ramp_segments(rows, along)
+            mask[top : top + block] |= flag
+            flag &= span >= _RAMP_WIDE_PX
+            wide[top : top + block] |= flag
+    return mask[:, reach : reach + width], wide[:, reach : reach + width]
+
+
+def _ramp_segments(value: np.ndarray, along: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ramp test on the rows of ``value`` (the profile, smoothed across), its ends found on
+    the profile smoothed by a box of ``along`` pixels: the flags, and each pixel's ramp length
+    (end to end, px)."""
+    rows, width = value.shape
+    smooth = value.copy()
+    for k in range(1, along // 2 + 1):
+        smooth[:, k:] += value[:, :-k]
+        smooth[:, :-k] += value[:, k:]
+    smooth *= np.float32(1 / along)
+    slope = np.zeros_like(smooth)
+    np.subtract(smooth[:, 2:], smooth[:, :-2], out=slope[:, 1:-1])
+    np.abs(slope, out=slope)
+    slope *= np.float32(0.5)
+    # A ramp's ends: where the slope's magnitude stops falling, or the profile is flat.
+    end = np.ones(smooth.shape, bool)
+    inner = slope[:, 1:-1]
+    np.less_equal(inner, slope[:, :-2], out=end[:, 1:-1])
+    end[:, 1:-1] &= inner <= slope[:, 2:]
+    end |= slope <= np.float32(_RAMP_FLAT) * smooth
+    end[:, [0, -1]] = True
+    column = np.arange(width, dtype=np.int32)
+    left = np.maximum.accumulate(np.where(end, column, np.int32(0)), axis=1)
+    right = np.where(end, column, np.int32(width - 1))[:, ::-1]
+    right = np.ascontiguousarray(np.minimum.accumulate(right, axis=1)[:, ::-1])
+    # Offsets as float32: int32 with float32 would compute in float64, twice the memory traffic.
+    before = np.subtract(column, left).astype(np.float32)
+    after = np.subtract(right, column).astype(np.float32)
+    span = before + after
+    base = (np.arange(rows, dtype=np.int32) * width)[:, None]
+    flat = smooth.ravel()
+    left += base
+    right += base
+    at_left, at_right = flat[left], flat[right]
+    slope_at_right = slope.ravel()[right]
+    # Each surface's slope from the pixels just beyond its end, extrapolated to the pixel. (Near
+    # the padded rows' ends the step is shorter than _RAMP_OUTSIDE; no flagged ramp reaches
+    # there: RAMP_WIDTH_PX stops it.)
+    outside = np.float32(1 / _RAMP_OUTSIDE)
+    left -= _RAMP_OUTSIDE
+    np.maximum(left, base, out=left)
+    right += _RAMP_OUTSIDE
+    np.minimum(right, base + (width - 1), out=right)
+    rise = np.subtract(at_right, at_left)
+    from_left = np.subtract(at_left, flat[left])
+    # An end where the profile turns back (the top of a bump, the bottom of a valley) is a
+    # level: a pixel within RAMP_LEVEL of it stands on that level (the core of a thin object
+    # seen sharply), not between two surfaces.
+    level = np.abs(value - at_left) <= np.float32(RAMP_LEVEL) * value
+    level &= from_left * rise < 0
+    from_left *= outside
+    from_left *= before
+    from_left += at_left
+    from_right = np.subtract(flat[right], at_right)
+    level |= (np.abs(value - at_right) <= np.float32(RAMP_LEVEL) * value) & (from_right * rise < 0)
+    from_right *= outside
+    from_right *= after
+    np.subtract(at_right, from_right, out=from_right)
+    low = np.fmin(from_left, from_right)
+    jump = np.fmax(from_left, from_right, out=from_left)
+    high = jump.copy()
+    jump -= low
+    scaled = np.multiply(value, np.float32(RAMP_JUMP), out=at_left)
+    flag = jump > scaled
+    flag &= span <= RAMP_WIDTH_PX
+    flag &= ~level
+    np.multiply(value, np.float32(RAMP_MARGIN), out=scaled)
+    np.subtract(value, low, out=low)
+    flag &= low > scaled
+    np.subtract(high, value, out=high)
+    flag &= high > scaled
+    # The pixel's own slope (over 4 px of the profile unsmoothed along) against its ramp's mean.
+    own = np.zeros_like(value)
+    np.subtract(value[:, 4:], value[:, :-4], out=own[:, 2:-2])
+    np.abs(own, out=own)
+    own *= span
+    np.multiply(jump, np.float32(4 * RAMP_STEEP), out=scaled)
+    flag &= own > scaled
+    # A blurred step's shape: its steepest slope times its width is about twice its jump.
+    starts = np.flatnonzero(end.ravel())
+    steepest = np.maximum.reduceat(slope.ravel(), starts)[np.cumsum(end.ravel()) - 1]
+    steepest = np.maximum(steepest.reshape(rows, width), slope_at_right)
+    steepest *= span
+    jump *= np.float32(RAMP_SHAPE)
+    flag &= steepest < jump
+    return flag, span
 
 
 def grazing_mask(
