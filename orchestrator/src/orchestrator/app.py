@@ -1,7 +1,8 @@
 """The FastAPI application: ``create_app(settings)``.
 
-Channels, the store and the job manager live for the app's lifespan; the restart scan (jobs a
-previous process left unfinished become ``failed: interrupted``) runs at startup.
+Channels, the store and the job manager live for the app's lifespan; at startup the store
+imports generations that only have a metadata.json, and (SQLite) jobs a previous process left
+unfinished become ``failed: interrupted``.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        store = GenerationStore(settings.data_dir)
-        store.open()
+        store = GenerationStore(settings.data_dir, settings.database_url)
+        await store.open()
         services = ModelServices(settings)
         try:
             await services.start()
@@ -55,10 +56,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                  metrics=metrics)
             if metrics is not None:
                 metrics.watch(manager, store)
-            manager.start()
+            await manager.start()
             app.state.runtime = Runtime(settings, store, services, manager)
-            log.info("orchestrator %s: data in %s; depth %s, segment %s, imagegen %s",
-                     __version__, settings.data_dir.resolve(), settings.depth_service_addr,
+            log.info("orchestrator %s: data in %s (records: %s); depth %s, segment %s, "
+                     "imagegen %s", __version__, settings.data_dir.resolve(),
+                     "SQLite" if store.exclusive else "PostgreSQL", settings.depth_service_addr,
                      settings.segment_service_addr, settings.imagegen_service_addr)
             try:
                 yield
@@ -66,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await manager.close()
         finally:
             await services.close()
-            store.close()
+            await store.close()
 
     app = FastAPI(
         title="3D scene server",

@@ -240,11 +240,11 @@ async def test_records_of_earlier_versions_still_load(api):
         "id": old_id, "status": "failed", "error": "interrupted", "created_at": "2020-01-01",
         "prompt": "old", "some_retired_field": {"x": 1}, "last_event_id": None,
         "queue_position": None, "job": {"idempotency_key": None, "last_event_id": 9}}))
-    api.runtime.store.rebuild_index()
+    await api.runtime.store.import_files()
     shown = (await api.client.get(f"/generations/{old_id}")).json()
     assert shown["status"] == "failed" and shown["prompt"] == "old"
     assert not {"some_retired_field", "last_event_id", "queue_position", "job"} & set(shown)
-    assert api.runtime.store.read_record(old_id).job.last_event_id is None
+    assert (await api.runtime.store.read_record(old_id)).job.last_event_id is None
     page = (await api.client.get("/generations")).json()
     assert [item["id"] for item in page["items"]] == [old_id]
     job = (await api.client.get(f"/jobs/{old_id}")).json()

@@ -81,7 +81,7 @@ async def generate(
         await decode_upload(submission)
     output = formats.negotiate(format, accept)
     inputs = replace(submission.inputs, output=output)
-    view, _ = runtime.jobs.submit(inputs, fingerprint=submission.fingerprint)
+    view, _ = await runtime.jobs.submit(inputs, fingerprint=submission.fingerprint)
     job = runtime.jobs.get(view.id)
     await _wait(runtime, job, request.receive)
     headers = {"X-Generation-Id": job.id, "Server-Timing": server_timing(job.timing_ms),
