@@ -11,7 +11,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 CONSTRAINTS := scripts/requirements/constraints.txt
-PACKAGES := protos pointcloud-lib depth-service segment-service imagegen-service orchestrator
+# dev: what the tests, benches and scripts/ share (make run's supervisor, model builders, fakes);
+# never installed into an image.
+PACKAGES := protos pointcloud-lib depth-service segment-service imagegen-service orchestrator dev
 PYPROJECTS := $(addsuffix /pyproject.toml,$(PACKAGES))
 TINY_MODELS := .cache/tiny-models/.complete
 PYTEST_ARGS ?=
@@ -57,7 +59,7 @@ protos-check: install
 	  echo "generated protos are current" || \
 	  { echo "protos/python is stale: run 'make protos' and commit"; rm -rf $$tmp; exit 1; }
 
-$(TINY_MODELS): scripts/make_tiny_models.py $(wildcard scripts/tiny_models/*.py) | install
+$(TINY_MODELS): scripts/make_tiny_models.py $(wildcard dev/src/scene_dev/tiny_models/*.py) | install
 	$(PY) scripts/make_tiny_models.py .cache/tiny-models
 
 tiny-models: $(TINY_MODELS)

@@ -34,8 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# The fakes live with the tests; this script runs from the repository root's venv.
-sys.path.insert(0, str(REPO_ROOT))
 
 IMAGE = REPO_ROOT / "scripts" / "demo" / "chelsea.png"
 LEVELS = (1, 4, 16)
@@ -48,7 +46,7 @@ TARGET_SCALE_OUT = 1.7
 
 
 async def serve_serial_depth(port: int, service_s: float) -> None:
-    from tests.fakes.grpc_services import FakeDepthService
+    from scene_dev.fakes.grpc_services import FakeDepthService
 
     class SerialFakeDepth(FakeDepthService):
         """One call at a time: later calls queue inside the process, as on one device."""
@@ -161,7 +159,7 @@ def system(workdir: Path, *, depth_replicas: int, service_s: float | None) -> It
         4 + depth_replicas)
     try:
         fakes = processes.start("fakes", [
-            sys.executable, "-m", "tests.fakes.grpc_services", "--depth-port", str(depth_port),
+            sys.executable, "-m", "scene_dev.fakes.grpc_services", "--depth-port", str(depth_port),
             "--segment-port", str(segment_port), "--imagegen-port", str(imagegen_port)])
         processes.wait_for_line(fakes, '"imagegen"')
         depth_addresses = [f"127.0.0.1:{depth_port}"]

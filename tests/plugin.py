@@ -12,10 +12,9 @@ import pytest
 # ``orchestrator`` and hide the real one. Importing the real package first (this plugin loads
 # before any conftest) keeps the name bound to it.
 import orchestrator  # noqa: F401
+from scene_dev.paths import REPO_ROOT, TINY_MODELS_DIR
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DIR = REPO_ROOT.parent / "shared"
-TINY_MODELS_DIR = REPO_ROOT / ".cache" / "tiny-models"
 
 
 def model_in_local_cache(model_id: str) -> bool:

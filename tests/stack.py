@@ -1,6 +1,6 @@
 """The real stack as separate processes, for end-to-end and fault tests.
 
-The processes are exactly the ones ``make run`` starts (:func:`scripts/run.py:plan_services`,
+The processes are exactly the ones ``make run`` starts (:func:`scene_dev.run_plan.plan_services`,
 ``python -m <service>`` with the environment as the only configuration), here in smoke mode:
 tiny random-weight models and the fake OpenAI server, on free loopback ports, with a temporary
 data directory. Unlike ``make run`` the stack hands each process to the test: kill one, stop it
@@ -18,12 +18,10 @@ process behind.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,39 +30,8 @@ from pathlib import Path
 import httpx
 from grpc_health.v1 import health_pb2
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def _load_run_script():
-    """``scripts/run.py`` as a module (scripts/ is not a package)."""
-    name = "scene_run_script"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    # Registered before running it: dataclasses look their module up by name.
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-run_script = _load_run_script()
-ServiceSpec = run_script.ServiceSpec
-StackOptions = run_script.StackOptions
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports nobody listens on right now (all held open together, so they are distinct)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+from scene_dev.paths import REPO_ROOT, TINY_MODELS_DIR
+from scene_dev.run_plan import ServiceSpec, StackOptions, connect_host, free_ports, plan_services
 
 
 def grpc_health(address: str, timeout_s: float = 1.0) -> int | None:
@@ -153,7 +120,7 @@ class Stack:
             return grpc_health(spec.address) is not None
         if spec.kind == "tcp":
             with contextlib.suppress(OSError), socket.create_connection(
-                    (run_script.connect_host(spec.host), spec.port), timeout=1.0):
+                    (connect_host(spec.host), spec.port), timeout=1.0):
                 return True
             return False
         try:
@@ -260,11 +227,11 @@ def stack_specs(tmp_dir: Path, *, depth_replicas: int = 1, extra_env: dict[str, 
         ports=dict(zip(names, ports, strict=False)),
         depth_ports=[ports[1], *ports[5:]],
         hosts=dict(hosts or {}),
-        tiny_models_dir=tiny_models_dir or run_script.TINY_MODELS_DIR,
+        tiny_models_dir=tiny_models_dir or TINY_MODELS_DIR,
         extra_env=dict(extra_env or {}),
         profile=profile,
     )
-    specs = run_script.plan_services(options)
+    specs = plan_services(options)
     for spec in specs:
         spec.argv = [*(argv_prefix or {}).get(spec.name, []), *spec.argv]
     return specs, options.data_dir

@@ -1,5 +1,9 @@
-"""The root README stays true: its settings table names every variable the services read, each
-under the service that reads it, with the default the service's settings object really has.
+"""The documentation stays true.
+
+The settings table of ``docs/operations.md`` names every variable the services read, each under the
+service that reads it, with the default the service's settings object really has. The README stays
+a guide a newcomer reads through (at most ``README_MAX_LINES`` lines), and every relative link in
+it and in ``docs/`` leads to a file that exists (and to a heading there, when it names one).
 
 How a row's default cell is read:
 
@@ -28,7 +32,11 @@ import pytest
 from scene_rpc.profiles import PROFILES
 from tests.deploy.settings_env import SETTINGS_MODULES, env_names, parse_as, settings_class
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+ROOT = Path(__file__).resolve().parent.parent
+README_PATH = ROOT / "README.md"
+README = README_PATH.read_text()
+OPERATIONS = (ROOT / "docs" / "operations.md").read_text()
+README_MAX_LINES = 250
 TABLE_HEADER = "| variable | service | default | meaning |"
 # The one variable that selects the profile: its own default does not vary with itself.
 PROFILE_ENV = "PROFILE"
@@ -45,7 +53,7 @@ def _cells(line: str) -> list[str]:
 def settings_rows() -> list[tuple[str, str, str]]:
     """(variable, service, default cell) of each row of the settings table; a row naming two
     variables (`A` / `B`) with two defaults gives one row each."""
-    lines = README.split("\n")
+    lines = OPERATIONS.split("\n")
     start = lines.index(TABLE_HEADER) + 2
     rows = []
     for line in lines[start:]:
@@ -131,13 +139,13 @@ ROWS = settings_rows()
 def test_every_setting_is_in_the_readme_table(service):
     documented = {name for name, row_service, _ in ROWS if row_service == service}
     missing = sorted(set(env_names(service)) - documented)
-    assert not missing, f"README settings table lacks {service}'s {missing}"
+    assert not missing, f"docs/operations.md settings table lacks {service}'s {missing}"
 
 
 def test_every_row_is_a_variable_its_service_reads():
     unknown = [(name, service) for name, service, _ in ROWS
-               if service not in SETTINGS_MODULES or name not in env_names(service)]
-    assert not unknown, f"README settings rows no service reads: {unknown}"
+               if (service not in SETTINGS_MODULES or name not in env_names(service))]
+    assert not unknown, f"docs/operations.md settings rows no service reads: {unknown}"
 
 
 @pytest.mark.parametrize(("name", "service", "cell"), ROWS, ids=[f"{r[1]}-{r[0]}" for r in ROWS])
@@ -145,7 +153,7 @@ def test_each_documented_default_is_the_codes(name, service, cell):
     if service not in SETTINGS_MODULES or name not in env_names(service):
         pytest.skip("not a variable of this service: test_every_row_is_a_variable_... says so")
     problem = default_problem(service, name, cell)
-    assert problem is None, f"README row {name} ({service}): {problem}"
+    assert problem is None, f"docs/operations.md row {name} ({service}): {problem}"
 
 
 def test_the_rules_catch_drift():
@@ -164,3 +172,65 @@ def test_the_rules_catch_drift():
 
 def test_the_two_commands_are_documented():
     assert "make run" in README and "make test" in README
+
+
+def test_the_readme_is_a_guide_not_a_notebook():
+    lines = README.count("\n") + (not README.endswith("\n"))
+    assert lines <= README_MAX_LINES, (
+        f"README.md has {lines} lines (at most {README_MAX_LINES}): measurements go to "
+        "docs/performance.md, settings and operations to docs/operations.md")
+
+
+# -- links ----------------------------------------------------------------------------------------
+
+LINKED_DOCS = [README_PATH, *sorted((ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
+FENCE = re.compile(r"^```.*?^```", re.S | re.M)
+
+
+def heading_anchors(text: str) -> set[str]:
+    """The anchors GitHub gives a Markdown file's headings: lower case, punctuation dropped,
+    spaces as hyphens, a repeated heading numbered -1, -2, ..."""
+    anchors: set[str] = set()
+    for heading in re.findall(r"^#{1,6}\s+(.+?)\s*#*\s*$", FENCE.sub("", text), re.M):
+        plain = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # a link: its text
+        slug = re.sub(r"[^\w\- ]", "", plain.lower()).replace(" ", "-")
+        anchor, n = slug, 0
+        while anchor in anchors:
+            n += 1
+            anchor = f"{slug}-{n}"
+        anchors.add(anchor)
+    return anchors
+
+
+def relative_links(path: Path) -> list[str]:
+    return [target for target in LINK.findall(FENCE.sub("", path.read_text()))
+            if not re.match(r"[a-z][a-z0-9+.-]*:", target)]  # http:, https:, mailto: ...
+
+
+def link_problem(source: Path, target: str) -> str | None:
+    file_part, _, anchor = target.partition("#")
+    linked = (source.parent / file_part).resolve() if file_part else source
+    if not linked.exists():
+        shown = linked.relative_to(ROOT) if linked.is_relative_to(ROOT) else linked
+        return f"{shown} does not exist"
+    if anchor and linked.suffix == ".md" and anchor not in heading_anchors(linked.read_text()):
+        return f"{linked.name} has no heading #{anchor}"
+    return None
+
+
+@pytest.mark.parametrize("doc", LINKED_DOCS,
+                         ids=[path.relative_to(ROOT).as_posix() for path in LINKED_DOCS])
+def test_every_relative_link_leads_somewhere(doc):
+    broken = [(target, problem) for target in relative_links(doc)
+              if (problem := link_problem(doc, target)) is not None]
+    assert not broken, f"{doc.relative_to(ROOT)}: broken links {broken}"
+
+
+def test_the_link_check_catches_a_broken_link():
+    headings = "# Choosing a profile\n## `GET /health`, then\n## Choosing a profile"
+    assert heading_anchors(headings) == {
+        "choosing-a-profile", "get-health-then", "choosing-a-profile-1"}
+    assert link_problem(README_PATH, "docs/operations.md#settings") is None
+    assert "does not exist" in link_problem(README_PATH, "docs/no-such-file.md")
+    assert "no heading" in link_problem(README_PATH, "docs/operations.md#no-such-heading")

@@ -43,7 +43,7 @@ from depth_service.backends import DepthBackend, load_backend
 from depth_service.model import DepthModel
 from depth_service.pipeline import PANORAMA_PAD_FRACTION, DepthPipeline, EstimateOptions
 from depth_service.settings import Settings, TileMode
-from scene_rpc.torch_runtime import configure_threads, select_device
+from scene_rpc.ml.torch_runtime import configure_threads, select_device
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_IMAGES = REPO.parent / "shared" / "images"

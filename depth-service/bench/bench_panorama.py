@@ -2,35 +2,25 @@
 
     python depth-service/bench/bench_panorama.py [--height 512]
 
-Runs tests/test_panorama.py's synthetic room (known ray distances) through both panorama paths
-with the same perspective-model fake (a random disparity scale and shift per call) and prints
-the worst per-latitude relative ray-distance error after one global scale (target <= 2 % for the
-perspective path), the poles and the seam, and each path's wall time (the fake's own work
-included, so the times compare the paths' overheads only roughly).
+Runs the synthetic room of tests/test_panorama.py (``scene_dev.panorama_oracle``: known ray
+distances) through both panorama paths with the same perspective-model fake (a random disparity
+scale and shift per call) and prints the worst per-latitude relative ray-distance error after one
+global scale (target <= 2 % for the perspective path), the poles and the seam, and each path's
+wall time (the fake's own work included, so the times compare the paths' overheads only
+roughly).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import time
-from pathlib import Path
 
 import numpy as np
 
 from depth_service import panorama
 from depth_service.panorama import PanoramaMode, ViewLayout
-
-HERE = Path(__file__).resolve().parent
-
-
-def _oracle():
-    path = HERE.parent / "tests" / "test_panorama.py"
-    spec = importlib.util.spec_from_file_location("panorama_oracle", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from scene_dev import panorama_oracle as oracle
 
 
 async def main() -> None:
@@ -38,7 +28,6 @@ async def main() -> None:
     parser.add_argument("--height", type=int, default=512)
     parser.add_argument("--native", type=int, default=518, help="the fake model's input side")
     args = parser.parse_args()
-    oracle = _oracle()
     image, truth = oracle.render_panorama(args.height, 2 * args.height)
     print(f"panorama {2 * args.height}x{args.height}, model input side {args.native}")
     cases = [("perspective cube", PanoramaMode.PERSPECTIVE, ViewLayout.CUBE),

@@ -7,8 +7,8 @@
 
 Full-size architectures with random weights (speed does not depend on them), one input shape per
 model, all figures from the same run: eager PyTorch float32 (the baseline), bfloat16 autocast,
-OpenVINO float32 and ONNX Runtime (through ``scene_rpc.accel.CompiledModule``, the path the
-service uses). For each: the median forward time, the speed-up over eager, the export + compile
+OpenVINO float32 (through ``scene_rpc.ml.accel.CompiledModule``, the path the service
+uses). For each: the median forward time, the speed-up over eager, the export + compile
 time (once per shape, then cached on disk), and the agreement with eager on the same weights:
 relative L2 of every output and the largest absolute difference of the depth map after the
 service's normalisation (``normalize_disparity``: 0..1), both against the 1e-3 adoption bar.
@@ -27,21 +27,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_depth import VARIANTS
-
 from depth_service.normalize import normalize_disparity
-from scene_rpc.accel import CompiledModule, Runtime, relative_l2, runtime_version
-from scene_rpc.torch_runtime import configure_threads
+from scene_dev.full_size_models import DEPTH_ANYTHING
+from scene_rpc.ml.accel import CompiledModule, relative_l2, runtime_version
+from scene_rpc.ml.torch_runtime import configure_threads
+from scene_rpc.settings import Runtime
 
 ADOPTION_SPEEDUP = 1.3
 ADOPTION_TOLERANCE = 1e-3
@@ -63,7 +59,7 @@ class Outputs(torch.nn.Module):
 def depth_anything(variant: str) -> tuple[torch.nn.Module, tuple[int, ...]]:
     from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation
 
-    spec = VARIANTS[variant]
+    spec = DEPTH_ANYTHING[variant.capitalize()]
     config = DepthAnythingConfig(
         backbone_config={"model_type": "dinov2", "hidden_size": spec["hidden"],
                          "num_hidden_layers": spec["layers"],
@@ -198,7 +194,7 @@ def bench(name: str, runtimes: list[str], repeats: int, threads: int) -> list[di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="small", help=",".join(BUILDERS))
-    parser.add_argument("--runtimes", default="bf16,openvino,onnx")
+    parser.add_argument("--runtimes", default="bf16,openvino")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="0 = one per core")
     args = parser.parse_args()

@@ -12,15 +12,14 @@ import pytest
 import torch
 
 from depth_service.backends import (
-    DEPTH_PRO_AUTO_COMPILED,
     MAX_FOV_DEG,
     DepthProBackend,
     ProcessorBackend,
     focal_length_px,
     load_backend,
 )
-from depth_service.depth_pro_compiled import PiecewiseForward
-from scene_rpc.accel import Runtime, relative_l2, runtime_version
+from scene_rpc.ml.accel import relative_l2, runtime_version
+from scene_rpc.settings import Runtime
 
 CPU = torch.device("cpu")
 
@@ -124,58 +123,45 @@ def test_a_missing_model_fails_to_load(tmp_path: Path):
         load_backend(str(tmp_path / "nowhere"), CPU, torch.float32)
 
 
-def compiled_case(runtime: Runtime, which: str):
-    return pytest.param(runtime, which, id=f"{runtime.value}-{which}", marks=pytest.mark.skipif(
-        runtime_version(runtime) is None, reason=f"{runtime.value} is not installed"))
-
-
-# OpenVINO (what auto picks on a CPU) on both architectures; ONNX Runtime on the smaller one, since
-# exporting DepthPro through it is slow and the path is the same.
-@pytest.mark.parametrize("runtime,which", [
-    compiled_case(Runtime.OPENVINO, "depth-anything"), compiled_case(Runtime.OPENVINO, "depth-pro"),
-    compiled_case(Runtime.ONNX, "depth-anything")])
+@pytest.mark.skipif(runtime_version(Runtime.OPENVINO) is None, reason="openvino is not installed")
 def test_a_compiled_runtime_exports_at_load_reuses_its_cache_and_matches_eager(
-        runtime, which, tiny_models_dir, tmp_path):
-    model_dir = str(tiny_models_dir / which)
-    eager = load_backend(model_dir, CPU, torch.float32)
-    compiled = load_backend(model_dir, CPU, torch.float32, runtime=runtime, cache_dir=tmp_path)
-    assert compiled.runtime.startswith(runtime.value) and eager.runtime == "torch"
-    # The native square was exported inside the load (DepthPro: each of its pieces).
-    assert graph_sources(compiled) == {"exported"}
+        tiny_depth_anything, tmp_path):
+    eager = load_backend(tiny_depth_anything, CPU, torch.float32)
+    compiled = load_backend(tiny_depth_anything, CPU, torch.float32, runtime=Runtime.OPENVINO,
+                            cache_dir=tmp_path)
+    assert compiled.runtime.startswith("openvino") and eager.runtime == "torch"
+    # The native square was exported inside the load.
+    assert set(compiled._forward.sources.values()) == {"exported"}
 
-    # 60 x 90: a new shape for Depth Anything (compiled on first sight), DepthPro's native square.
+    # 60 x 90: a new shape (compiled on first sight), then the native square.
     for crops in (images(1, 60, 90), images(1, *compiled.native_hw, seed=3)):
         [ours] = compiled.predict(crops)
         [reference] = eager.predict(crops)
         assert ours.disparity.shape == reference.disparity.shape
         assert relative_l2(ours.disparity, reference.disparity) < 1e-4
-        if which == "depth-pro":
-            assert ours.fov_deg == pytest.approx(reference.fov_deg, rel=1e-4)
 
     # The next start reads the graph back instead of exporting it again.
-    again = load_backend(model_dir, CPU, torch.float32, runtime=runtime, cache_dir=tmp_path)
-    assert graph_sources(again) == {"cached"}
+    again = load_backend(tiny_depth_anything, CPU, torch.float32, runtime=Runtime.OPENVINO,
+                         cache_dir=tmp_path)
+    assert set(again._forward.sources.values()) == {"cached"}
 
 
-def graph_sources(backend) -> set[str]:
-    """How the backend's compiled graphs were obtained: "exported" or "cached"."""
-    forward = backend._forward
-    pieces = getattr(forward, "pieces", {"model": forward})
-    if isinstance(forward, PiecewiseForward):
-        # The three ViTs and the decoder, each a graph of its own.
-        assert set(pieces) == {"patch-vit", "image-vit", "fov-vit", "decoder"}
-    return {source for piece in pieces.values() for source in piece.sources.values()}
-
+@pytest.mark.parametrize("runtime", [Runtime.AUTO, Runtime.OPENVINO])
+def test_depth_pro_always_runs_eagerly(runtime, tiny_depth_pro, tmp_path):
+    if runtime is Runtime.OPENVINO and runtime_version(Runtime.OPENVINO) is None:
+        pytest.skip("openvino is not installed")
+    depth_pro = load_backend(tiny_depth_pro, CPU, torch.float32, runtime=runtime,
+                             cache_dir=tmp_path)
+    assert depth_pro.runtime == "torch"
+    # Nothing was exported for it.
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.skipif(runtime_version(Runtime.OPENVINO) is None, reason="openvino is not installed")
-def test_auto_compiles_on_a_cpu(tiny_depth_anything, tiny_depth_pro, tmp_path):
+def test_auto_compiles_on_a_cpu(tiny_depth_anything, tmp_path):
     backend = load_backend(tiny_depth_anything, CPU, torch.float32, runtime=Runtime.AUTO,
                            cache_dir=tmp_path)
     assert backend.runtime == f"openvino {runtime_version(Runtime.OPENVINO)}"
-    depth_pro = load_backend(tiny_depth_pro, CPU, torch.float32, runtime=Runtime.AUTO,
-                             cache_dir=tmp_path)
-    assert depth_pro.runtime.startswith("openvino" if DEPTH_PRO_AUTO_COMPILED else "torch")
 
 
 @pytest.mark.skipif(runtime_version(Runtime.OPENVINO) is None, reason="openvino is not installed")

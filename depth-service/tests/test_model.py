@@ -12,8 +12,9 @@ from depth_service.backends import load_backend
 from depth_service.model import AUTO_BATCH_OTHER, DepthModel
 from depth_service.pipeline import DepthEstimate, EstimateOptions
 from depth_service.settings import TileMode
-from scene_rpc.accel import Runtime, runtime_version
 from scene_rpc.errors import ModelUnavailable
+from scene_rpc.ml.accel import runtime_version
+from scene_rpc.settings import Runtime
 
 
 async def estimate(model: DepthModel, image: np.ndarray, **options) -> DepthEstimate:

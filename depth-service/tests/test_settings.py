@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pydantic
 import pytest
 
 from depth_service.settings import Settings, TileMode
-from scene_rpc.accel import Runtime
+from scene_rpc.settings import Runtime
 
 
 def test_defaults_follow_the_spec(monkeypatch):
@@ -20,12 +23,15 @@ def test_defaults_follow_the_spec(monkeypatch):
 
 
 def test_the_runtime_is_chosen_by_name(monkeypatch):
-    monkeypatch.setenv("DEPTH_RUNTIME", "onnx")
+    monkeypatch.setenv("DEPTH_RUNTIME", "openvino")
     monkeypatch.setenv("DEPTH_RUNTIME_CACHE_DIR", "/tmp/graphs")
     settings = Settings()
-    assert settings.runtime is Runtime.ONNX and str(settings.runtime_cache_dir) == "/tmp/graphs"
+    assert settings.runtime is Runtime.OPENVINO and str(settings.runtime_cache_dir) == "/tmp/graphs"
     with pytest.raises(pydantic.ValidationError, match="runtime"):
         Settings(runtime="tensorrt")
+    # ONNX Runtime was taken out: its name is refused like any other unknown one.
+    with pytest.raises(pydantic.ValidationError, match="runtime"):
+        Settings(runtime="onnx")
 
 
 def test_environment_variables_use_the_depth_prefix(monkeypatch):
@@ -85,3 +91,10 @@ def test_the_pixel_limit_is_the_one_every_image_service_shares():
     from scene_rpc.images import DEFAULT_MAX_IMAGE_PIXELS
 
     assert Settings().max_pixels == DEFAULT_MAX_IMAGE_PIXELS == 16_000_000
+
+
+def test_the_settings_load_without_torch():
+    # The entry point validates its settings and configures logging before torch is imported.
+    code = "import sys, depth_service.__main__; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -19,26 +19,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import statistics
-import sys
 import time
 from pathlib import Path
 
+import grpc
+import numpy as np
+import openai
+from PIL import Image
+
+from imagegen_service.generator import intact_rgb_png_size
+from imagegen_service.panorama import make_panorama, seam_mad
+from imagegen_service.server import build
+from imagegen_service.settings import Settings
+from scene.imagegen.v1 import imagegen_pb2, imagegen_pb2_grpc
+from scene_dev.fakes.openai_server import render_scene, serve_as_process
+from scene_rpc import server as rpc_server
+from scene_rpc.images import decode_image_bytes, encode_png
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT))  # for tests.fakes when run as a script
-
-import grpc  # noqa: E402
-import numpy as np  # noqa: E402
-import openai  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from imagegen_service.generator import intact_rgb_png_size  # noqa: E402
-from imagegen_service.panorama import make_panorama, seam_mad  # noqa: E402
-from imagegen_service.server import build  # noqa: E402
-from imagegen_service.settings import Settings  # noqa: E402
-from scene.imagegen.v1 import imagegen_pb2, imagegen_pb2_grpc  # noqa: E402
-from scene_rpc import server as rpc_server  # noqa: E402
-from scene_rpc.images import decode_image_bytes, encode_png  # noqa: E402
-from tests.fakes.openai_server import render_scene, serve_as_process  # noqa: E402
 
 KEY = "sk-bench-" + "x" * 40
 ROUNDS = 15

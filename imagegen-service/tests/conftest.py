@@ -17,8 +17,8 @@ import pytest
 from imagegen_service.server import build
 from imagegen_service.settings import Settings
 from scene.imagegen.v1 import imagegen_pb2, imagegen_pb2_grpc
+from scene_dev.fakes.openai_server import FakeOpenAI, serve_as_process, serve_in_thread
 from scene_rpc import server as rpc_server
-from tests.fakes.openai_server import FakeOpenAI, serve_as_process, serve_in_thread
 
 
 def make_key() -> str:

@@ -1,4 +1,4 @@
-"""The fake OpenAI Images server itself (tests/fakes/openai_server.py): it must check what the
+"""The fake OpenAI Images server itself (scene_dev.fakes.openai_server): it must check what the
 real API checks, or the service's tests would prove less than they claim."""
 
 import base64
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.fakes.openai_server import parse_behaviour
+from scene_dev.fakes.openai_server import parse_behaviour
 
 KEY = "sk-test-abcdefghijklmnopqrstuvwxyz"
 
@@ -123,7 +123,7 @@ def test_unknown_tags_are_refused(fake_openai):
 
 
 def test_the_fake_runs_as_a_process(fake_openai_process):
-    # `python -m tests.fakes.openai_server --port 0` printed READY with its base URL.
+    # `python -m scene_dev.fakes.openai_server --port 0` printed READY with its base URL.
     assert fake_openai_process.base_url.startswith("http://127.0.0.1:")
     fake_openai_process.reset()
     response = post(fake_openai_process, {"model": "gpt-image-1", "prompt": "a cat"})

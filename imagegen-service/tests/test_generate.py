@@ -12,7 +12,7 @@ from PIL import Image
 from imagegen_service.panorama import seam_mad
 from scene.common.v1 import common_pb2
 from scene.imagegen.v1 import imagegen_pb2
-from tests.fakes.openai_server import scene_png
+from scene_dev.fakes.openai_server import scene_png
 
 PANORAMA = imagegen_pb2.GENERATION_MODE_PANORAMA
 STANDARD = imagegen_pb2.GENERATION_MODE_STANDARD

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 from pydantic import ValidationError
 
@@ -82,3 +85,13 @@ def test_the_pixel_limit_is_the_one_every_image_service_shares():
     from scene_rpc.images import DEFAULT_MAX_IMAGE_PIXELS
 
     assert Settings().max_image_pixels == DEFAULT_MAX_IMAGE_PIXELS == 16_000_000
+
+
+def test_the_service_never_imports_torch():
+    # It runs no model: its settings, logging and server come up without torch in the process.
+    code = ("import pkgutil, sys, imagegen_service\n"
+            "for module in pkgutil.walk_packages(imagegen_service.__path__, 'imagegen_service.'):\n"
+            "    __import__(module.name)\n"
+            "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

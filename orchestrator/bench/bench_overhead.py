@@ -2,7 +2,7 @@
 """Orchestration overhead: what the orchestrator adds to the models' own time.
 
 The orchestrator runs as ``python -m orchestrator`` against the fake model services (one process
-each, ``tests/fakes/grpc_services.py``), whose models are instant and report their own time.
+each, ``scene_dev.fakes.grpc_services``), whose models are instant and report their own time.
 For a 1024x1024 standard image and a 2048x1024 panorama, ``POST /generate`` is timed from the
 client; the overhead is that wall time minus the services' reported model time, split by step
 from the generation's record (gRPC transfer, image decode, point cloud build, pack, PNG
@@ -80,7 +80,7 @@ def run_stack(data_dir: Path, image_side: int, extra_env: dict[str, str] | None 
     processes = []
     ports = {name: free_port() for name in ("depth", "segment", "imagegen", "orchestrator")}
     for name in ("depth", "segment", "imagegen"):
-        process = start([sys.executable, "-m", "tests.fakes.grpc_services", "--services", name,
+        process = start([sys.executable, "-m", "scene_dev.fakes.grpc_services", "--services", name,
                          f"--{name}-port", str(ports[name]),
                          "--image-size", f"{image_side}x{image_side}"], {})
         processes.append(process)

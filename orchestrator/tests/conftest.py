@@ -22,7 +22,7 @@ from PIL import Image
 from orchestrator.app import create_app
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
-from tests.fakes.grpc_services import FakeServices
+from scene_dev.fakes.grpc_services import FakeServices
 
 KEY = "sk-test-9f8e7d6c5b4a3f2e1d0c"
 

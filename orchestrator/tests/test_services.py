@@ -54,8 +54,8 @@ def test_status_mapping(code, status, detail):
 async def test_round_robin_over_a_list_of_replicas(make_settings, fakes):
     """Two depth replicas in one address setting share the calls."""
     from scene.depth.v1 import depth_pb2
+    from scene_dev.fakes.grpc_services import FakeDepthService
     from scene_rpc.images import image_message
-    from tests.fakes.grpc_services import FakeDepthService
 
     second = FakeDepthService()
     await second.start()
@@ -91,8 +91,8 @@ async def test_a_service_started_after_a_failed_attempt_answers_the_first_call(m
     import numpy as np
 
     from scene.depth.v1 import depth_pb2
+    from scene_dev.fakes.grpc_services import FakeDepthService
     from scene_rpc.images import image_message
-    from tests.fakes.grpc_services import FakeDepthService
 
     port = _free_port()
     services = ModelServices(make_settings(depth_service_addr=f"127.0.0.1:{port}",

@@ -7,13 +7,10 @@ The cloud: a 2048x1024 panorama (2,097,152 points). Categories either as a segme
 gives them (regions: a few runs per image row, the orchestrator's case) or as noise (a category
 drawn per pixel, the worst case: describe() sorts the points by category first).
 
-  describe (regions)    pointcloud.descriptors.describe, the target: <= 10 ms for 2M points
-                        (numba's compiled pass when numba, the fast extra, is installed)
+  describe (regions)    pointcloud.descriptors.describe (the numpy reduction)
   describe (noise)      the worst case
-  describe (numpy path) the same with the compiled pass hidden: the numpy reduction, the fallback
-                        without numba (the version of 66399e1), regions and noise
-  _point_stats          the per-point pass alone: the older numpy reduction (3f6ef13, frozen in
-                        _previous_descriptors.py), the current numpy one, and the current pass
+  _point_stats          the per-point pass alone: the older reduction (3f6ef13, frozen in
+                        _previous_descriptors.py) and the current one
   to_splat              32 bytes a point
   edge_opacity          the splats' opacity near depth edges (points back on their grid cells)
   baselines             PointCloud.bounds() (one exact min/max pass over the positions),
@@ -22,7 +19,7 @@ drawn per pixel, the worst case: describe() sorts the points by category first).
 
 Best-of-N wall, median wall and median CPU times (the CPU time of this process is the steadier on
 a shared machine; the repeats go round all cases, interleaved), each as a ratio of the bounds()
-pass, and the old/new ratios of the reduction and of describe.
+pass, and the old/new ratio of the reduction.
 """
 
 from __future__ import annotations
@@ -38,11 +35,8 @@ import numpy as np
 from _previous_descriptors import point_stats as previous_point_stats
 
 import pointcloud as pc
-from pointcloud import descriptors
-from pointcloud.descriptors import _point_stats, _point_stats_numpy, describe
+from pointcloud.descriptors import _point_stats, describe
 from pointcloud.splat import edge_opacity, to_splat
-
-TARGET_MS = 10.0
 
 
 def timed(
@@ -86,18 +80,6 @@ def clouds() -> tuple[pc.PointCloud, pc.PointCloud]:
     return cloud, pc.PointCloud(cloud.positions, cloud.colors, noise)
 
 
-def numpy_path(fn: Callable[[], Any]) -> Callable[[], Any]:
-    """``fn`` with the compiled pass hidden, as if numba were not installed."""
-    def run() -> Any:
-        compiled = descriptors._compiled_run_stats
-        descriptors._compiled_run_stats = lambda: None
-        try:
-            return fn()
-        finally:
-            descriptors._compiled_run_stats = compiled
-    return run
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
@@ -105,9 +87,7 @@ def main() -> None:
     cloud, noisy = clouds()
     runs = int(np.count_nonzero(cloud.segments[1:] != cloud.segments[:-1])) + 1
     print(f"{cloud.count:,} points; {runs:,} runs of equal categories in the regions case")
-    compiled = descriptors._compiled_run_stats() is not None
-    print("describe: " + ("numba's compiled pass" if compiled else
-                          "the numpy reduction (numba is not installed)") + "\n")
+    print()
     arrays = (cloud.positions, cloud.colors, cloud.segments)
     cases = [
         ("PointCloud.bounds() [baseline]", lambda: pc.PointCloud(
@@ -115,10 +95,7 @@ def main() -> None:
         ("np.bincount(segments) [baseline]", lambda: np.bincount(cloud.segments, minlength=6)),
         ("describe (regions)", lambda: describe(cloud)),
         ("describe (noise)", lambda: describe(noisy)),
-        ("describe (regions, numpy path)", numpy_path(lambda: describe(cloud))),
-        ("describe (noise, numpy path)", numpy_path(lambda: describe(noisy))),
-        ("_point_stats (numpy, 3f6ef13)", lambda: previous_point_stats(*arrays, 6)),
-        ("_point_stats (numpy, 66399e1)", lambda: _point_stats_numpy(*arrays, 6)),
+        ("_point_stats (3f6ef13)", lambda: previous_point_stats(*arrays, 6)),
         ("_point_stats (current)", lambda: _point_stats(*arrays, 6)),
         ("encode (PCLD copy) [baseline]", lambda: pc.encode(cloud, mode="equirect", cloud_id="b")),
         ("to_ply [baseline]", lambda: pc.to_ply(cloud)),
@@ -134,20 +111,9 @@ def main() -> None:
     print(f"{'case':36} {'best ms':>9} {'median':>9} {'CPU med':>9} {'x bounds (CPU)':>15}")
     for name, (wall, median, cpu) in results.items():
         print(f"{name:36} {wall:9.2f} {median:9.2f} {cpu:9.2f} {cpu / max(bounds[2], 1e-9):15.1f}")
-    new = results["_point_stats (current)"]
-    print()
-    for name in ("_point_stats (numpy, 3f6ef13)", "_point_stats (numpy, 66399e1)"):
-        old = results[name]
-        print(f"{name} / current: {old[2] / new[2]:.2f}x (median CPU), "
-              f"{old[1] / new[1]:.2f}x (median wall)")
-    for case in ("regions", "noise"):
-        old, new = results[f"describe ({case}, numpy path)"], results[f"describe ({case})"]
-        print(f"describe ({case}) numpy path / current: {old[2] / new[2]:.2f}x (median CPU), "
-              f"{old[1] / new[1]:.2f}x (median wall)")
-    describe_cpu = results["describe (regions)"][2]
-    verdict = "met" if describe_cpu <= TARGET_MS else "MISSED"
-    print(f"target describe <= {TARGET_MS:.0f} ms for 2M points: {verdict} "
-          f"({describe_cpu:.2f} ms CPU, median of {args.repeats})")
+    old, new = results["_point_stats (3f6ef13)"], results["_point_stats (current)"]
+    print(f"\n_point_stats (3f6ef13) / current: {old[2] / new[2]:.2f}x (median CPU), "
+          f"{old[1] / new[1]:.2f}x (median wall)")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import importlib.util
 import json
 import math
 import shutil
@@ -57,12 +56,12 @@ import numpy as np
 from PIL import Image
 
 import pointcloud as pc
+from scene_dev import pcld_chromium as chromium
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 SHARED = ROOT.parent / "shared"
 JS_DIR = HERE / "js"
-CHROMIUM_HELPER = HERE.parent / "tests" / "js" / "chromium.py"
 RATES_MBIT = (20, 100)
 
 
@@ -307,9 +306,6 @@ def draco(cloud: pc.PointCloud, repeats: int, v1_ms: float, max_points: int) -> 
 
 
 def browser_decode(results_by_scene: dict[str, list[Result]], repeats: int) -> None:
-    spec = importlib.util.spec_from_file_location("pcld_chromium", CHROMIUM_HELPER)
-    chromium = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(chromium)
     missing = chromium.chromium_missing()
     if missing:
         print(f"NOTE: no browser decode times: {missing}")
@@ -329,7 +325,7 @@ def browser_decode(results_by_scene: dict[str, list[Result]], repeats: int) -> N
                     name = f"{len(files)}.bin"
                     (root / name).write_bytes(result.data)
                     files.append((name, result))
-        with chromium._serve(root) as url, sync_playwright() as playwright:
+        with chromium.serve_folder(root) as url, sync_playwright() as playwright:
             browser = playwright.chromium.launch(
                 executable_path=str(chromium.CHROMIUM), args=chromium.FLAGS
             )

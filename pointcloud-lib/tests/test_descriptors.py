@@ -1,41 +1,18 @@
 """Audio descriptors: equal to a brute-force per-category computation, on small random clouds
-(hypothesis), on long clouds whose runs cross block boundaries, and on noise (the sorted path),
-both through the compiled pass (numba, the ``fast`` extra) and the numpy reduction; and they
-travel in the PCLD header through ``extra_header``."""
+(hypothesis), on long clouds whose runs cross block boundaries, and on noise (the sorted path);
+and they travel in the PCLD header through ``extra_header``."""
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
 import json
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pointcloud import CATEGORY_NAMES, PointCloud, decode, descriptors, encode, pack_planar
+from pointcloud import CATEGORY_NAMES, PointCloud, decode, encode, pack_planar
 from pointcloud.descriptors import DECIMALS, describe, distances
-
-# The two implementations of the per-point pass: numba's compiled one (when installed) and the
-# numpy reduction (always there: the fallback).
-PATHS = [
-    "numpy",
-    pytest.param("numba", marks=pytest.mark.skipif(
-        importlib.util.find_spec("numba") is None, reason="numba (the fast extra) not installed")),
-]
-
-
-@contextlib.contextmanager
-def stats_path(path: str) -> Iterator[None]:
-    """describe() through ``path``: "numpy" hides the compiled pass as if numba were absent."""
-    with pytest.MonkeyPatch.context() as patch:
-        if path == "numpy":
-            patch.setattr(descriptors, "_compiled_run_stats", lambda: None)
-        else:
-            assert descriptors._compiled_run_stats() is not None
-        yield
 
 LABELS = [
     {"label": "person", "ade20k_id": 12, "category": 0, "pixel_fraction": 0.2},
@@ -98,8 +75,7 @@ def cloud_from(segments: np.ndarray, seed: int, spread: float = 10.0) -> PointCl
     )
 
 
-@pytest.mark.parametrize("path", PATHS)
-def test_small_clouds_match_brute_force(path: str) -> None:
+def test_small_clouds_match_brute_force() -> None:
     @settings(max_examples=60, deadline=None)
     @given(
         segments=st.lists(st.integers(0, 5), min_size=0, max_size=60),
@@ -108,58 +84,38 @@ def test_small_clouds_match_brute_force(path: str) -> None:
     def check(segments: list[int], seed: int) -> None:
         assert_matches(cloud_from(np.array(segments, dtype=np.uint8), seed))
 
-    with stats_path(path):
-        check()
+    check()
 
 
-@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("run_length", [1, 7, 5000, 40_000])
-def test_runs_across_blocks_match_brute_force(path: str, run_length: int) -> None:
-    # Long runs (the raster-order case) straddle the numpy path's 32768-point blocks; run
-    # length 1 is noise (the numpy path sorts by category first; the compiled pass walks a run
-    # a point).
+def test_runs_across_blocks_match_brute_force(run_length: int) -> None:
+    # Long runs (the raster-order case) straddle the 32768-point blocks; run
+    # length 1 is noise (sorted by category first).
     rng = np.random.default_rng(run_length)
     runs = rng.integers(0, 6, 100_000 // run_length + 1)
     segments = np.repeat(runs, run_length)[:100_003 - run_length % 3]
-    with stats_path(path):
-        assert_matches(cloud_from(segments, seed=run_length))
+    assert_matches(cloud_from(segments, seed=run_length))
 
 
-@pytest.mark.parametrize("path", PATHS)
-def test_far_off_centre_cloud_matches_brute_force(path: str) -> None:
+def test_far_off_centre_cloud_matches_brute_force() -> None:
     # Coordinates far from zero with a small spread: float rounding in the sums shows here first.
     segments = np.repeat(np.arange(6), 40_000)
     cloud = cloud_from(segments, seed=6, spread=0.01)
     cloud = PointCloud(cloud.positions + np.float32(500), cloud.colors, cloud.segments)
-    with stats_path(path):
-        assert_matches(cloud)
+    assert_matches(cloud)
 
 
-@pytest.mark.parametrize("path", PATHS)
-def test_non_finite_coordinates_match_brute_force(path: str) -> None:
+def test_non_finite_coordinates_match_brute_force() -> None:
     # Not produced by the projections (they drop invalid depth), but a PointCloud may hold them:
-    # NaN spreads to its category's sums and extremes on both paths, infinities stay extremes.
+    # NaN spreads to its category's sums and extremes, infinities stay extremes.
     segments = np.repeat(np.arange(6), 500)
     cloud = cloud_from(segments, seed=8)
     cloud.positions[10, 1] = np.nan
     cloud.positions[700, 0] = np.inf
     cloud.positions[1200, 2] = -np.inf
     cloud.positions[1300, 2] = np.nan
-    with stats_path(path), np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"):
         assert_matches(cloud)
-
-
-def test_both_paths_give_the_same_counts_and_extremes() -> None:
-    pytest.importorskip("numba")
-    rng = np.random.default_rng(7)
-    segments = np.repeat(rng.integers(0, 6, 3000), rng.integers(1, 200, 3000))
-    cloud = cloud_from(segments, seed=7)
-    arrays = (cloud.positions, cloud.colors, cloud.segments, len(CATEGORY_NAMES))
-    compiled = descriptors._point_stats(*arrays)
-    reduced = descriptors._point_stats_numpy(*arrays)
-    for key in ("count", "min", "max"):
-        np.testing.assert_array_equal(compiled[key], reduced[key], err_msg=key)
-    np.testing.assert_allclose(compiled["sum"], reduced["sum"], rtol=1e-6, atol=1e-3)
 
 
 def test_empty_cloud_has_six_empty_categories(empty_cloud: PointCloud) -> None:
@@ -210,19 +166,10 @@ def test_extra_header_may_not_redefine_format_keys() -> None:
         encode(cloud, mode="planar", cloud_id="x", extra_header={"count": 1})
 
 
-@pytest.mark.parametrize("path", PATHS)
-def test_segment_values_beyond_the_categories_are_refused(path: str) -> None:
-    with stats_path(path), pytest.raises(ValueError, match="segment value 6 is out of range"):
+def test_segment_values_beyond_the_categories_are_refused() -> None:
+    with pytest.raises(ValueError, match="segment value 6 is out of range"):
         describe(cloud_from(np.array([0, 6, 1], np.uint8), seed=5))
     segments = np.repeat(np.array([0, 1, 200, 2], np.uint8), 50_000)
-    with stats_path(path), pytest.raises(ValueError, match="segment value 200 is out of range"):
+    with pytest.raises(ValueError, match="segment value 200 is out of range"):
         describe(cloud_from(segments, seed=5))
 
-
-def test_warm_up_readies_the_pass_for_decoded_clouds():
-    # Without numba a no-op; with it, the compiled pass then serves a decoded cloud at once.
-    descriptors.warm_up()
-    cloud = decode(encode(PointCloud(np.ones((3, 3), np.float32), np.zeros((3, 3), np.uint8),
-                                     np.array([0, 0, 5], np.uint8)),
-                          mode="standard", cloud_id="t"))
-    assert [entry["count"] for entry in describe(cloud)["categories"]] == [2, 0, 0, 0, 0, 1]

@@ -4,9 +4,6 @@ malformed buffer with Python's message."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -19,12 +16,7 @@ from pointcloud import (
     pack_planar,
     relative_error_bound,
 )
-
-_spec = importlib.util.spec_from_file_location(
-    "pcld_chromium", Path(__file__).parent / "js" / "chromium.py"
-)
-chromium = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(chromium)
+from scene_dev import pcld_chromium as chromium
 
 pytestmark = pytest.mark.skipif(
     chromium.chromium_missing() is not None,

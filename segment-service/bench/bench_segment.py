@@ -24,7 +24,6 @@ import asyncio
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -77,8 +76,7 @@ def make_segmenter(**overrides):
 def ensure_tiny_models() -> Path:
     if (TINY_MODELS / ".complete").exists():
         return TINY_MODELS
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from tiny_models import segment as builders
+    from scene_dev.tiny_models import segment as builders
 
     out = Path(tempfile.mkdtemp(prefix="seg-tiny-"))
     for name, build in builders.BUILDERS.items():
@@ -204,8 +202,6 @@ def build_full_size(out: Path, sam_size: str = "tiny") -> tuple[Path, Path]:
     """sam2.1-hiera-tiny's (or -large's) architecture and MaskFormer with
     maskformer-swin-tiny-ade's layout, random weights, saved and loaded through the service's
     from_pretrained path."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from tiny_models.segment import ADE20K_ID2LABEL_NAMES
     from transformers import (
         DetrConfig,
         MaskFormerConfig,
@@ -214,6 +210,8 @@ def build_full_size(out: Path, sam_size: str = "tiny") -> tuple[Path, Path]:
         Sam2Model,
         SwinConfig,
     )
+
+    from scene_dev.tiny_models.segment import ADE20K_ID2LABEL_NAMES
 
     torch.manual_seed(0)
     sam_dir = out / f"sam2.1-hiera-{sam_size}-random"
@@ -400,7 +398,7 @@ async def main() -> None:
     parser.add_argument("--sam", choices=["tiny", "large"], default="tiny",
                         help="SAM2.1 architecture of the strategy comparison")
     args = parser.parse_args()
-    from scene_rpc.torch_runtime import configure_threads, select_device
+    from scene_rpc.ml.torch_runtime import configure_threads, select_device
 
     configure_threads(0)
     device = str(select_device("auto")[0])

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from scene_rpc.accel import Runtime, runtime_version
+from scene_rpc.ml.accel import runtime_version
+from scene_rpc.settings import Runtime
 from segment_service.compiled import CompiledDecoding
 from segment_service.models import SamModel, SemanticModel
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pydantic
 import pytest
 
@@ -109,3 +112,10 @@ def test_the_pixel_limit_is_the_one_every_image_service_shares():
     from scene_rpc.images import DEFAULT_MAX_IMAGE_PIXELS
 
     assert Settings().max_pixels == DEFAULT_MAX_IMAGE_PIXELS == 16_000_000
+
+
+def test_the_settings_load_without_torch():
+    # The entry point validates its settings and configures logging before torch is imported.
+    code = "import sys, segment_service.__main__; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

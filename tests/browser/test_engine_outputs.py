@@ -28,7 +28,7 @@ import pytest
 from PIL import Image
 
 import pointcloud
-from pointcloud import decode, encode, project_planar
+from pointcloud import decode, encode, pack_planar, project_planar
 from pointcloud.descriptors import describe
 from pointcloud.glb import quantized_error_bound, to_glb
 from pointcloud.splat import to_gaussian_ply, to_splat
@@ -55,9 +55,12 @@ def synthetic_cloud():
     categories = np.full((HEIGHT, WIDTH), 5, np.uint8)
     box = (slice(40, 80), slice(60, 100))
     depth[box], rgb[box], categories[box] = 2.5, (40, 200, 60), 4
-    cloud = project_planar(depth, rgb, categories, depth_is_metric=True, fov_deg=FOV_DEG)
-    extra = {"descriptors": describe(cloud)}
-    return decode(encode(cloud, mode="planar", cloud_id="synthetic", extra_header=extra))
+    options = {"depth_is_metric": True, "fov_deg": FOV_DEG}
+    extra = {"descriptors": describe(project_planar(depth, rgb, categories, **options))}
+    # With its camera in the header, as the orchestrator stores it (the viewer opens with its
+    # field of view).
+    return decode(pack_planar(depth, rgb, categories, cloud_id="synthetic", extra_header=extra,
+                              **options))
 
 
 @pytest.fixture(scope="module")
@@ -207,10 +210,12 @@ def viewer_site() -> Iterator[tuple[str, object]]:
     png = io.BytesIO()
     Image.new("RGB", (8, 6), (200, 60, 60)).save(png, format="PNG")
     base = f"/generations/{GENERATION}"
-    stored = encode(cloud, mode="planar", cloud_id=GENERATION, extra_header={
-        "descriptors": cloud.header["descriptors"]})
+    stored = encode(cloud, mode="planar", cloud_id=GENERATION, camera=cloud.header["camera"],
+                    extra_header={"descriptors": cloud.header["descriptors"]})
     _OrchestratorStandIn.files = {
         "/lib/pcld.js": (pointcloud.js_decoder_path().read_bytes(), "text/javascript"),
+        # The viewer asks what the server offers beyond points; this one lists nothing more.
+        "/limits": (b"{}", "application/json"),
         "/generations": (json.dumps({"items": [record], "total": 1, "limit": 12, "offset": 0})
                          .encode(), "application/json"),
         base: (json.dumps(record).encode(), "application/json"),

@@ -166,8 +166,9 @@ def test_the_smoke_variant_runs_the_built_images_plus_the_fake_openai_server(com
         assert services[service]["image"] == f"scene/{service}:${{SCENE_IMAGE_TAG:-smoke}}"
     fake = services["openai-fake"]
     assert fake["image"] == services["orchestrator"]["image"]
-    assert fake["command"][:3] == ["python", "-m", "tests.fakes.openai_server"]
-    assert (REPO / "tests" / "fakes" / "openai_server.py").is_file()
+    assert fake["command"][:3] == ["python", "-m", "scene_dev.fakes.openai_server"]
+    assert fake["volumes"] == ["./dev/src/scene_dev:/smoke/scene_dev:ro"]
+    assert (REPO / "dev" / "src" / "scene_dev" / "fakes" / "openai_server.py").is_file()
     port = fake["command"][fake["command"].index("--port") + 1]
     assert fake["expose"] == [port]
     assert port in " ".join(fake["healthcheck"]["test"])
@@ -179,7 +180,7 @@ def test_the_smoke_variant_runs_the_built_images_plus_the_fake_openai_server(com
 def test_the_smoke_variant_configures_the_models_exactly_as_run_py_smoke(smoke_override):
     """The same tiny models and smoke defaults as `make run`'s --smoke (one description of the
     offline stack), mounted at /models."""
-    from tests.stack import run_script as run
+    from scene_dev import run_plan as run
 
     expected = {**run.SMOKE_DEFAULTS, **run.smoke_model_env(Path("/models"))}
     for service in ("depth", "segment"):

@@ -1,4 +1,4 @@
-"""The process plan of ``scripts/run.py`` (``make run``): what each service is started with.
+"""The process plan of ``make run`` (``scene_dev.run_plan``): what each service is started with.
 
 One environment reaches every process, so the plan is checked against the settings classes:
 each variable it sets is one its service reads, and a variable two services read means one
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+from scene_dev import run, run_plan, supervisor
 from tests.deploy import settings_env
-from tests.stack import run_script
 
 SERVICE_OF = {"depth": "depth", "segment": "segment", "imagegen": "imagegen",
               "orchestrator": "orchestrator"}
@@ -21,12 +21,12 @@ SERVICE_OF = {"depth": "depth", "segment": "segment", "imagegen": "imagegen",
 SHARED_ON_PURPOSE: dict[str, set[str]] = {"PROFILE": {"depth", "segment"}}
 
 
-def plan(**options) -> dict[str, run_script.ServiceSpec]:
-    specs = run_script.plan_services(run_script.StackOptions(**options), environ={"HOME": "/h"})
+def plan(**options) -> dict[str, run_plan.ServiceSpec]:
+    specs = run_plan.plan_services(run_plan.StackOptions(**options), environ={"HOME": "/h"})
     return {spec.name: spec for spec in specs}
 
 
-def set_by_plan(spec: run_script.ServiceSpec) -> dict[str, str]:
+def set_by_plan(spec: run_plan.ServiceSpec) -> dict[str, str]:
     return {k: v for k, v in spec.env.items() if k not in {"HOME", "PYTHONUNBUFFERED"}}
 
 
@@ -62,7 +62,7 @@ def test_a_variable_read_by_two_services_is_shared_on_purpose():
 
 
 def test_replicas_share_one_balanced_address():
-    specs = plan(depth_replicas=3, ports=dict(run_script.DEFAULT_PORTS), replica_port=9100)
+    specs = plan(depth_replicas=3, ports=dict(run_plan.DEFAULT_PORTS), replica_port=9100)
     assert [n for n in specs if n.startswith("depth")] == ["depth-1", "depth-2", "depth-3"]
     assert [specs[f"depth-{i}"].env["DEPTH_PORT"] for i in (1, 2, 3)] == ["50051", "9100", "9101"]
     assert specs["orchestrator"].env["DEPTH_SERVICE_ADDR"] == (
@@ -72,7 +72,7 @@ def test_replicas_share_one_balanced_address():
 def test_smoke_plan_is_offline_with_tiny_models_and_the_fake_openai_server(tmp_path):
     specs = plan(smoke=True, tiny_models_dir=tmp_path, data_dir=tmp_path / "data")
     fake = specs["openai-fake"]
-    assert fake.argv[1:3] == ["-m", "tests.fakes.openai_server"]
+    assert fake.argv[1:3] == ["-m", "scene_dev.fakes.openai_server"]
     assert specs["imagegen"].env["OPENAI_BASE_URL"] == f"http://127.0.0.1:{fake.port}/v1"
     depth, segment = specs["depth"].env, specs["segment"].env
     assert depth["DEPTH_MODEL"] == str(tmp_path / "depth-anything")
@@ -84,12 +84,12 @@ def test_smoke_plan_is_offline_with_tiny_models_and_the_fake_openai_server(tmp_p
 
 def test_the_callers_environment_overrides_smoke_defaults_but_not_the_tiny_models(tmp_path):
     environ = {"SEG_POINTS_PER_SIDE": "16", "DEPTH_MODEL": "someone/else"}
-    specs = run_script.plan_services(
-        run_script.StackOptions(smoke=True, tiny_models_dir=tmp_path), environ=environ)
+    specs = run_plan.plan_services(
+        run_plan.StackOptions(smoke=True, tiny_models_dir=tmp_path), environ=environ)
     segment = next(s for s in specs if s.name == "segment")
     depth = next(s for s in specs if s.name == "depth")
     assert segment.env["SEG_POINTS_PER_SIDE"] == "16"
-    assert segment.env["SEG_CROP_POINTS_PER_SIDE"] == run_script.SMOKE_DEFAULTS[
+    assert segment.env["SEG_CROP_POINTS_PER_SIDE"] == run_plan.SMOKE_DEFAULTS[
         "SEG_CROP_POINTS_PER_SIDE"]
     assert depth.env["DEPTH_MODEL"] == str(tmp_path / "depth-anything")
 
@@ -104,20 +104,20 @@ def test_wildcard_binds_are_reached_on_loopback_and_hosts_can_differ():
 
 
 def test_port_base_lays_out_every_port():
-    args = run_script.parse_args(["--port-base", "9000", "--depth-replicas", "2",
+    args = run.parse_args(["--port-base", "9000", "--depth-replicas", "2",
                                   "--segment-port", "7777"])
-    options = run_script.options_from_args(args)
+    options = run.options_from_args(args)
     assert options.ports == {"orchestrator": 9000, "depth": 9001, "segment": 7777,
                              "imagegen": 9003, "openai": 9004}
     assert options.replica_port == 9010
 
 
 def test_depth_replicas_get_a_metrics_port_each():
-    specs = run_script.plan_services(run_script.StackOptions(depth_replicas=3),
+    specs = run_plan.plan_services(run_plan.StackOptions(depth_replicas=3),
                                      environ={"DEPTH_METRICS_PORT": "9091"})
     ports = [s.env["DEPTH_METRICS_PORT"] for s in specs if s.name.startswith("depth")]
     assert ports == ["9091", "9092", "9093"]
-    off = run_script.plan_services(run_script.StackOptions(depth_replicas=2), environ={})
+    off = run_plan.plan_services(run_plan.StackOptions(depth_replicas=2), environ={})
     assert all("DEPTH_METRICS_PORT" not in s.env for s in off)
 
 
@@ -135,25 +135,20 @@ def test_profile_reaches_every_model_service_and_smoke_maps_it_to_tiny_twins(tmp
 
 
 def test_every_profile_model_has_a_tiny_twin_that_the_builder_makes(tmp_path):
-    import sys
-
+    from scene_dev.tiny_models import BUILDERS
     from scene_rpc.profiles import PROFILES, model_ids
 
-    sys.path.insert(0, str(run_script.REPO_ROOT / "scripts"))
-    from tiny_models import depth, segment
-
-    built = {*depth.BUILDERS, *segment.BUILDERS}
     for name in PROFILES:
         for model_id in model_ids(name):
-            assert Path(run_script.tiny_twin(tmp_path, model_id)).name in built
+            assert Path(run_plan.tiny_twin(tmp_path, model_id)).name in BUILDERS
 
 
 def test_make_run_profile_flag_and_the_banner(monkeypatch):
-    args = run_script.parse_args(["--profile", "fast"])
-    options = run_script.options_from_args(args)
-    specs = run_script.plan_services(options, environ={})
+    args = run.parse_args(["--profile", "fast"])
+    options = run.options_from_args(args)
+    specs = run_plan.plan_services(options, environ={})
     assert {s.env["PROFILE"] for s in specs} == {"fast"}
-    banner = "\n".join(run_script.profile_lines({"PROFILE": "balanced"}))
+    banner = "\n".join(supervisor.profile_lines({"PROFILE": "balanced"}))
     assert "profile   balanced" in banner
     assert "per 1 MP photo" in banner or "not measured" in banner
 
@@ -162,19 +157,19 @@ def test_an_unknown_profile_is_refused_naming_the_valid_ones():
     import pytest
 
     with pytest.raises(ValueError, match="quality, balanced, fast"):
-        run_script.active_profile({"PROFILE": "turbo"})
+        run_plan.active_profile({"PROFILE": "turbo"})
 
 
 def test_model_services_split_the_cores_unless_threads_are_set():
     fast = {"PROFILE": "fast"}
-    assert run_script.model_threads(fast, depth_processes=1, cores=2) == {
+    assert run_plan.model_threads(fast, depth_processes=1, cores=2) == {
         "depth": {"DEPTH_THREADS": 1}, "segment": {"SEG_THREADS": 2}}
     # Under quality DepthPro is the long pole: one depth process gets every core too.
-    assert run_script.model_threads({}, depth_processes=1, cores=2) == {
+    assert run_plan.model_threads({}, depth_processes=1, cores=2) == {
         "depth": {"DEPTH_THREADS": 2}, "segment": {"SEG_THREADS": 2}}
-    assert run_script.model_threads({}, depth_processes=2, cores=8) == {
+    assert run_plan.model_threads({}, depth_processes=2, cores=8) == {
         "depth": {"DEPTH_THREADS": 2}, "segment": {"SEG_THREADS": 8}}
-    assert run_script.model_threads({"DEPTH_THREADS": "3", "SEG_THREADS": "5"}, 1, 2) == {
+    assert run_plan.model_threads({"DEPTH_THREADS": "3", "SEG_THREADS": "5"}, 1, 2) == {
         "depth": {}, "segment": {}}
     specs = plan()
     assert "DEPTH_THREADS" in specs["depth"].env and "SEG_THREADS" in specs["segment"].env

@@ -31,7 +31,7 @@ import sys
 
 import pytest
 
-from tests.fakes.processes import fake_stack
+from scene_dev.fakes.processes import fake_stack
 
 pytestmark = pytest.mark.slow
 

@@ -23,8 +23,8 @@ import pytest
 from PIL import Image
 
 from orchestrator.settings import Settings
-from tests.fakes.grpc_services import DEFAULT_LIMITS
-from tests.fakes.processes import FakeStack, fake_stack
+from scene_dev.fakes.grpc_services import DEFAULT_LIMITS
+from scene_dev.fakes.processes import FakeStack, fake_stack
 
 pytestmark = pytest.mark.slow
 

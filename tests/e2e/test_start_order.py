@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.fakes.processes import FakeStack, fake_stack
+from scene_dev.fakes.processes import FakeStack, fake_stack
 from tests.stack import Stack, free_ports, stack_specs
 
 pytestmark = pytest.mark.slow

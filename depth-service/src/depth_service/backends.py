@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scene_rpc.accel import CompiledModule, Runtime, model_fingerprint, resolve_runtime
+from scene_rpc.ml.accel import CompiledModule, model_fingerprint, resolve_runtime
+from scene_rpc.settings import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -190,24 +191,21 @@ def focal_length_px(fov_deg: float, width_px: int) -> float:
 
 SUPPORTED_MODEL_TYPES = ("depth_anything", "dpt", "depth_pro")
 
-# Whether ``auto`` runs DepthPro through the compiled runtime too (piece by piece:
-# ``depth_pro_compiled``). Not yet: one 1536 px pass alone on the 2-core CPU, same image, same
-# run, quiet: eager 147.9 s, compiled 125.3-128.5 s (1.17x, within 6.4e-6), below the 1.3x a
-# runtime must gain to be adopted, for about 2 minutes of exports at first start.
-# DEPTH_RUNTIME=openvino opts in.
-DEPTH_PRO_AUTO_COMPILED = False
-
 
 def load_backend(model_id: str, device: torch.device, dtype: torch.dtype, *,
                  runtime: Runtime | str = Runtime.TORCH, cache_dir: Path | str | None = None,
                  threads: int | None = None) -> DepthBackend:
     """Load ``model_id`` (hub id or local directory) through transformers' Auto classes.
 
-    With a compiled ``runtime`` (see ``scene_rpc.accel``) the forward pass runs through it: the
-    graph of the native input shape is exported (or read back from ``cache_dir``) and compiled
-    here, inside the load; other shapes are compiled on first sight. ``auto`` is OpenVINO on a CPU
-    (DepthPro: see ``DEPTH_PRO_AUTO_COMPILED``) and falls back to eager PyTorch when the export
-    fails.
+    With a compiled ``runtime`` (see ``scene_rpc.ml.accel``) the forward pass runs through it:
+    the graph of the native input shape is exported (or read back from ``cache_dir``) and
+    compiled here, inside the load; other shapes are compiled on first sight. ``auto`` is OpenVINO
+    on a CPU and falls back to eager PyTorch when the export fails.
+
+    DepthPro always runs eagerly, whatever ``runtime`` says: compiled (piece by piece: its
+    ~950M-parameter graph at 1536 px does not export whole) it gained 1.17x on one pass on the
+    2-core CPU, below the 1.3x a runtime must gain, for 5-8 GB more memory and patches of
+    transformers internals, so that path was taken out.
     """
     from transformers import AutoConfig, AutoImageProcessor, AutoModelForDepthEstimation
     from transformers.image_processing_utils import ImageProcessingMixin
@@ -227,8 +225,10 @@ def load_backend(model_id: str, device: torch.device, dtype: torch.dtype, *,
         backend = ProcessorBackend(model_id, model, AutoImageProcessor.from_pretrained(model_id),
                                    device)
     chosen = resolve_runtime(runtime, device)
-    if Runtime(runtime) is Runtime.AUTO and config.model_type == "depth_pro" and not (
-            DEPTH_PRO_AUTO_COMPILED):
+    if config.model_type == "depth_pro" and chosen is not Runtime.TORCH:
+        if Runtime(runtime) is not Runtime.AUTO:
+            log.info("%s: DepthPro runs on eager PyTorch; runtime %s applies to the other depth "
+                     "models", model_id, chosen.value)
         chosen = Runtime.TORCH
     if chosen is Runtime.TORCH:
         return backend
@@ -237,8 +237,12 @@ def load_backend(model_id: str, device: torch.device, dtype: torch.dtype, *,
     key = model_fingerprint(model_id, config, dtype)
     threads = threads or torch.get_num_threads()
     try:
-        forward, label = _compiled_forward(backend, config.model_type, chosen,
-                                           cache_dir=cache_dir, key=key, threads=threads)
+        compiled = CompiledModule(TensorOutputs(backend.model), chosen, cache_dir=cache_dir,
+                                  key=key, threads=threads)
+        # The native square (the shape of every tile) now; other shapes on first sight.
+        height, width = backend.native_hw
+        compiled.prepare(torch.zeros(1, 3, height, width, dtype=backend.model.dtype,
+                                     device=backend.model.device))
     except Exception:
         if Runtime(runtime) is not Runtime.AUTO:
             raise
@@ -247,26 +251,6 @@ def load_backend(model_id: str, device: torch.device, dtype: torch.dtype, *,
         log.warning("%s: the %s export failed; it runs on eager PyTorch", model_id, chosen.value,
                     exc_info=True)
         return backend
-    backend.use_forward(forward, label)
+    backend.use_forward(compiled, compiled.label)
     return backend
 
-
-def _compiled_forward(backend: DepthBackend, model_type: str, runtime: Runtime, *,
-                      cache_dir: Path | str, key: str, threads: int) -> tuple[Forward, str]:
-    """The backend's forward pass through ``runtime`` with its graphs ready, and its label.
-
-    DepthPro is compiled piece by piece (``depth_pro_compiled``), every graph at load since it
-    has one input size; the other models as one module whose native square (the shape of every
-    tile) is readied now, other shapes on first sight."""
-    if model_type == "depth_pro":
-        from depth_service.depth_pro_compiled import compile_depth_pro
-
-        pieces = compile_depth_pro(backend.model, runtime, native_hw=backend.native_hw,
-                                   cache_dir=cache_dir, key=key, threads=threads)
-        return pieces, pieces.label
-    compiled = CompiledModule(TensorOutputs(backend.model), runtime, cache_dir=cache_dir, key=key,
-                              threads=threads)
-    height, width = backend.native_hw
-    compiled.prepare(torch.zeros(1, 3, height, width, dtype=backend.model.dtype,
-                                 device=backend.model.device))
-    return compiled, compiled.label

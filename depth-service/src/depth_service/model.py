@@ -18,8 +18,8 @@ from depth_service.settings import Settings
 from scene.common.v1 import common_pb2
 from scene_rpc.lifecycle import LoadResult, ManagedModel
 from scene_rpc.metrics import PassMeter
+from scene_rpc.ml.torch_runtime import select_device
 from scene_rpc.progress import Progress
-from scene_rpc.torch_runtime import select_device
 
 log = logging.getLogger(__name__)
 

@@ -17,20 +17,11 @@ own -Z with +X right and +Y up; its rotation maps camera directions to world dir
 
 from __future__ import annotations
 
-import asyncio
 import math
-import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-from scene_rpc.progress import Progress
-
-if TYPE_CHECKING:
-    from depth_service.pipeline import DepthEstimate, DepthPipeline
 
 
 class PanoramaMode(StrEnum):
@@ -278,42 +269,19 @@ def view_side(native_side: int, width: int, fov_deg: float) -> int:
     return int(max(MIN_VIEW_PX, min(native_side, round(matched))))
 
 
-async def estimate(pipeline: DepthPipeline, image: np.ndarray, layout: ViewLayout,
-                   ) -> AsyncIterator[Progress | DepthEstimate]:
-    """The pipeline's panorama path in perspective mode: progress events, then the estimate."""
-    from depth_service.pipeline import DepthEstimate, _ms_since
+def merge_to_equirect(views: list[View], disparities: list[np.ndarray], height: int,
+                      width: int) -> np.ndarray:
+    """The views' disparities aligned to each other and merged into one inverse-distance map
+    of the panorama's size (height x width)."""
+    fits = align_views(views, disparities)
+    # The views hold about side x side samples each: merging on a grid finer than twice that
+    # per 90 degrees adds nothing but time; the result is upsampled bilinearly.
+    merge_height = min(height, 2 * views[0].side)
+    merged = merge_views(views, disparities, fits, merge_height, 2 * merge_height)
+    return upsample_wrapped(merged, height, width)
 
-    height, width = image.shape[:2]
-    timing: dict[str, float] = {}
-    started = time.perf_counter()
+
+def views_for(layout: ViewLayout, native_side: int, width: int) -> list[View]:
+    """The perspective views of a panorama ``width`` wide for a model of this native side."""
     fov = CUBE_FOV_DEG if layout is ViewLayout.CUBE else ICOSAHEDRON_FOV_DEG
-    views = view_layout(layout, view_side(pipeline.backend.native_side, width, fov))
-    mark = time.perf_counter()
-    crops = await asyncio.to_thread(lambda: [render_view(image, view) for view in views])
-    timing["views"] = _ms_since(mark)
-    mark = time.perf_counter()
-    disparities: list[np.ndarray] = []
-    for first in range(0, len(views), pipeline.batch_size):
-        predictions = await pipeline.forward(crops[first : first + pipeline.batch_size])
-        disparities += [p.disparity for p in predictions]
-        yield Progress("views", len(disparities), len(views), len(disparities) / len(views))
-    timing["inference"] = _ms_since(mark)
-    mark = time.perf_counter()
-
-    def merge() -> np.ndarray:
-        fits = align_views(views, disparities)
-        # The views hold about side x side samples each: merging on a grid finer than twice
-        # that per 90 degrees adds nothing but time; the result is upsampled bilinearly.
-        merge_height = min(height, 2 * views[0].side)
-        merged = merge_views(views, disparities, fits, merge_height, 2 * merge_height)
-        return upsample_wrapped(merged, height, width)
-
-    inverse_distance = await asyncio.to_thread(merge)
-    timing["merge"] = _ms_since(mark)
-    mark = time.perf_counter()
-    normalized, depth_m = await asyncio.to_thread(pipeline._outputs, inverse_distance)
-    timing["normalize"] = _ms_since(mark)
-    timing["pipeline"] = _ms_since(started)
-    yield DepthEstimate(normalized=normalized, depth_m=depth_m, focal_length_px=None,
-                        horizontal_fov_deg=None, model_id=pipeline.backend.model_id,
-                        tile_count=len(views), timing_ms=timing)
+    return view_layout(layout, view_side(native_side, width, fov))

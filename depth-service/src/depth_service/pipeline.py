@@ -123,7 +123,7 @@ class DepthPipeline:
         if options.panorama and options.panorama_mode is PanoramaMode.PERSPECTIVE:
             # Its views are at most the model's native input whatever the panorama's size,
             # so the input cap would save nothing here.
-            async for event in panorama_views.estimate(self, image, options.panorama_views):
+            async for event in self._perspective_panorama(image, options.panorama_views):
                 yield event
             return
         full_hw = image.shape[:2]
@@ -186,6 +186,37 @@ class DepthPipeline:
             tile_count=len(tiles),
             timing_ms=timing,
         )
+
+    async def _perspective_panorama(self, image: np.ndarray, layout: ViewLayout,
+                                    ) -> AsyncIterator[Progress | DepthEstimate]:
+        """A panorama as pinhole views merged on the sphere (``panorama``): progress events,
+        then the estimate."""
+        height, width = image.shape[:2]
+        timing: dict[str, float] = {}
+        started = time.perf_counter()
+        views = panorama_views.views_for(layout, self.backend.native_side, width)
+        mark = time.perf_counter()
+        crops = await asyncio.to_thread(
+            lambda: [panorama_views.render_view(image, view) for view in views])
+        timing["views"] = _ms_since(mark)
+        mark = time.perf_counter()
+        disparities: list[np.ndarray] = []
+        for first in range(0, len(views), self.batch_size):
+            predictions = await self.forward(crops[first : first + self.batch_size])
+            disparities += [p.disparity for p in predictions]
+            yield Progress("views", len(disparities), len(views), len(disparities) / len(views))
+        timing["inference"] = _ms_since(mark)
+        mark = time.perf_counter()
+        inverse_distance = await asyncio.to_thread(
+            panorama_views.merge_to_equirect, views, disparities, height, width)
+        timing["merge"] = _ms_since(mark)
+        mark = time.perf_counter()
+        normalized, depth_m = await asyncio.to_thread(self._outputs, inverse_distance)
+        timing["normalize"] = _ms_since(mark)
+        timing["pipeline"] = _ms_since(started)
+        yield DepthEstimate(normalized=normalized, depth_m=depth_m, focal_length_px=None,
+                            horizontal_fov_deg=None, model_id=self.backend.model_id,
+                            tile_count=len(views), timing_ms=timing)
 
     def _align_and_blend(self, grid: tiling.TileGrid, predictions: list[Prediction],
                          global_disparity: np.ndarray) -> np.ndarray:

@@ -9,28 +9,29 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import AliasChoices, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from imagegen_service.models import ModelProfile, profile_for
 from imagegen_service.prompts import template_budget_chars
 from scene_rpc.images import DEFAULT_MAX_IMAGE_PIXELS
+from scene_rpc.settings import GraceSeconds, Port, ServiceSettings
 
 OPENAI_API_BASE_URL = "https://api.openai.com/v1"
 # Below this a prompt limit is a misconfiguration, not a limit.
 MIN_PROMPT_CHARS = 100
 
 
-class Settings(BaseSettings):
+class Settings(ServiceSettings):
+    """The fields every service shares (scene_rpc.settings) as ``IMAGEGEN_*``, and its own."""
+
     model_config = SettingsConfigDict(
         env_prefix="IMAGEGEN_",
-        extra="ignore",
         populate_by_name=True,
         # Compose files and shells pass unset settings as empty strings: those mean the default.
         env_ignore_empty=True,
     )
 
-    host: str = "[::]"
-    port: int = Field(50053, ge=0, le=65535)
+    port: Port = 50053
     model: str = "dall-e-3"
     # Read without the prefix: the variable every OpenAI-compatible tool already understands.
     openai_base_url: str = Field(
@@ -58,12 +59,7 @@ class Settings(BaseSettings):
     panorama_fit: Literal["resize", "crop"] = "resize"
     seam_band_px: int = Field(64, ge=2)
 
-    grace_s: float = Field(10.0, ge=0)
-    log_level: str = "INFO"
-    # Prometheus metrics on their own HTTP port (/metrics); 0 = off.
-    metrics_port: int = Field(0, ge=0, le=65535)
-    # Tracing: empty = off, "console" = spans as JSON lines on stdout, else an OTLP/HTTP URL.
-    trace_exporter: str = ""
+    grace_s: GraceSeconds = 10.0
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -13,7 +13,7 @@ from PIL import Image
 from plyfile import PlyData
 
 from pointcloud import CATEGORY_PALETTE, decode
-from tests.fakes.grpc_services import fake_categories, fake_depth
+from scene_dev.fakes.grpc_services import fake_categories, fake_depth
 
 
 @pytest.fixture

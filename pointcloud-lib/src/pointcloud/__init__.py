@@ -36,6 +36,7 @@ from pointcloud.projection import (
     project_equirect,
     project_planar,
 )
+from pointcloud.spz import to_spz
 
 __all__ = [
     "CATEGORY_NAMES",
@@ -64,6 +65,7 @@ __all__ = [
     "relative_error_bound",
     "to_glb",
     "to_ply",
+    "to_spz",
 ]
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import math
-import struct
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -28,16 +27,18 @@ from PIL import Image
 
 from pointcloud.categories import CATEGORY_NAMES, CATEGORY_PALETTE, LOW_AMBIENT
 from pointcloud.cloud import PointCloud
-from pointcloud.codec import (
+from pointcloud.pack import planar_focal_source
+from pointcloud.pcld import (
     GRID_VERSION,
     MAGIC,
-    _check_header_fields,
-    _check_labels,
-    _is_count,
+    PREFIX,
+    check_header_fields,
+    check_labels,
     dump_header,
     header_extras,
+    is_count,
+    require,
 )
-from pointcloud.pack import planar_focal_source
 from pointcloud.projection import (
     Projection,
     _normalized_to_metres,
@@ -67,7 +68,6 @@ _SIGNATURES = {
     "webp": (b"RIFF",),  # then 4 bytes of length and "WEBP": checked below
 }
 _IMAGES = (("color", ("jpeg", "webp", "png")), ("geometry", GEOMETRY_CODECS))
-_PREFIX = struct.Struct("<4sII")
 
 
 def pack_grid(
@@ -89,7 +89,7 @@ def pack_grid(
     :func:`pointcloud.pack_equirect` (``mode="equirect"``), same keyword arguments, as a PCLD
     grid buffer (version 2): it decodes to the same points, with each depth within the bound
     FORMAT.md states, at about 1 byte a pixel instead of 16 (10 quantised)."""
-    _check_labels(mode, cloud_id, metadata)
+    check_labels(mode, cloud_id, metadata)
     if mode == "planar":
         plan = plan_planar(depth, rgb, categories, **projection)
         camera = plan.full_camera(planar_focal_source(focal_source, projection))
@@ -319,7 +319,7 @@ def _write(
         **extras,
     }
     raw = dump_header(header)
-    return b"".join((_PREFIX.pack(MAGIC, GRID_VERSION, len(raw)), raw, color, geometry_bytes))
+    return b"".join((PREFIX.pack(MAGIC, GRID_VERSION, len(raw)), raw, color, geometry_bytes))
 
 
 def _depth_codes(depth: np.ndarray, keep: np.ndarray | None, near: float, far: float) -> np.ndarray:
@@ -424,14 +424,14 @@ def _encode_image(pixels: np.ndarray, codec: str, quality: int | None) -> bytes:
 
 def decode_grid(header: dict[str, Any], body: memoryview) -> PointCloud:
     """The body of a version 2 buffer (after the header) -> :class:`PointCloud`."""
-    count = _check_header_fields(header, attributes=False)
+    count = check_header_fields(header, attributes=False)
     camera = header.get("camera")
     if camera is None:
         raise ValueError("header field 'camera' is missing")
     model = _check_camera(camera)
     width, height, stride = camera["width"], camera["height"], camera["stride"]
     grid_w, grid_h = -(-width // stride), -(-height // stride)
-    grid = _require(header, "grid")
+    grid = require(header, "grid")
     if not (
         isinstance(grid, dict) and _positive(grid.get("width")) and _positive(grid.get("height"))
     ):
@@ -443,8 +443,8 @@ def decode_grid(header: dict[str, Any], body: memoryview) -> PointCloud:
             f"grid {_n(grid['width'])}x{_n(grid['height'])} does not match the camera: "
             f"{width}x{height} at stride {stride} samples {grid_w}x{grid_h}"
         )
-    near, far = _check_depth(_require(header, "depth"))
-    images = _check_images(_require(header, "images"), len(body))
+    near, far = _check_depth(require(header, "depth"))
+    images = _check_images(require(header, "images"), len(body))
 
     pixels = {
         name: _decode_image(name, entry, body, grid_w, grid_h) for name, entry in images.items()
@@ -487,14 +487,8 @@ def decode_grid(header: dict[str, Any], body: memoryview) -> PointCloud:
     return cloud
 
 
-def _require(header: dict[str, Any], name: str) -> Any:
-    if name not in header:
-        raise ValueError(f"header field '{name}' is missing")
-    return header[name]
-
-
 def _positive(value: Any) -> bool:
-    return _is_count(value) and value > 0
+    return is_count(value) and value > 0
 
 
 def _finite(value: Any) -> bool:
@@ -550,7 +544,7 @@ def _check_images(entries: Any, body_size: int) -> dict[str, dict[str, Any]]:
             isinstance(entry, dict)
             and isinstance(entry.get("name"), str)
             and isinstance(entry.get("codec"), str)
-            and all(_is_count(entry.get(k)) for k in ("offset", "length"))
+            and all(is_count(entry.get(k)) for k in ("offset", "length"))
         ):
             raise ValueError(
                 f"image entry {index} must be an object with name, codec, and "

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from pointcloud.codec import BufferWriter, header_extras, quantization_step, quantize
+from pointcloud.pcld import BufferWriter, header_extras, quantization_step, quantize
 from pointcloud.projection import Projection, plan_equirect, plan_planar
 
 FOCAL_SOURCES = ("model", "exif", "default_fov", "caller")

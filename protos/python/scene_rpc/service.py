@@ -84,7 +84,7 @@ def configure_cpu_threads(threads: int | None) -> int:
     if threads is None:
         return available_cores()
     # Imported here: scene_rpc itself does not depend on torch.
-    from scene_rpc.torch_runtime import configure_threads
+    from scene_rpc.ml.torch_runtime import configure_threads
 
     return configure_threads(threads)
 

@@ -1,5 +1,5 @@
-"""The segment models as plain tensor functions, so that scene_rpc.accel can export them to a
-compiled runtime (OpenVINO, ONNX Runtime): pixels in, a tuple of tensors out."""
+"""The segment models as plain tensor functions, so that scene_rpc.ml.accel can export them to a
+compiled runtime (OpenVINO): pixels in, a tuple of tensors out."""
 
 from __future__ import annotations
 

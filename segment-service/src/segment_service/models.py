@@ -11,10 +11,11 @@ import logging
 import threading
 
 from scene_rpc.lifecycle import LoadResult, ManagedModel
+from scene_rpc.settings import Runtime
 from segment_service.categories import ade20k_lookup
 from segment_service.sam_predictor import Sam2Predictor
 from segment_service.semantic import SemanticPredictor
-from segment_service.settings import Settings
+from segment_service.settings import CPU_POINTS_PER_BATCH, Settings
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,8 @@ class SamModel(ManagedModel):
         from transformers import Sam2Model
         from transformers.image_processing_base import ImageProcessingMixin
 
-        from scene_rpc.accel import Runtime, compile_or_none, model_fingerprint, resolve_runtime
-        from scene_rpc.torch_runtime import select_device
+        from scene_rpc.ml.accel import compile_or_none, model_fingerprint, resolve_runtime
+        from scene_rpc.ml.torch_runtime import select_device
         from segment_service.compiled import ImageEncoder
 
         device, dtype = select_device(self._device_preference)
@@ -99,9 +100,8 @@ class SamModel(ManagedModel):
         the service decodes on a CPU (a last, smaller batch is padded); eager if it fails."""
         import torch
 
-        from scene_rpc.accel import compile_or_none, model_fingerprint
+        from scene_rpc.ml.accel import compile_or_none, model_fingerprint
         from segment_service.compiled import CompiledDecoding, PromptDecoder
-        from segment_service.segmenter import CPU_POINTS_PER_BATCH
 
         assert self.predictor is not None
         batch = self._settings.points_per_batch or CPU_POINTS_PER_BATCH
@@ -150,8 +150,8 @@ class SemanticModel(ManagedModel):
             MODEL_FOR_UNIVERSAL_SEGMENTATION_MAPPING_NAMES,
         )
 
-        from scene_rpc.accel import compile_or_none, model_fingerprint, resolve_runtime
-        from scene_rpc.torch_runtime import select_device
+        from scene_rpc.ml.accel import compile_or_none, model_fingerprint, resolve_runtime
+        from scene_rpc.ml.torch_runtime import select_device
         from segment_service.compiled import SegmentationHeads
 
         config = AutoConfig.from_pretrained(self.requested_model_id)

@@ -33,7 +33,7 @@ class Sam2Predictor:
         self.input_size = input_size
         self.device = device
         self.dtype = dtype
-        # A compiled twin of the image encoder (scene_rpc.accel), or None: the model's own.
+        # A compiled twin of the image encoder (scene_rpc.ml.accel), or None: the model's own.
         self.encoder = None
         self._mean = torch.tensor(mean, device=device, dtype=torch.float32).view(1, 3, 1, 1)
         self._std = torch.tensor(std, device=device, dtype=torch.float32).view(1, 3, 1, 1)

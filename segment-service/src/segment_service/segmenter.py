@@ -30,6 +30,8 @@ from segment_service.mask_geometry import Crop, crop_pixels, plan_crops
 from segment_service.models import SamModel, SemanticModel
 from segment_service.prompts import semantic_prompts
 from segment_service.settings import (
+    ACCELERATOR_POINTS_PER_BATCH,
+    CPU_POINTS_PER_BATCH,
     MAX_POINTS_PER_SIDE,
     MIN_INPUT_SIDE_PX,
     CropMode,
@@ -39,13 +41,6 @@ from segment_service.settings import (
 )
 
 log = logging.getLogger(__name__)
-
-# SEG_POINTS_PER_BATCH=0. Measured with the full-size decoder (segment-service/bench): on CPU,
-# 1 to 4 prompts per pass cost ~55 ms each and 16 or more ~230 ms each (the per-prompt copies of
-# the image features no longer fit the caches); on a GPU, batching is what makes decoding fast.
-CPU_POINTS_PER_BATCH = 4
-ACCELERATOR_POINTS_PER_BATCH = 64
-
 
 @dataclass(frozen=True)
 class Knobs:

@@ -7,19 +7,12 @@ The README's settings table documents each one; nothing else in the package read
 from __future__ import annotations
 
 from enum import StrEnum
-from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import SettingsConfigDict
 
-from scene_rpc.accel import Runtime
-from scene_rpc.images import DEFAULT_MAX_IMAGE_PIXELS
-from scene_rpc.profiles import DEFAULT_PROFILE, apply_profile, get_profile
-from scene_rpc.server import DEFAULT_MAX_MESSAGE_BYTES
-
-# A response carries one uint8 category per pixel, plus labels and timings.
-RESPONSE_BYTES_PER_PIXEL = 1
-RESPONSE_ENVELOPE_BYTES = 1024 * 1024
+from scene_rpc.profiles import Profile
+from scene_rpc.settings import GraceSeconds, ModelServiceSettings, Port
 
 
 class Mode(StrEnum):
@@ -50,19 +43,28 @@ class CropMode(StrEnum):
 MAX_POINTS_PER_SIDE = 128
 # Smallest input-resolution cap a request or SEG_MAX_INPUT_SIDE_PX may set (0 = no cap).
 MIN_INPUT_SIDE_PX = 64
+# Point prompts per mask-decoder pass with SEG_POINTS_PER_BATCH=0. Measured with the full-size
+# decoder (segment-service/bench): on CPU, 1 to 4 prompts per pass cost ~55 ms each and 16 or
+# more ~230 ms each (the per-prompt copies of the image features no longer fit the caches); on a
+# GPU, batching is what makes decoding fast (64 is SAM2's default).
+CPU_POINTS_PER_BATCH = 4
+ACCELERATOR_POINTS_PER_BATCH = 64
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="SEG_", extra="ignore", frozen=True, validate_by_name=True
-    )
+class Settings(ModelServiceSettings):
+    """The shared model-service fields (scene_rpc.settings) as ``SEG_*``, and the segment ones.
 
-    # The stack-wide model profile (scene_rpc.profiles): quality, balanced or fast. It picks
-    # `sam_model` and `semantic_model` unless those are set explicitly. The one variable every
-    # model service reads, so it has no SEG_ prefix.
-    profile: str = Field(DEFAULT_PROFILE, validation_alias=AliasChoices("PROFILE"))
-    host: str = "[::]"
-    port: int = Field(50052, ge=0, le=65535)
+    The profile picks `sam_model` and `semantic_model` (and the prompt density) unless those are
+    set explicitly. ``runtime`` runs SAM2's image encoder, its prompt encoder and mask decoder
+    and the semantic model.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SEG_", validate_by_name=True)
+    # A response carries one uint8 category per pixel, plus labels and timings.
+    response_bytes_per_pixel = 1
+
+    port: Port = 50052
+    grace_s: GraceSeconds = 30.0
     # Hub id or local directory of a transformers Sam2Model checkpoint.
     sam_model: str = Field(
         "facebook/sam2.1-hiera-large", validation_alias=AliasChoices("SAM_MODEL", "SEG_SAM_MODEL")
@@ -72,8 +74,6 @@ class Settings(BaseSettings):
     semantic_model: str = Field(
         "facebook/maskformer-swin-large-ade", validation_alias=AliasChoices("SEG_MODEL")
     )
-    # "auto" (CUDA > MPS > CPU) or a torch device string such as "cpu" or "cuda:1".
-    device: str = "auto"
     # The mode of requests that leave it unspecified.
     mode: Mode = Mode.HYBRID
     # SAM2 prompt grid on the whole image (points_per_side**2 point prompts), hybrid mode.
@@ -109,56 +109,15 @@ class Settings(BaseSettings):
     crop_size_px: int = Field(1024, ge=0)
     # Fraction of a tile shared with each neighbour.
     crop_overlap: float = Field(0.25, ge=0.0, le=0.5)
-    # Checked against the header before any pixel is decompressed.
-    max_pixels: int = Field(DEFAULT_MAX_IMAGE_PIXELS, ge=64)
-    # torch intra-op threads; 0 = one per available core. Compiled runtimes use as many.
-    threads: int = Field(0, ge=0)
-    # What runs SAM2's image encoder and the semantic model: "auto" = OpenVINO (float32) on a
-    # CPU, eager PyTorch on CUDA/MPS; or torch, openvino, onnx (scene_rpc.accel). A model whose
-    # export fails runs eagerly. The mask decoder always runs eagerly (many small passes).
-    runtime: Runtime = Runtime.AUTO
-    # Exported graphs, keyed by model, revision, config and runtime version.
-    runtime_cache_dir: Path = Path("~/.cache/scene-server/compiled")
-    # Load the models at startup (in the background) instead of on the first request.
-    preload: bool = False
-    # Seconds in-flight requests may take to finish after SIGTERM.
-    grace_s: float = Field(30.0, ge=0)
-    max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, ge=4 * 1024 * 1024)
-    log_level: str = "INFO"
-    # After a failed load, requests within this many seconds fail fast instead of reloading.
-    load_retry_s: float = Field(30.0, ge=0)
-    # Prometheus metrics on their own HTTP port (/metrics); 0 = off.
-    metrics_port: int = Field(0, ge=0, le=65535)
-    # Tracing: empty = off, "console" = spans as JSON lines on stdout, else an OTLP/HTTP URL.
-    trace_exporter: str = ""
 
-    @field_validator("profile")
     @classmethod
-    def _known_profile(cls, value: str) -> str:
-        return get_profile(value).name
-
-    @model_validator(mode="after")
-    def _models_from_profile(self) -> Settings:
-        # An explicitly set model or default (even to the quality one) wins over the profile's.
-        profile = get_profile(self.profile)
-        apply_profile(self, {"sam_model": profile.sam_model,
-                             "semantic_model": profile.semantic_model,
-                             **profile.segment_defaults})
-        return self
+    def profile_values(cls, profile: Profile) -> dict[str, object]:
+        return {"sam_model": profile.sam_model, "semantic_model": profile.semantic_model,
+                **profile.segment_defaults}
 
     @model_validator(mode="after")
     def _input_cap_is_usable(self) -> Settings:
         if 0 < self.max_input_side_px < MIN_INPUT_SIDE_PX:
             raise ValueError(f"SEG_MAX_INPUT_SIDE_PX={self.max_input_side_px}: 0 (no cap) or at "
                              f"least {MIN_INPUT_SIDE_PX}")
-        return self
-
-    @model_validator(mode="after")
-    def _responses_fit_in_a_message(self) -> Settings:
-        needed = self.max_pixels * RESPONSE_BYTES_PER_PIXEL + RESPONSE_ENVELOPE_BYTES
-        if needed > self.max_message_bytes:
-            raise ValueError(
-                f"SEG_MAX_PIXELS={self.max_pixels} needs responses of up to {needed} bytes, "
-                f"over SEG_MAX_MESSAGE_BYTES={self.max_message_bytes}"
-            )
         return self

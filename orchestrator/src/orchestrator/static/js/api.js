@@ -66,7 +66,7 @@ async function json(path, options) {
 }
 
 /** Submit a job: a prompt as JSON, or a photo as multipart. Returns `{id, status, ...urls}`. */
-export async function submitJob({ prompt, vibe, mode, apiKey, image }) {
+export async function submitJob({ prompt, vibe, mode, apiKey, image, quality, edges }) {
   const headers = {};
   // The key travels in a header so it never lands in a URL, a form log or the job's JSON.
   if (apiKey) headers['X-OpenAI-Key'] = apiKey;
@@ -76,10 +76,14 @@ export async function submitJob({ prompt, vibe, mode, apiKey, image }) {
     body.append('image', image, image.name);
     if (vibe) body.append('vibe', vibe);
     body.append('mode', mode);
+    if (quality) body.append('quality', quality);
+    if (edges) body.append('edges', edges);
   } else {
     headers['Content-Type'] = 'application/json';
     const payload = { prompt, mode };
     if (vibe) payload.vibe = vibe;
+    if (quality) payload.quality = quality;
+    if (edges) payload.edges = edges;
     body = JSON.stringify(payload);
   }
   return json('jobs', { method: 'POST', headers, body });
@@ -91,6 +95,12 @@ export function getJob(id) {
 
 export function cancelJob(id) {
   return json(`jobs/${encodeURIComponent(id)}/cancel`, { method: 'POST' });
+}
+
+/** The limits in force and, where the server lists them, the formats it serves
+ * (`formats`: [{name, geometry: ['points', 'mesh']}, ...]); see the viewer's README. */
+export function getLimits() {
+  return json('limits');
 }
 
 export function listGenerations({ limit = 12, offset = 0 } = {}) {

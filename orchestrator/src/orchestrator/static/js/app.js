@@ -23,6 +23,9 @@ const ui = {
   image: $('image'),
   clearImage: $('clear-image'),
   vibe: $('vibe'),
+  quality: $('quality'),
+  quickLook: $('quick-look'),
+  edges: $('edges'),
   apiKey: $('api-key'),
   submit: $('submit'),
   cancel: $('cancel'),
@@ -47,10 +50,17 @@ const ui = {
   downloadSplat: $('download-splat'),
   downloadGaussianPly: $('download-gsply'),
   sources: document.querySelectorAll('input[name="source"]'),
+  sourceMesh: $('source-mesh-label'),
+  listenSource: $('listen-source'),
+  listenFile: $('listen-file'),
+  listenMeter: $('listen-meter'),
 };
 
 const state = {
-  job: null,
+  // The jobs of the latest Generate: [draft, requested] with quick look, else [requested].
+  run: null,
+  // What the server offers beyond points (GET /limits `formats`): meshes, SPZ.
+  offers: { mesh: false, spz: false },
   galleryOffset: 0,
   openGeneration: null,
   loadToken: 0,
@@ -93,28 +103,42 @@ function setBusy(busy) {
   ui.cancel.disabled = false;
 }
 
-function showProgress(job) {
+function progressLabel(job) {
+  if (job.status === 'queued') {
+    return job.queue_position != null ? `queued (position ${job.queue_position})` : 'queued';
+  }
+  if (job.status === 'running') return STAGE_LABELS[job.stage] ?? job.stage ?? 'starting';
+  return job.status;
+}
+
+/** The bar and label follow the current job; a quick look's draft says so in the label, and
+ * its completion is not the end (the requested quality follows). */
+function showProgress(job, { draft = false } = {}) {
   ui.progress.hidden = false;
+  if (draft && job.status === 'completed') return;
   const progress = Math.max(0, Math.min(1, Number(job.progress) || 0));
   ui.progressBar.value = job.status === 'completed' ? 1 : progress;
   ui.progressPercent.textContent = `${Math.round(ui.progressBar.value * 100)}%`;
-  let label;
-  if (job.status === 'queued') {
-    label = job.queue_position != null ? `queued (position ${job.queue_position})` : 'queued';
-  } else if (job.status === 'running') {
-    label = STAGE_LABELS[job.stage] ?? job.stage ?? 'starting';
-  } else {
-    label = job.status;
-  }
-  ui.progressStage.textContent = label;
+  ui.progressStage.textContent = draft ? `quick look: ${progressLabel(job)}` : progressLabel(job);
   ui.progress.dataset.status = job.status;
 }
+
+const TERMINAL_STATUSES = new Set(['completed', 'failed', 'cancelled']);
 
 function jobError(job) {
   const error = job.error;
   if (!error) return `the job ended ${job.status}`;
   if (typeof error === 'string') return error;
   return error.message ?? api.describeDetail(error.detail ?? error);
+}
+
+/** Cancel what is left of an earlier Generate (its requested quality, after its quick look):
+ * a new request supersedes it. */
+async function supersede(run) {
+  if (!run) return;
+  run.superseded = true;
+  await Promise.all(run.jobs.filter((job) => !job.done).map((job) => api.cancelJob(job.id)
+    .catch((err) => console.warn('could not cancel superseded job', job.id, err))));
 }
 
 async function onSubmit(event) {
@@ -127,23 +151,56 @@ async function onSubmit(event) {
     ui.prompt.focus();
     return;
   }
+  const quality = ui.quality.value;
   const request = {
     prompt,
     image,
     vibe: ui.vibe.value.trim(),
     mode: selectedMode(),
     apiKey: image ? '' : ui.apiKey.value.trim(),
+    quality,
+    edges: ui.edges.checked ? 'drop' : 'keep',
   };
+  // Quick look: a draft first (seconds), shown as soon as it is ready, then the requested
+  // quality, which replaces it. One after the other: on a CPU the two would share the cores and
+  // the draft, the first picture, would come later.
+  const quickLook = ui.quickLook.checked && quality !== 'draft';
+  await supersede(state.run);
+  const run = { jobs: [], superseded: false };
+  state.run = run;
   setBusy(true);
+  delete ui.progress.dataset.draftJobId;
   showProgress({ status: 'queued', progress: 0 });
   try {
-    const job = await api.submitJob(request);
-    state.job = job;
-    ui.progress.dataset.jobId = job.id;
-    const final = await api.followJob(job, (_name, update) => showProgress(update));
+    let draftShown = null;
+    if (quickLook) {
+      const draft = await follow(run, { ...request, quality: 'draft' }, { draft: true });
+      if (run.superseded) return;
+      ui.progress.dataset.draftJobId = draft.job.id;
+      if (draft.final.status === 'cancelled') {
+        showMessage('The job was cancelled.', 'info');
+        ui.progress.dataset.status = 'cancelled';
+        return;
+      }
+      if (draft.final.status === 'completed') {
+        draftShown = draft.final.id ?? draft.job.id;
+        location.hash = `g=${encodeURIComponent(draftShown)}`;
+        // From here a new Generate may start; it cancels the requested quality below.
+        ui.submit.disabled = false;
+      } else {
+        // The quick look is a bonus: the requested quality still comes, or says what failed.
+        console.warn('the quick look failed:', jobError(draft.final));
+      }
+    }
+    const { job, final } = await follow(run, request);
+    if (run.superseded) return;
     if (final.status === 'completed') {
       refreshGallery();
-      location.hash = `g=${encodeURIComponent(final.id ?? job.id)}`;
+      // Replace the quick look, unless the person has since opened something else.
+      const showing = currentHashId();
+      if (!showing || showing === draftShown || !draftShown) {
+        location.hash = `g=${encodeURIComponent(final.id ?? job.id)}`;
+      }
     } else if (final.status === 'cancelled') {
       showMessage('The job was cancelled.', 'info');
     } else {
@@ -151,19 +208,46 @@ async function onSubmit(event) {
       refreshGallery();
     }
   } catch (err) {
+    if (run.superseded) return;
     ui.progress.dataset.status = 'error';
     reportError('Could not generate', err);
   } finally {
-    state.job = null;
-    setBusy(false);
+    if (state.run === run) {
+      for (const job of run.jobs) job.done = true;
+      state.run = null;
+      setBusy(false);
+    }
   }
 }
 
+/** Submit one job of a run and follow it to its end: {job, final}. */
+async function follow(run, request, { draft = false } = {}) {
+  const job = await api.submitJob(request);
+  run.jobs.push(job);
+  if (run.superseded) {
+    // Superseded while this one was being submitted: nothing will follow or show it.
+    api.cancelJob(job.id).catch((err) => console.warn('could not cancel', job.id, err));
+    return { job, final: { status: 'cancelled' } };
+  }
+  ui.progress.dataset.jobId = job.id;
+  const final = await api.followJob(job, (_name, update) => {
+    if (!run.superseded) showProgress(update, { draft });
+  });
+  job.done = true;
+  return { job, final };
+}
+
+function currentHashId() {
+  const match = /^#g=(.+)$/.exec(location.hash);
+  return match ? decodeURIComponent(match[1]) : null;
+}
+
 async function onCancel() {
-  if (!state.job) return;
+  const run = state.run;
+  if (!run) return;
   ui.cancel.disabled = true;
   try {
-    await api.cancelJob(state.job.id);
+    await Promise.all(run.jobs.filter((job) => !job.done).map((job) => api.cancelJob(job.id)));
   } catch (err) {
     ui.cancel.disabled = false;
     reportError('Could not cancel', err);
@@ -204,6 +288,7 @@ function galleryItem(meta) {
   const details = document.createElement('span');
   details.className = 'gallery-details';
   const bits = [formatDate(meta.created_at), meta.mode];
+  if (meta.quality && meta.quality !== 'standard') bits.push(meta.quality);
   if (meta.point_count != null) bits.push(`${Number(meta.point_count).toLocaleString()} pts`);
   if (!openable) bits.push(meta.status);
   details.textContent = bits.filter(Boolean).join(' · ');
@@ -374,14 +459,15 @@ async function openGeneration(id) {
 
 /** The open generation's scene.glb through three.js's GLTFLoader (what a web engine would do),
  * in place of its PCLD cloud: the same view, legend (from the GLB's extras) and controls. */
-async function openGlb(id) {
+async function openGlb(id, { geometry = 'points' } = {}) {
   const token = ++state.loadToken;
   const stale = () => token !== state.loadToken;
   ui.viewer.dataset.state = 'loading';
   try {
     if (!viewer) throw new Error('WebGL is unavailable in this browser');
     const started = performance.now();
-    const gltf = await new GLTFLoader().loadAsync(api.assetUrl(id, 'scene.glb'));
+    const query = geometry === 'mesh' ? '?geometry=mesh' : '';
+    const gltf = await new GLTFLoader().loadAsync(`${api.assetUrl(id, 'scene.glb')}${query}`);
     if (stale()) return;
     const loadMs = performance.now() - started;
     const header = gltf.scene.userData;
@@ -393,7 +479,8 @@ async function openGlb(id) {
     await viewer.renderNow();
     if (stale()) return;
     Object.assign(ui.viewer.dataset, {
-      generationId: id, source: 'glb', pointCount: String(count), mode: header.mode,
+      generationId: id, source: geometry === 'mesh' ? 'mesh' : 'glb', pointCount: String(count),
+      mode: header.mode,
     });
     ui.viewer.dataset.state = 'loaded';
   } catch (err) {
@@ -403,11 +490,132 @@ async function openGlb(id) {
   }
 }
 
+/** The open generation's Gaussian splats through Spark (js/splats.js, loaded on demand):
+ * scene.spz where the server lists it, else scene.splat; same camera as the points. */
+async function openSplats(id) {
+  const token = ++state.loadToken;
+  const stale = () => token !== state.loadToken;
+  ui.viewer.dataset.state = 'loading';
+  try {
+    if (!viewer) throw new Error('WebGL is unavailable in this browser');
+    const started = performance.now();
+    const { showSplats } = await import('./splats.js');
+    const asset = state.offers.spz ? 'scene.spz' : 'scene.splat';
+    const count = await showSplats(viewer, api.assetUrl(id, asset), asset.split('.').pop());
+    if (stale()) return;
+    ui.stats.textContent = `${count.toLocaleString()} Gaussian splats · ${asset} · Spark in `
+      + `${(performance.now() - started).toFixed(0)} ms`;
+    await viewer.renderNow();
+    if (stale()) return;
+    Object.assign(ui.viewer.dataset, {
+      generationId: id, source: 'splats', splatAsset: asset, pointCount: String(count),
+    });
+    ui.viewer.dataset.state = 'loaded';
+  } catch (err) {
+    if (stale()) return;
+    ui.viewer.dataset.state = 'error';
+    reportError(`Could not open the splats of generation ${id}`, err);
+  }
+}
+
 function onSourceChange(source) {
   const id = state.openGeneration;
   if (!id) return;
   if (source === 'glb') openGlb(id);
+  else if (source === 'mesh') openGlb(id, { geometry: 'mesh' });
+  else if (source === 'splats') openSplats(id);
   else openGeneration(id);
+}
+
+/** What the server offers beyond points, from `GET /limits`'s `formats` (a list of
+ * {name, geometry}); a server without the list offers points, GLB and .splat only. */
+async function loadOffers() {
+  try {
+    const limits = await api.getLimits();
+    const formats = Array.isArray(limits.formats) ? limits.formats : [];
+    const named = (name) => formats.find((f) => f?.name === name);
+    state.offers = {
+      mesh: Boolean(named('scene.glb')?.geometry?.includes('mesh')),
+      spz: Boolean(named('scene.spz')),
+    };
+  } catch (err) {
+    console.warn('could not read the server\'s formats', err);
+  }
+  ui.sourceMesh.hidden = !state.offers.mesh;
+}
+
+// ---- listen mode ---------------------------------------------------------------------------
+
+const listening = { context: null, stop: null, meter: 0 };
+
+/** Play the chosen sound into the scene: audio-react.js (served beside pcld.js) analyses it and
+ * drives the points. The microphone is asked for only when chosen. */
+async function onListenChange() {
+  stopListening();
+  const choice = ui.listenSource.value;
+  ui.listenFile.hidden = choice !== 'file';
+  if (choice === 'off') return;
+  if (choice === 'file') {
+    if (!ui.listenFile.files[0]) return;  // started by the file input's change
+  }
+  try {
+    if (!viewer?.header) throw new Error('open a scene first');
+    const audio = await import('audio-react');
+    const context = new AudioContext();
+    await context.resume();
+    const react = new audio.AudioReact(context, viewer.header.categories);
+    const stops = [];
+    if (choice === 'beat') {
+      const out = context.createGain();
+      out.connect(react.input);
+      out.connect(context.destination);
+      // Eight bars at a time, topped up before they run out.
+      let next = context.currentTime + 0.05;
+      next += audio.scheduleBeat(context, out, { when: next });
+      const timer = setInterval(() => {
+        if (next - context.currentTime < 2) next += audio.scheduleBeat(context, out, { when: next });
+      }, 500);
+      stops.push(() => clearInterval(timer));
+    } else if (choice === 'file') {
+      const buffer = await context.decodeAudioData(await ui.listenFile.files[0].arrayBuffer());
+      const source = context.createBufferSource();
+      source.buffer = buffer;
+      source.loop = true;
+      source.connect(react.input);
+      source.connect(context.destination);
+      source.start();
+    } else if (choice === 'mic') {
+      const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+      // Into the analyser only: playing the microphone back would feed back.
+      context.createMediaStreamSource(stream).connect(react.input);
+      stops.push(() => stream.getTracks().forEach((track) => track.stop()));
+    }
+    listening.context = context;
+    listening.stop = () => {
+      stops.forEach((stop) => stop());
+      context.close();
+    };
+    viewer.startListening(react, audio);
+    ui.viewer.dataset.listening = choice;
+    listening.meter = setInterval(() => {
+      const names = viewer.header?.categories ?? [];
+      ui.listenMeter.textContent = names.map((name, i) => `${name.split('_')[0].toLowerCase()} `
+        + `${react.tracker.drives[i].toFixed(1)}`).join(' · ');
+    }, 250);
+  } catch (err) {
+    ui.listenSource.value = 'off';
+    reportError('Could not listen', err);
+  }
+}
+
+function stopListening() {
+  clearInterval(listening.meter);
+  listening.stop?.();
+  listening.stop = null;
+  listening.context = null;
+  viewer?.stopListening();
+  ui.listenMeter.textContent = '';
+  delete ui.viewer.dataset.listening;
 }
 
 function onHashChange() {
@@ -452,6 +660,8 @@ function bindControls() {
     choice.addEventListener('change', () => onSourceChange(choice.value));
   }
   window.addEventListener('hashchange', onHashChange);
+  ui.listenSource.addEventListener('change', onListenChange);
+  ui.listenFile.addEventListener('change', onListenChange);
 }
 
 function start() {
@@ -468,6 +678,7 @@ function start() {
   setDownloads(null);
   setSource(null, 'pcld');
   refreshGallery();
+  loadOffers();
   onHashChange();
   document.body.dataset.ready = 'true';
 }

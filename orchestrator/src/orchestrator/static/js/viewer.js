@@ -15,7 +15,9 @@ const vertexShader = /* glsl */ `
   varying vec3 vColor;
 
   void main() {
-    vec4 mvPosition = modelViewMatrix * vec4(position, 1.0);
+    // transformed: the position a patch may move (listen mode's audio-react.js displaces it).
+    #include <begin_vertex>
+    vec4 mvPosition = modelViewMatrix * vec4(transformed, 1.0);
     gl_Position = projectionMatrix * mvPosition;
     // A point stands for one source pixel: its footprint grows with its distance from the capture
     // camera (the origin), so the cloud is hole-free from there and scales sensibly elsewhere.
@@ -40,6 +42,8 @@ const PANORAMA_MODES = new Set(['panorama', 'equirect']);
 // Points uploaded per frame while a cloud loads (about 4 MB of vertex data).
 const SLICE_POINTS = 1 << 18;
 const PANORAMA_FOV = { min: 20, max: 110, start: 75 };
+// A photo's view when its cloud carries no pinhole camera (pointcloud-lib's DEFAULT_FOV_DEG).
+const DEFAULT_FOV = 60;
 
 export class PointCloudViewer {
   /** @param {HTMLElement} container */
@@ -72,6 +76,8 @@ export class PointCloudViewer {
     this._frameQueued = false;
     this._pixel = new Uint8Array(4);
     this._showToken = 0;
+    this._continuous = false;  // something on screen moves by itself (Spark's splats)
+    this._audio = null;  // listen mode: {react, audio}
 
     this.renderer.domElement.addEventListener('wheel', (event) => this._panoramaZoom(event), {
       passive: false,
@@ -96,8 +102,9 @@ export class PointCloudViewer {
     this.header = header;
     this.panorama = PANORAMA_MODES.has(header.mode);
     this._setPalette(header.palette);
-    this.material.uniforms.uAngularSize.value = pixelAngle(this.panorama, count);
+    this.material.uniforms.uAngularSize.value = pixelAngle(this.panorama, count, header.camera);
     this._frame(box);
+    this._describeForAudio();
 
     // One slice a frame: uploading 30 MB at once blocks the page for as long as the GPU takes
     // to accept it (seconds on a software renderer); slices keep it responsive and show the
@@ -127,7 +134,9 @@ export class PointCloudViewer {
   /**
    * Show a glTF point cloud as GLTFLoader made it (scene.glb: POINTS with COLOR_0, `_SEGMENT`
    * and the categories, palette and mode in the scene's extras), drawn with the same shader as
-   * a PCLD cloud, so colouring and point size work alike. Returns its point count.
+   * a PCLD cloud, so colouring and point size work alike. A triangle mesh (scene.glb with
+   * `?geometry=mesh`) takes the same shader: its vertices are the points. Returns the number of
+   * points (vertices).
    */
   showGltf(gltf) {
     this._removePoints();
@@ -135,12 +144,15 @@ export class PointCloudViewer {
     const header = root.userData;
     let count = 0;
     root.traverse((object) => {
-      if (!object.isPoints) return;
+      if (!object.isPoints && !object.isMesh) return;
       const { geometry } = object;
+      const vertices = geometry.getAttribute('position').count;
       // The shader's names: colour bytes (normalised) and the category (`_SEGMENT`, which
-      // GLTFLoader keeps as `_segment`).
-      geometry.setAttribute('rgb', geometry.getAttribute('color'));
-      geometry.setAttribute('segment', geometry.getAttribute('_segment'));
+      // GLTFLoader keeps as `_segment`); grey and category 0 where a file has none.
+      geometry.setAttribute('rgb', geometry.getAttribute('color')
+        ?? new THREE.BufferAttribute(new Uint8Array(3 * vertices).fill(160), 3, true));
+      geometry.setAttribute('segment', geometry.getAttribute('_segment')
+        ?? new THREE.BufferAttribute(new Uint8Array(vertices), 1, false));
       object.material = this.material;
       object.frustumCulled = false;
       count += geometry.getAttribute('position').count;
@@ -154,8 +166,9 @@ export class PointCloudViewer {
     this.header = { ...header, bounds: { min: box.min.toArray(), max: box.max.toArray() } };
     this.panorama = PANORAMA_MODES.has(header.mode);
     this._setPalette(header.palette);
-    this.material.uniforms.uAngularSize.value = pixelAngle(this.panorama, count);
+    this.material.uniforms.uAngularSize.value = pixelAngle(this.panorama, count, header.camera);
     this._frame(box);
+    this._describeForAudio();
     this.requestRender();
     return count;
   }
@@ -190,6 +203,63 @@ export class PointCloudViewer {
     gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, this._pixel);
   }
 
+  /**
+   * Show another three.js object (Spark's SplatMesh) in place of the points, under the same
+   * camera; frames are drawn continuously while it is shown (Spark sorts in a worker and needs
+   * a frame after each sort).
+   */
+  showObject(object) {
+    const header = this.header;
+    this._removePoints();
+    this.header = header;
+    this.points = object;
+    this.scene.add(object);
+    this._continuous = true;
+    this._updateLoop();
+  }
+
+  /**
+   * Listen mode: `react` (audio-react.js's AudioReact, or anything with its `uniforms` and a
+   * `sample()`) drives the points through `audio` (the audio-react.js module), which patches
+   * the shader once; every frame samples the sound and draws.
+   */
+  startListening(react, audio) {
+    this._audio = { react, audio };
+    audio.applyAudioReact(this.material, react, this.header);
+    react.uniforms.uAudioMix.value = 1;
+    this._updateLoop();
+  }
+
+  stopListening() {
+    if (!this._audio) return;
+    this._audio.react.uniforms.uAudioMix.value = 0;
+    this._audio = null;
+    this._updateLoop();
+    this.requestRender();
+  }
+
+  get listening() {
+    return Boolean(this._audio);
+  }
+
+  /** Listen mode's AudioReact (its `tracker.drives`: one per category), or null. */
+  get audioReact() {
+    return this._audio?.react ?? null;
+  }
+
+  /** One loop while anything moves by itself (splats, listen mode); none otherwise. */
+  _updateLoop() {
+    if (!this._continuous && !this._audio) {
+      this.renderer.setAnimationLoop(null);
+      return;
+    }
+    this.renderer.setAnimationLoop(() => {
+      this._audio?.react.sample();
+      this.controls.update();
+      this.renderer.render(this.scene, this.camera);
+    });
+  }
+
   clear() {
     this._removePoints();
     this.container.dataset.state = 'empty';
@@ -202,9 +272,18 @@ export class PointCloudViewer {
       this.scene.remove(this.points);
       // Frees the GPU copies; the typed arrays go with the decoded buffer.
       this.points.traverse((object) => object.geometry?.dispose());
+      if (this._continuous) this.points.dispose?.();
       this.points = null;
     }
+    if (this._continuous) {
+      this._continuous = false;
+      this._updateLoop();
+    }
     this.header = null;
+  }
+
+  _describeForAudio() {
+    if (this._audio) this._audio.audio.describeCategories(this._audio.react.uniforms, this.header);
   }
 
   setColouring(mode) {
@@ -272,9 +351,10 @@ export class PointCloudViewer {
       // Dragging then feels like grabbing the scene rather than moving the camera.
       this.controls.rotateSpeed = -0.35;
     } else {
-      // From the capture camera (the origin, looking straight down -Z) the cloud looks like the
-      // photo; orbiting then turns about the middle of the scene's depth.
-      camera.fov = 60;
+      // From the capture camera (the origin, looking straight down -Z) with the field of view
+      // the depth model estimated, the cloud looks like the photo; orbiting then turns about the
+      // middle of the scene's depth.
+      camera.fov = estimatedFov(this.header?.camera) ?? DEFAULT_FOV;
       camera.near = Math.max(size * 1e-4, 1e-3);
       camera.far = (centre.length() + size) * 4;
       camera.position.set(0, 0, 0);
@@ -320,9 +400,24 @@ export class PointCloudViewer {
  * dropped points make the header's image size an unreliable guide): a 2:1 equirectangular image
  * of N pixels spans 2π / sqrt(2N) per pixel at its equator; a photo covers about one steradian.
  */
-function pixelAngle(panorama, count) {
+function pixelAngle(panorama, count, camera) {
+  // The header's camera says it exactly: the sampling stride over the focal length (a
+  // panorama: a full turn over its width in samples).
+  if (camera?.model === 'pinhole' && camera.fy > 0) return (camera.stride || 1) / camera.fy;
+  if (camera?.model === 'equirectangular' && camera.width > 0) {
+    return (2 * Math.PI * (camera.stride || 1)) / camera.width;
+  }
   const n = Math.max(count, 1);
   return panorama ? (2 * Math.PI) / Math.sqrt(2 * n) : Math.sqrt(1.0 / n);
+}
+
+/**
+ * The vertical field of view, in degrees, of a PCLD header's pinhole camera (FORMAT.md: fy and
+ * the source image's height, in pixels): 2 atan(height / 2 fy). Null for any other camera.
+ */
+export function estimatedFov(camera) {
+  if (camera?.model !== 'pinhole' || !(camera.fy > 0) || !(camera.height > 0)) return null;
+  return THREE.MathUtils.radToDeg(2 * Math.atan(camera.height / (2 * camera.fy)));
 }
 
 function nextFrame() {

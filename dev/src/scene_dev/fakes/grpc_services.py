@@ -14,7 +14,7 @@ In-process (fixtures)::
 
 As a process (the end-to-end benchmark)::
 
-    python -m tests.fakes.grpc_services --depth-port 50051 --segment-port 50052 \\
+    python -m scene_dev.fakes.grpc_services --depth-port 50051 --segment-port 50052 \\
         --imagegen-port 50053 [--depth-delay 0.5] [--image-size 1024x1024]
 
 Port 0 picks a free port; once serving, the process prints one JSON line with the ports.
@@ -514,7 +514,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests.fakes.grpc_services",
+    parser = argparse.ArgumentParser(prog="python -m scene_dev.fakes.grpc_services",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--depth-port", type=int, default=50051)

@@ -1,11 +1,12 @@
-"""A faster CPU runtime for a torch module: OpenVINO or ONNX Runtime, one compiled graph per input
-shape, cached on disk.
+"""A faster CPU runtime for a torch module: OpenVINO, one compiled graph per input shape, cached
+on disk.
 
 Measured on this project's 2-core AMD EPYC (avx512_bf16, avx512_vnni) with full-size random-weight
 architectures (``depth-service/bench/bench_runtime.py`` prints the figures in one run): OpenVINO in
 float32 runs Depth Anything V2 about 1.5-1.9x faster than eager PyTorch with outputs equal to 1e-6
-relative L2; ONNX Runtime about 1.4x; bfloat16 autocast is faster but about 1e-2 off, so it is not
-offered. Hence ``auto`` = OpenVINO on CPU (when installed), eager PyTorch elsewhere.
+relative L2; bfloat16 autocast is faster but about 1e-2 off, so it is not offered. Hence ``auto``
+= OpenVINO on CPU (when installed), eager PyTorch elsewhere. (ONNX Runtime, about 1.4x and never
+``auto``'s choice, was taken out.)
 
 Why one graph per shape: the exported graphs bake the input's height and width in (the
 transformers vision models turn shapes into Python ints while tracing: position-embedding
@@ -14,8 +15,8 @@ did not produce a graph that runs at other sizes either. A model sees few distin
 (native-size tiles; the global pass's size moves in 14 px steps with the aspect ratio), and each
 one is exported once, then read back from the disk cache on every later start.
 
-Imported only by services that depend on torch; ``openvino`` and ``onnxruntime`` are imported
-when chosen.
+Imported only by services that run models (``scene_rpc.ml``); ``openvino`` is imported when
+chosen.
 """
 
 from __future__ import annotations
@@ -30,32 +31,20 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from scene_rpc.settings import Runtime
+
 log = logging.getLogger(__name__)
 
 
-class Runtime(StrEnum):
-    #: OpenVINO on a CPU when it is installed (the measured winner), eager PyTorch elsewhere.
-    AUTO = "auto"
-    TORCH = "torch"
-    OPENVINO = "openvino"
-    ONNX = "onnx"
-
-
-# The key of the one graph of a CompiledModule made with any_shape=True.
-_ANY_SHAPE = ("any",)
-
-_DISTRIBUTIONS = {Runtime.OPENVINO: "openvino", Runtime.ONNX: "onnxruntime",
-                  Runtime.TORCH: "torch"}
+_DISTRIBUTIONS = {Runtime.OPENVINO: "openvino", Runtime.TORCH: "torch"}
 
 
 def import_openvino():
@@ -120,13 +109,13 @@ def model_fingerprint(model_id: str, config: Any, dtype: torch.dtype) -> str:
                        transformers.__version__)
 
 
-# One export at a time in a process: torch.jit's tracer (which both exporters use) is not safe
+# One export at a time in a process: torch.jit's tracer (which the converter uses) is not safe
 # to run on two threads at once ("graphs differed across invocations" when it was tried).
 _EXPORT_LOCK = threading.Lock()
 
 
 class CompiledModule:
-    """Calls a torch module (tensors in, a tuple of tensors out) through OpenVINO or ONNX Runtime.
+    """Calls a torch module (tensors in, a tuple of tensors out) through OpenVINO.
 
     Each input shape is exported once (a trace of ``module`` at that shape), saved under
     ``cache_dir/<key>/<runtime>-<version>/<shape>`` and compiled; later processes read it back
@@ -138,20 +127,12 @@ class CompiledModule:
     background thread for the calls after it: an export (a trace and a conversion) costs more
     than many eager passes, and a user's first photo of a new aspect ratio must not wait for it.
     :meth:`prepare` exports in the foreground (the native square, at load).
-
-    ``any_shape``: the module is fully convolutional (no size turns into a constant while it is
-    traced), so one graph, exported at :meth:`prepare`'s example, serves every input shape through
-    OpenVINO's dynamic dimensions. The example can then be small: a trace holds every
-    intermediate tensor, so its memory grows with the input's area.
     """
 
     def __init__(self, module: torch.nn.Module, runtime: Runtime, *, cache_dir: Path | str,
-                 key: str, threads: int, max_shapes: int = 4, any_shape: bool = False) -> None:
-        if runtime not in (Runtime.OPENVINO, Runtime.ONNX):
-            raise ValueError(f"CompiledModule needs openvino or onnx, not {runtime!r}")
-        if any_shape and runtime is not Runtime.OPENVINO:
-            raise ValueError("a graph for any input shape needs openvino")
-        self.any_shape = any_shape
+                 key: str, threads: int, max_shapes: int = 4) -> None:
+        if runtime is not Runtime.OPENVINO:
+            raise ValueError(f"CompiledModule needs openvino, not {runtime!r}")
         self.module = module.eval()
         self.runtime = runtime
         self.version = runtime_version(runtime)
@@ -173,18 +154,8 @@ class CompiledModule:
         """Export (or read back) and compile the graph for these inputs' shapes now."""
         self._runner_for(example)
 
-    def release_module(self) -> None:
-        """Drops the torch module, and with it its weights, once every shape it will be called
-        with has a graph (on disk, so an evicted one is compiled again from there): a call of any
-        other shape then raises ValueError instead of running eagerly."""
-        with self._lock:
-            self.module = None
-
     def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         runner = self._ready_runner(inputs)
-        if runner is None and self.module is None:
-            raise ValueError(f"no compiled graph for input {self._shape(inputs)}, and the module "
-                             f"was released; compiled: {sorted(self.sources)}")
         if runner is None:
             self._export_in_background(inputs)
             with torch.inference_mode():
@@ -201,8 +172,8 @@ class CompiledModule:
             thread.join(timeout_s)
 
     def _shape(self, inputs: Sequence[torch.Tensor]) -> tuple:
-        """The key of the graph that serves these inputs: their shapes, or one for any shape."""
-        return _ANY_SHAPE if self.any_shape else tuple(tuple(t.shape) for t in inputs)
+        """The key of the graph that serves these inputs: their shapes."""
+        return tuple(tuple(t.shape) for t in inputs)
 
     def _ready_runner(self, inputs: Sequence[torch.Tensor]):
         """The compiled graph for these inputs' shapes if it is in memory or on disk, else None."""
@@ -241,8 +212,6 @@ class CompiledModule:
         thread.start()
 
     def _folder(self, shape: tuple) -> Path:
-        if shape == _ANY_SHAPE:
-            return self.cache_dir / "any-shape"
         return self.cache_dir / "x".join("-".join(map(str, s)) for s in shape)
 
     def _runner_for(self, inputs: Sequence[torch.Tensor]):
@@ -289,19 +258,11 @@ class CompiledModule:
         staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".staging-"))
         try:
             example = tuple(t.detach().cpu().float() for t in inputs)
-            with _EXPORT_LOCK, torch.no_grad(), warnings.catch_warnings():
-                if self.runtime is Runtime.OPENVINO:
-                    ov = import_openvino()
-                    model = ov.convert_model(module, example_input=example)
-                    # float32 weights as they are: the default halves them to float16.
-                    ov.save_model(model, staging / "model.xml", compress_to_fp16=False)
-                else:
-                    # The TorchScript exporter on purpose: torch.export (the new default) took
-                    # minutes on the depth models and still baked their input size in.
-                    warnings.filterwarnings("ignore", category=DeprecationWarning)
-                    torch.onnx.export(module, example, str(staging / "model.onnx"),
-                                      input_names=[f"input{i}" for i in range(len(example))],
-                                      dynamo=False, opset_version=17)
+            with _EXPORT_LOCK, torch.no_grad():
+                ov = import_openvino()
+                model = ov.convert_model(module, example_input=example)
+                # float32 weights as they are: the default halves them to float16.
+                ov.save_model(model, staging / "model.xml", compress_to_fp16=False)
             (staging / "done").touch()
             try:
                 staging.rename(folder)
@@ -312,39 +273,23 @@ class CompiledModule:
             shutil.rmtree(staging, ignore_errors=True)
 
     def _compile(self, folder: Path):
-        if self.runtime is Runtime.OPENVINO:
-            ov = import_openvino()
-            core = ov.Core()
-            # float32 inference explicitly: on a CPU with bfloat16 support OpenVINO would
-            # otherwise pick bfloat16, about 1e-2 off the float32 outputs.
-            compiled = core.compile_model(core.read_model(folder / "model.xml"), "CPU", {
-                "INFERENCE_PRECISION_HINT": "f32",
-                "INFERENCE_NUM_THREADS": self.threads,
-                "PERFORMANCE_HINT": "LATENCY",
-            })
-            request = compiled.create_infer_request()
+        ov = import_openvino()
+        core = ov.Core()
+        # float32 inference explicitly: on a CPU with bfloat16 support OpenVINO would otherwise
+        # pick bfloat16, about 1e-2 off the float32 outputs.
+        compiled = core.compile_model(core.read_model(folder / "model.xml"), "CPU", {
+            "INFERENCE_PRECISION_HINT": "f32",
+            "INFERENCE_NUM_THREADS": self.threads,
+            "PERFORMANCE_HINT": "LATENCY",
+        })
+        request = compiled.create_infer_request()
 
-            def run_openvino(arrays: list[np.ndarray]) -> list[np.ndarray]:
-                results = request.infer(arrays)
-                # Copies: the request reuses its output buffers on the next call.
-                return [np.array(results[out]) for out in compiled.outputs]
+        def run_openvino(arrays: list[np.ndarray]) -> list[np.ndarray]:
+            results = request.infer(arrays)
+            # Copies: the request reuses its output buffers on the next call.
+            return [np.array(results[out]) for out in compiled.outputs]
 
-            return run_openvino
-
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session = ort.InferenceSession(str(folder / "model.onnx"), options,
-                                       providers=["CPUExecutionProvider"])
-        names = [i.name for i in session.get_inputs()]
-
-        def run_onnx(arrays: list[np.ndarray]) -> list[np.ndarray]:
-            return session.run(None, dict(zip(names, arrays, strict=True)))
-
-        return run_onnx
+        return run_openvino
 
 
 def relative_l2(output: np.ndarray | torch.Tensor, reference: np.ndarray | torch.Tensor) -> float:
@@ -352,7 +297,6 @@ def relative_l2(output: np.ndarray | torch.Tensor, reference: np.ndarray | torch
     out = np.asarray(output, dtype=np.float64)
     ref = np.asarray(reference, dtype=np.float64)
     return float(np.linalg.norm(out - ref) / max(np.linalg.norm(ref), 1e-30))
-
 
 
 def compile_or_none(module: torch.nn.Module, runtime: Runtime, *, cache_dir: Path | str, key: str,

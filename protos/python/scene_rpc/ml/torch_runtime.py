@@ -1,6 +1,7 @@
 """Device, dtype and thread choices shared by the torch-based services.
 
-Imported only by services that depend on torch; ``scene_rpc`` itself does not.
+Part of ``scene_rpc.ml``: imported only by the services that run models, after logging is
+configured; the rest of ``scene_rpc`` does not import torch.
 """
 
 from __future__ import annotations

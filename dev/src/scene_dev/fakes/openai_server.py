@@ -7,7 +7,7 @@ sends requests the real API would take.
 
 Run it as a process::
 
-    python -m tests.fakes.openai_server --host 127.0.0.1 --port 0
+    python -m scene_dev.fakes.openai_server --host 127.0.0.1 --port 0
     # prints: READY http://127.0.0.1:PORT/v1   (the value for OPENAI_BASE_URL)
 
 or in-process with ``serve_in_thread()`` / as a child with ``serve_as_process()``.
@@ -62,15 +62,12 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from PIL import Image
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -513,10 +510,11 @@ def serve_in_thread(host: str = "127.0.0.1", port: int = 0) -> Iterator[FakeOpen
 @contextlib.contextmanager
 def serve_as_process(host: str = "127.0.0.1", port: int = 0,
                      start_timeout_s: float = 30) -> Iterator[FakeOpenAI]:
-    """The fake as a child process (``python -m tests.fakes.openai_server``), stopped after."""
+    """The fake as a child process (``python -m scene_dev.fakes.openai_server``), stopped after."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.openai_server", "--host", host, "--port", str(port)],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "scene_dev.fakes.openai_server", "--host", host, "--port",
+         str(port)],
+        stdout=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:

@@ -1,7 +1,8 @@
-"""Decode PCLD buffers with js/pcld.js in Debian's headless Chromium (driven by playwright, as
-tests/browser does): the grid variant needs the browser's own image decoders, which node lacks.
+"""Decode PCLD buffers with pointcloud-lib's js/pcld.js in Debian's headless Chromium (driven by
+playwright, as tests/browser does): the grid variant needs the browser's own image decoders,
+which node lacks.
 
-Used by test_js_grid.py and bench/bench_grid.py (which puts this folder on sys.path).
+Used by pointcloud-lib's tests/test_js_grid.py and bench/bench_grid.py.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ FLAGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-PAGE = Path(__file__).with_name("grid_page.html")
+PAGE = Path(__file__).with_name("pcld_grid_page.html")
 
 
 def chromium_missing() -> str | None:
@@ -40,7 +41,8 @@ def chromium_missing() -> str | None:
 
 
 @contextlib.contextmanager
-def _serve(folder: Path) -> Iterator[str]:
+def serve_folder(folder: Path) -> Iterator[str]:
+    """A loopback HTTP server of ``folder`` (pages load their scripts over http://)."""
     handler = functools.partial(_QuietHandler, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -80,7 +82,7 @@ def decode_in_chromium(
         for index, (name, buffer) in enumerate(cases.items()):
             (root / f"case{index}.pcld").write_bytes(buffer)
             names[name] = f"case{index}.pcld"
-        with _serve(root) as url, sync_playwright() as playwright:
+        with serve_folder(root) as url, sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
             try:
                 page = browser.new_page()

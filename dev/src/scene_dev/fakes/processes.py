@@ -7,7 +7,7 @@ model at all.
         httpx.get(stack.url + "/limits")
         stack.restart_fakes(limits=[...])    # the services come back with other limits
 
-The fakes run in one process (``python -m tests.fakes.grpc_services``), the orchestrator in
+The fakes run in one process (``python -m scene_dev.fakes.grpc_services``), the orchestrator in
 another (``python -m orchestrator``); each is its own process group, stopped with SIGTERM, then
 SIGKILL, so a failing test leaves nothing behind.
 """
@@ -26,7 +26,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.stack import REPO_ROOT, free_ports
+from scene_dev.paths import REPO_ROOT
+from scene_dev.run_plan import free_ports
 
 
 @dataclass
@@ -67,7 +68,7 @@ class FakeStack:
             time.sleep(0.1)
 
     def start_fakes(self) -> None:
-        argv = [sys.executable, "-m", "tests.fakes.grpc_services", "--host", "127.0.0.1",
+        argv = [sys.executable, "-m", "scene_dev.fakes.grpc_services", "--host", "127.0.0.1",
                 "--depth-port", str(self.ports["depth"]),
                 "--segment-port", str(self.ports["segment"]),
                 "--imagegen-port", str(self.ports["imagegen"]),
