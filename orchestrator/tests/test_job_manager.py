@@ -41,10 +41,11 @@ class ScriptedRunner:
 
 
 @pytest.fixture
-async def manager(tmp_path):
+async def manager(tmp_path, each_database_url):
+    # On SQLite and on PostgreSQL.
     settings = Settings(data_dir=tmp_path, max_concurrent_jobs=2, max_queued_jobs=3,
-                        job_history=2)
-    store = GenerationStore(tmp_path)
+                        job_history=2, database_url=each_database_url)
+    store = GenerationStore(tmp_path, each_database_url)
     await store.open()
     runner = ScriptedRunner(store)
     manager = JobManager(settings, store, runner)

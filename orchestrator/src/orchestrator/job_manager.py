@@ -352,7 +352,9 @@ class JobManager:
 
     async def _run(self, job: Job) -> None:
         try:
-            await self._save(job, job.record(), running=True)
+            # Not waited for: the runner starts now, in the order jobs were dispatched; the
+            # job's next save waits for this one.
+            self._save_soon(job, job.record(), running=True)
             outcome = await self.runner(job.id, job.inputs, job)
         except asyncio.CancelledError:
             if job.cancel_reason == HANDED_OVER:
@@ -385,6 +387,8 @@ class JobManager:
                             status=Status.COMPLETED, stage=None, progress=1.0,
                             updated_at=finished, finished_at=finished)
         try:
+            if job._saving is not None:  # the "running" record lands first, not over this one
+                await _shielded(asyncio.gather(job._saving, return_exceptions=True))
             await _shielded(self.store.commit(outcome.staging, record, owner=self.replica))
         except LostJob:
             log.warning("job %s: its lease was taken over; its result is not stored here",
@@ -429,10 +433,14 @@ class JobManager:
         log.info("job %s %s: %s", job.id, status, error)
         self._retire(job)
 
-    async def _save(self, job: Job, record: GenerationRecord, *, running: bool = False,
-                    end: bool = False) -> None:
+    async def _save(self, job: Job, record: GenerationRecord, *, end: bool = False) -> None:
         """Store the job's record (and its row's status), shielded from the job's own
         cancellation and in order: a save waits for the job's previous one."""
+        await _shielded(self._save_soon(job, record, end=end))
+
+    def _save_soon(self, job: Job, record: GenerationRecord, *, running: bool = False,
+                   end: bool = False) -> asyncio.Future:
+        """:meth:`_save`, started now and not waited for."""
         previous = job._saving
 
         async def save() -> None:
@@ -450,7 +458,7 @@ class JobManager:
                 log.exception("job %s: writing its record failed", job.id)
 
         job._saving = asyncio.ensure_future(save())
-        await _shielded(job._saving)
+        return job._saving
 
     def _finish_timing(self, job: Job) -> None:
         job.record_timing("total", time.perf_counter() - job._created_clock)
@@ -540,9 +548,13 @@ class JobManager:
             await asyncio.sleep(poll_s)
 
     async def _renew_and_take_over(self) -> None:
+        # Only jobs this replica held before the renewal: one submitted meanwhile may be missing
+        # from what the renewal read.
+        before = [*self._queue, *self._running.values()]
         held = await self.rows.renew(self.replica, self._lease_until())
-        for job in [*self._queue, *self._running.values()]:
-            if job.id not in held and not job.terminal and not job.committing:
+        for job in before:
+            if job.id not in held and not job.terminal and not job.committing \
+                    and not job.handed_over:
                 log.warning("job %s: this replica's lease on it was lost", job.id)
                 if job.task is not None:
                     job.cancel_reason = HANDED_OVER
