@@ -34,7 +34,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestrator import formats
@@ -214,15 +214,20 @@ class GenerationStore:
                 generations.c.id == generation_id))).scalar_one_or_none()
         return _parse(generation_id, raw)
 
-    async def page(self, limit: int, offset: int = 0,
-                   status: str | None = None) -> tuple[list[GenerationRecord], int]:
+    async def page(self, limit: int, offset: int = 0, status: str | None = None,
+                   after: tuple[str, str] | None = None) -> tuple[list[GenerationRecord], int]:
         """One page of records, newest first (optionally only those with ``status``), and
-        how many there are in all."""
+        how many there are in all. ``after``: the (created_at, id) of the last record of the
+        previous page (keyset pagination: the database seeks to it in the index instead of
+        counting ``offset`` rows)."""
         query = select(generations.c.id, generations.c.record)
         count = select(func.count()).select_from(generations)
         if status is not None:
             query = query.where(generations.c.status == str(status))
             count = count.where(generations.c.status == str(status))
+        if after is not None:
+            query = query.where(tuple_(generations.c.created_at, generations.c.id)
+                                < tuple_(*after))
         query = query.order_by(generations.c.created_at.desc(), generations.c.id.desc())
         async with self.db.reading() as conn:
             rows = (await conn.execute(query.limit(limit).offset(offset))).all()

@@ -43,6 +43,25 @@ async def test_list_newest_first_with_pagination(api, generated):
     assert (await api.client.get("/generations", params={"limit": 0})).status_code == 422
 
 
+async def test_a_cursor_pages_like_the_offset(api, generated):
+    """Keyset pagination: each page's next_cursor starts the next page where offset would."""
+    first = (await api.client.get("/generations", params={"limit": 1})).json()
+    seen = [item["id"] for item in first["items"]]
+    cursor = first["next_cursor"]
+    while cursor is not None:
+        page = (await api.client.get("/generations",
+                                     params={"limit": 1, "cursor": cursor})).json()
+        assert page["total"] == 3
+        seen += [item["id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+    assert seen == generated[::-1]
+    failed = (await api.client.get("/generations", params={"status": "failed"})).json()
+    assert failed["next_cursor"] is None and len(failed["items"]) == 1
+    for bad in ("nonsense", "%%%", "YQ", "x" * 201):
+        refused = await api.client.get("/generations", params={"cursor": bad})
+        assert refused.status_code == 422 and refused.json()["detail"]
+
+
 async def test_metadata(api, generated):
     record = (await api.client.get(f"/generations/{generated[0]}")).json()
     assert record["id"] == generated[0] and record["status"] == "completed"

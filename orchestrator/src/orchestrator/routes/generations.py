@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -16,7 +17,7 @@ from orchestrator.formats import CLOUD_FILE, Format
 from orchestrator.pipeline import blocking
 from orchestrator.records import Generation, GenerationList, GenerationRecord
 from orchestrator.runtime import GenerationIdDep, RuntimeDep
-from orchestrator.storage import ASSETS
+from orchestrator.storage import ASSETS, valid_id
 
 router = APIRouter(prefix="/generations", tags=["generations"])
 
@@ -35,10 +36,32 @@ async def list_generations(
     offset: Annotated[int, Query(ge=0)] = 0,
     status: Annotated[Status | None,
                       Query(description="Only generations with this status.")] = None,
+    cursor: Annotated[str | None, Query(
+        max_length=200, description="The `next_cursor` of the previous page: this page starts "
+                                    "after it (`offset` then counts from there).")] = None,
 ) -> GenerationList:
-    records, total = await runtime.store.page(limit, offset, status)
+    records, total = await runtime.store.page(limit, offset, status, _cursor_key(cursor))
+    next_cursor = None
+    if len(records) == limit:
+        last = records[-1]
+        next_cursor = base64.urlsafe_b64encode(
+            f"{last.created_at}\n{last.id}".encode()).decode().rstrip("=")
     return GenerationList(items=[r.public() for r in records], total=total, limit=limit,
-                          offset=offset)
+                          offset=offset, next_cursor=next_cursor)
+
+
+def _cursor_key(cursor: str | None) -> tuple[str, str] | None:
+    """The (created_at, id) a cursor names; a cursor this server did not give is a 422."""
+    if cursor is None:
+        return None
+    try:
+        created_at, _, generation_id = base64.urlsafe_b64decode(
+            cursor + "=" * (-len(cursor) % 4)).decode().partition("\n")
+    except (ValueError, UnicodeDecodeError):
+        generation_id = ""
+    if not valid_id(generation_id):
+        raise ApiError(422, "`cursor` is not one this server gave (use a page's next_cursor)")
+    return created_at, generation_id
 
 
 @router.get("/{id}", summary="A generation's metadata", response_model=Generation)
