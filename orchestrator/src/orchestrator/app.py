@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 
@@ -134,6 +135,17 @@ def _add_error_handlers(app: FastAPI) -> None:
         errors = [{k: v for k, v in error.items() if k in ("type", "loc", "msg")}
                   for error in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(ConnectionError)
+    async def database_down(request: Request, exc: Exception) -> JSONResponse:
+        # The database (PostgreSQL restarting, a network cut): the client's request is fine
+        # and worth retrying shortly, as with a model service that is down.
+        log.warning("%s %s: the database did not answer: %s", request.method, request.url.path,
+                    exc)
+        return JSONResponse({"detail": "the database is not answering; retry shortly"},
+                            status_code=503, headers={"Retry-After": "5"})
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

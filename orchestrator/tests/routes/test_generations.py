@@ -59,7 +59,8 @@ async def test_a_cursor_pages_like_the_offset(api, generated):
     assert failed["next_cursor"] is None and len(failed["items"]) == 1
     for bad in ("nonsense", "%%%", "YQ", "x" * 201):
         refused = await api.client.get("/generations", params={"cursor": bad})
-        assert refused.status_code == 422 and refused.json()["detail"]
+        assert refused.status_code == 422
+        assert refused.json()["detail"][0]["loc"] == ["query", "cursor"]
 
 
 async def test_metadata(api, generated):

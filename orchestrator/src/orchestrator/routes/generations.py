@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, Response
 
 from orchestrator import formats
@@ -60,7 +61,10 @@ def _cursor_key(cursor: str | None) -> tuple[str, str] | None:
     except (ValueError, UnicodeDecodeError):
         generation_id = ""
     if not valid_id(generation_id):
-        raise ApiError(422, "`cursor` is not one this server gave (use a page's next_cursor)")
+        # FastAPI's shape of a 422, as for any other invalid parameter.
+        raise RequestValidationError([{
+            "type": "value_error", "loc": ("query", "cursor"),
+            "msg": "not a cursor this server gave (use a page's next_cursor)"}])
     return created_at, generation_id
 
 
