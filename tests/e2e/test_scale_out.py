@@ -358,3 +358,23 @@ async def test_a_cancellation_through_b_reaches_the_replica_running_the_job(clus
         assert stored_files(cluster, job_id) == ["metadata.json"]
         stream = await events(client, cluster.b, job_id)
         assert stream[-1]["event"] == "cancelled"
+
+
+async def test_a_replica_stopped_hands_its_uploads_to_the_other(cluster):
+    """SIGTERM (a rolling update): with PostgreSQL the other replica runs the upload; with one
+    orchestrator on SQLite it ends failed: interrupted, as it always has."""
+    async with http() as client:
+        job_id = (await submit(client, cluster.a, seed=30)).json()["id"]
+        await wait_status(client, cluster.b, job_id, "running")
+        _stop(cluster.a.process)
+        if not cluster.shared:
+            cluster.b = cluster.a = cluster.start("a-again")
+        ended = await wait_status(client, cluster.b, job_id, "completed", "failed")
+        if cluster.shared:
+            assert ended["status"] == "completed", ended
+            assert stored_files(cluster, job_id) == STORED
+            stream = await events(client, cluster.b, job_id)
+            assert stream[-1]["event"] == "completed"
+        else:
+            assert (ended["status"], ended["error"]) == ("failed", "interrupted")
+            assert stored_files(cluster, job_id) == ["metadata.json"]

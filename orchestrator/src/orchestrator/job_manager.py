@@ -90,9 +90,13 @@ class JobManager:
                        asyncio.create_task(self._heartbeat(), name="job-heartbeat")]
 
     async def close(self) -> None:
-        """Shutdown: nothing queued or running survives the process, so each ends ``failed:
-        interrupted`` now rather than when its lease expires."""
+        """Shutdown. With PostgreSQL, the uploads this replica holds are handed to the other
+        replicas (their leases released: one takes each up at once); every other job, and
+        every job with SQLite, ends ``failed: interrupted`` now rather than when its lease
+        expires or at the next start."""
         self._closing = True
+        if not self.store.exclusive:
+            await self._release_resumable()
         while self._queue:
             await self._end(self._queue.popleft(), Status.FAILED, INTERRUPTED, 503)
         running = list(self._running.values())
@@ -162,6 +166,7 @@ class JobManager:
         # An upload to /jobs can run anywhere; a prompt's key stays in this process, and a
         # /generate request waits here.
         resumable = inputs.source == Source.UPLOAD and inputs.output is None and image is not None
+        job.resumable = resumable
         found = None
         try:
             async with self.store.db.transaction() as conn:
@@ -594,9 +599,29 @@ class JobManager:
         job = Job(inputs, idempotency_key=record.job.idempotency_key,
                   fingerprint=record.job.fingerprint, job_id=record.id,
                   created_at=record.created_at, events=takeover.events)
+        job.resumable = True
         log.warning("job %s: taken over from a replica that stopped renewing its lease", job.id)
         await self._save(job, job.record())
         self._enqueue(job)
+
+    async def _release_resumable(self) -> None:
+        handed = [job for job in [*self._queue, *self._running.values()]
+                  if job.resumable and not job.committing and not job.terminal]
+        for job in handed:
+            if job.task is None:
+                self._hand_over(job)
+            else:
+                job.cancel_reason = HANDED_OVER
+                job.task.cancel()
+        await asyncio.gather(*(job.task for job in handed if job.task is not None),
+                             return_exceptions=True)
+        if handed:
+            try:
+                await self.rows.release([job.id for job in handed], self.replica)
+                log.info("handed %d job(s) to the other replicas", len(handed))
+            except Exception:
+                # Their leases expire instead: taken up a little later.
+                log.exception("releasing %d job(s) failed", len(handed))
 
     def _track(self, coroutine: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coroutine)

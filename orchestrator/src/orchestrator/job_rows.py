@@ -101,6 +101,13 @@ class JobRows:
             return set((await conn.execute(select(jobs.c.id).where(jobs.c.owner == owner))
                         ).scalars())
 
+    async def release(self, job_ids: list[str], owner: str) -> None:
+        """Give up ``owner``'s jobs: queued again, their leases expired, for another replica to
+        take up at its next heartbeat."""
+        async with self.db.transaction() as conn:
+            await conn.execute(update(jobs).where(jobs.c.id.in_(job_ids), jobs.c.owner == owner)
+                               .values(owner=None, lease_until=0.0, status=str(Status.QUEUED)))
+
     async def cancel_requests(self, owner: str) -> dict[str, str]:
         """Cancellations other replicas asked for, of ``owner``'s jobs (each answered once)."""
         async with self.db.reading() as conn:

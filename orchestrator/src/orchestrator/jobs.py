@@ -90,6 +90,8 @@ class Job:
         self.committing = False
         # Another replica took the job over (this one lost its lease): nothing more of it here.
         self.handed_over = False
+        # Whether another replica can run it (its inputs are in the database: an upload).
+        self.resumable = False
         # The job manager's last write of the record (the next one waits for it).
         self._saving: asyncio.Future | None = None
         self.done = asyncio.Event()
