@@ -19,6 +19,7 @@ Tables:
   cancellation request from another replica.
 - ``job_events``: each job's Server-Sent Events, for clients connected to another replica and
   for resumption there; pruned once the job has ended a while ago.
+- ``generation_counts``: the number of generations per status (the listing's ``total``).
 """
 
 from __future__ import annotations
@@ -89,6 +90,15 @@ jobs = Table(
     Index("jobs_owner", "owner"),
     Index("jobs_lease", "lease_until"),
     Index("jobs_status_created", "status", "created_at"),
+)
+
+# How many generations have each status: the listing's `total` without counting rows (a count
+# over 100,000 rows costs more than the page itself). Kept by the store in the transaction of
+# every write and delete, recounted when records are imported.
+generation_counts = Table(
+    "generation_counts", metadata,
+    Column("status", String(16), primary_key=True),
+    Column("n", Integer, nullable=False),
 )
 
 job_events = Table(
@@ -170,6 +180,12 @@ class Database:
     async def reading(self) -> AsyncIterator[AsyncConnection]:
         async with self.engine.connect() as conn:
             yield conn
+
+    async def lock_counts(self, conn: AsyncConnection) -> None:
+        """Hold every writer of ``generation_counts`` off until ``conn``'s transaction ends, and
+        wait for those in flight (PostgreSQL; SQLite's write lock does it already)."""
+        if not self.is_sqlite:
+            await conn.execute(text("LOCK TABLE generation_counts IN EXCLUSIVE MODE"))
 
     async def lock_submissions(self, conn: AsyncConnection) -> None:
         """Serialise submissions until ``conn``'s transaction ends (PostgreSQL; SQLite's write

@@ -38,7 +38,14 @@ from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestrator import formats
-from orchestrator.database import Database, generations, job_events, jobs, resolve_url
+from orchestrator.database import (
+    Database,
+    generation_counts,
+    generations,
+    job_events,
+    jobs,
+    resolve_url,
+)
 from orchestrator.enums import ACTIVE, Status
 from orchestrator.records import GenerationRecord
 
@@ -104,7 +111,8 @@ class GenerationStore:
                     shutil.rmtree(leftover, ignore_errors=True)
         try:
             await self.db.open()
-            await self.import_files()
+            if await self.import_files() or not await self._counted():
+                await self.recount()
         except BaseException:
             await self.close()
             raise
@@ -140,6 +148,31 @@ class GenerationStore:
         if imported:
             log.info("imported %d generation(s) from their metadata.json", imported)
         return imported
+
+    async def _counted(self) -> bool:
+        async with self.db.reading() as conn:
+            return (await conn.execute(select(func.count()).select_from(generation_counts))
+                    ).scalar_one() > 0
+
+    async def recount(self) -> None:
+        """Count the generations per status again (after an import, or a database written
+        without the counts)."""
+        async with self.db.transaction() as conn:
+            await self.db.lock_counts(conn)
+            rows = (await conn.execute(select(generations.c.status, func.count())
+                                       .group_by(generations.c.status))).all()
+            await conn.execute(delete(generation_counts))
+            if rows:
+                await conn.execute(generation_counts.insert(),
+                                   [dict(status=status, n=n) for status, n in rows])
+
+    async def _count(self, conn: AsyncConnection, status: str | None, delta: int) -> None:
+        if status is None:
+            return
+        insert = self.db.dialect_insert(generation_counts).values(status=status, n=delta)
+        await conn.execute(insert.on_conflict_do_update(
+            index_elements=[generation_counts.c.status],
+            set_={"n": generation_counts.c.n + delta}))
 
     async def recover_interrupted(self, now: str) -> list[GenerationRecord]:
         """Mark every record left queued or running by a previous process ``failed:
@@ -201,10 +234,19 @@ class GenerationStore:
 
     async def put_row(self, conn: AsyncConnection, record: GenerationRecord) -> None:
         row = _row(record)
+        # The row locked: the status it had is the one the counts hold.
+        old = (await conn.execute(select(generations.c.status).where(
+            generations.c.id == record.id).with_for_update())).scalar_one_or_none()
         insert = self.db.dialect_insert(generations).values(row)
         await conn.execute(insert.on_conflict_do_update(
             index_elements=[generations.c.id],
             set_={k: v for k, v in row.items() if k != "id"}))
+        if old != row["status"]:
+            # In one order (by status) in every transaction: two writers never wait on each
+            # other's count rows crosswise (a deadlock).
+            for status, delta in sorted({old: -1, row["status"]: +1}.items(),
+                                        key=lambda item: item[0] or ""):
+                await self._count(conn, status, delta)
 
     async def read_record(self, generation_id: str) -> GenerationRecord | None:
         if not valid_id(generation_id):
@@ -221,10 +263,10 @@ class GenerationStore:
         previous page (keyset pagination: the database seeks to it in the index instead of
         counting ``offset`` rows)."""
         query = select(generations.c.id, generations.c.record)
-        count = select(func.count()).select_from(generations)
+        count = select(func.coalesce(func.sum(generation_counts.c.n), 0))
         if status is not None:
             query = query.where(generations.c.status == str(status))
-            count = count.where(generations.c.status == str(status))
+            count = count.where(generation_counts.c.status == str(status))
         if after is not None:
             query = query.where(tuple_(generations.c.created_at, generations.c.id)
                                 < tuple_(*after))
@@ -237,17 +279,19 @@ class GenerationStore:
 
     async def list_records(self) -> list[GenerationRecord]:
         """Every record, newest first (reads them all: for tools and tests, not requests)."""
-        async with self.db.reading() as conn:
-            total = (await conn.execute(select(func.count()).select_from(generations))
-                     ).scalar_one()
+        total = (await self.page(1))[1]
         return (await self.page(total or 1))[0]
 
     async def delete(self, generation_id: str) -> bool:
         if not valid_id(generation_id):
             return False
         async with self.db.transaction() as conn:
+            status = (await conn.execute(select(generations.c.status).where(
+                generations.c.id == generation_id).with_for_update())).scalar_one_or_none()
             gone = (await conn.execute(delete(generations).where(
                 generations.c.id == generation_id))).rowcount
+            if gone:
+                await self._count(conn, status, -1)
             await conn.execute(delete(jobs).where(jobs.c.id == generation_id))
             await conn.execute(delete(job_events).where(job_events.c.job_id == generation_id))
         folder = self.root / generation_id
