@@ -77,6 +77,8 @@ class JobManager:
         self._closing = False
         self._event_queue: asyncio.Queue[tuple[str, JobEvent, float]] = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
+        # Ends of queued jobs under way (cancelled ones): waited for at shutdown.
+        self._ending: set[asyncio.Future] = set()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -105,6 +107,7 @@ class JobManager:
                 job.cancel_reason = INTERRUPTED
                 job.task.cancel()
         await asyncio.gather(*(job.task for job in running), return_exceptions=True)
+        await asyncio.gather(*self._ending, return_exceptions=True)
         # The last events reach the database before the connection closes.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._event_queue.join(), 5)
@@ -162,33 +165,30 @@ class JobManager:
         upload's bytes, kept for another replica to run the job if this one dies."""
         if self._closing:
             raise ApiError(503, "the server is shutting down", headers={"Retry-After": "10"})
-        job = Job(inputs, idempotency_key=idempotency_key, fingerprint=fingerprint)
         # An upload to /jobs can run anywhere; a prompt's key stays in this process, and a
         # /generate request waits here.
         resumable = inputs.source == Source.UPLOAD and inputs.output is None and image is not None
-        job.resumable = resumable
-        found = None
-        try:
-            async with self.store.db.transaction() as conn:
-                await self.store.db.lock_submissions(conn)
-                if idempotency_key is not None:
-                    found = await self.rows.find_key(conn, idempotency_key, self._key_horizon())
-                if found is None:
-                    # This replica's queue from memory (its rows' status may lag behind).
-                    self._queued_elsewhere = await self.rows.queued(conn, self.replica)
-                    queued = len(self._queue) + self._queued_elsewhere
-                    self._admit(queued)
-                    job.queue_position = len(self._queue) + 1
-                    record = job.record()
+        job = found = None
+        async with self.store.db.transaction() as conn:
+            await self.store.db.lock_submissions(conn)
+            if idempotency_key is not None:
+                found = await self.rows.find_key(conn, idempotency_key, self._key_horizon())
+            if found is None:
+                # This replica's queue from memory (its rows' status may lag behind).
+                self._queued_elsewhere = await self.rows.queued(conn, self.replica)
+                self._admit(len(self._queue) + self._queued_elsewhere)
+                job = Job(inputs, idempotency_key=idempotency_key, fingerprint=fingerprint)
+                job.resumable = resumable
+                job.queue_position = len(self._queue) + 1
+                record = job.record()
+                try:
                     await self.store.put_row(conn, record)
                     await self.rows.insert(conn, NewJob(
                         record, self.replica, self._lease_until(), inputs, image, resumable))
-        except BaseException:
-            if found is None:
-                tracing.end_generation(job.span, Status.FAILED, "not queued")
-            raise
+                except BaseException:
+                    tracing.end_generation(job.span, Status.FAILED, "not stored")
+                    raise
         if found is not None:
-            tracing.end_generation(job.span, Status.FAILED, "replayed")
             return await self._replay(found, fingerprint), False
         self.store.write_file(job.record())
         self._enqueue(job)
@@ -200,6 +200,11 @@ class JobManager:
         self._queue.append(job)
         job.queue_position = len(self._queue)
         job.emit("queued")
+        if self._closing:  # shutdown began while it was being stored
+            self._queue.remove(job)
+            job.status = Status.FAILED
+            self._track(self._end(job, Status.FAILED, INTERRUPTED, 503))
+            return
         log.info("job %s queued (%s, %s) at position %d", job.id, job.source, job.mode,
                  job.queue_position)
         self._dispatch()
@@ -625,8 +630,8 @@ class JobManager:
 
     def _track(self, coroutine: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coroutine)
-        self._tasks.append(task)
-        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+        self._ending.add(task)
+        task.add_done_callback(self._ending.discard)
 
 
 async def _shielded(awaitable: Awaitable) -> None:
