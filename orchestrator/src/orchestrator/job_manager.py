@@ -458,6 +458,11 @@ class JobManager:
                 await asyncio.gather(previous, return_exceptions=True)
             try:
                 async with self.store.db.transaction() as conn:
+                    if not await self.rows.holds(conn, job.id, self.replica):
+                        # Deleted meanwhile, or taken over: writing would bring it back.
+                        log.info("job %s: no longer this replica's; its %s is not stored",
+                                 job.id, record.status)
+                        return
                     await self.store.put_row(conn, record)
                     if running:
                         await self.rows.set_status(job.id, Status.RUNNING, conn)

@@ -90,6 +90,12 @@ class JobRows:
     async def set_status(self, job_id: str, status: Status, conn: AsyncConnection) -> None:
         await conn.execute(update(jobs).where(jobs.c.id == job_id).values(status=str(status)))
 
+    async def holds(self, conn: AsyncConnection, job_id: str, owner: str) -> bool:
+        """Whether ``owner`` holds the job's row (locked until ``conn``'s transaction ends)."""
+        holder = (await conn.execute(select(jobs.c.owner).where(jobs.c.id == job_id)
+                                     .with_for_update())).scalar_one_or_none()
+        return holder == owner
+
     async def end(self, job_id: str, conn: AsyncConnection) -> None:
         await conn.execute(delete(jobs).where(jobs.c.id == job_id))
 
