@@ -378,3 +378,25 @@ async def test_a_replica_stopped_hands_its_uploads_to_the_other(cluster):
         else:
             assert (ended["status"], ended["error"]) == ("failed", "interrupted")
             assert stored_files(cluster, job_id) == ["metadata.json"]
+
+
+@pytest.mark.parametrize("replica_env", [{"MAX_CONCURRENT_JOBS": "1"}])
+async def test_an_idle_replica_takes_uploads_queued_at_a_busy_one(cluster):
+    """Three uploads to A, which runs one at a time: with PostgreSQL, idle B takes the ones
+    waiting in A's queue (claimed with FOR UPDATE SKIP LOCKED); every one is stored once."""
+    async with http() as client:
+        ids = [(await submit(client, cluster.a, seed=40 + i)).json()["id"] for i in range(3)]
+        for job_id in ids:
+            job = await wait_status(client, cluster.b, job_id, "completed", "failed",
+                                    "cancelled")
+            assert job["status"] == "completed", job
+            assert stored_files(cluster, job_id) == STORED
+            stream = await events(client, cluster.b, job_id)
+            assert stream[-1]["event"] == "completed"
+        listing = (await client.get(f"{cluster.a.url}/generations")).json()
+        assert sorted(item["id"] for item in listing["items"]) == sorted(ids)
+        if cluster.shared:
+            taken = [job_id for job_id in ids
+                     if f"job {job_id}: taken from another replica's queue"
+                     in cluster.b.log.read_text()]
+            assert taken, cluster.b.log.read_text()[-3000:]

@@ -6,8 +6,9 @@ Both ``POST /jobs`` and the synchronous ``POST /generate`` go through :class:`Jo
 there is one queue, one concurrency limit and one record format (orchestrator.records). The
 jobs themselves, their progress and events are in orchestrator.jobs.
 
-Several replicas: a job is run by the replica that accepted it, which holds it in memory (its
-inputs, the key of a prompt) and owns its row in the database under a lease it renews. The
+Several replicas: a job is queued by the replica that accepted it, which holds it in memory (its
+inputs, the key of a prompt) and owns its row in the database under a lease it renews; an idle
+replica takes the uploads waiting in busy replicas' queues (row locks, SKIP LOCKED). The
 queue bound is global: a submission counts the queued rows of every replica under a lock. What
 another replica needs to serve the job, it reads from the database: the record, the events (for
 Server-Sent Events and ``Last-Event-ID`` on any replica), and a cancellation is written there
@@ -462,6 +463,10 @@ class JobManager:
                         # Deleted meanwhile, or taken over: writing would bring it back.
                         log.info("job %s: no longer this replica's; its %s is not stored",
                                  job.id, record.status)
+                        if running and job.task is not None and not job.committing:
+                            # Another replica took it from the queue as it started here.
+                            job.cancel_reason = HANDED_OVER
+                            job.task.cancel()
                         return
                     await self.store.put_row(conn, record)
                     if running:
@@ -553,6 +558,7 @@ class JobManager:
             try:
                 for job_id, reason in (await self.rows.cancel_requests(self.replica)).items():
                     self.request_cancel(job_id, reason)
+                await self._help_others()
                 if time.monotonic() >= next_lease:
                     next_lease = time.monotonic() + lease_every
                     await self._renew_and_take_over()
@@ -587,10 +593,21 @@ class JobManager:
         taken = await self.rows.take_over(self.replica, now, self._lease_until(), MAX_ATTEMPTS,
                                           interrupt)
         for takeover in taken:
+            log.warning("job %s: taken over from a replica that stopped renewing its lease",
+                        takeover.record.id)
             await self._resume(takeover)
         async with self.store.db.reading() as conn:
             self._queued_elsewhere = await self.rows.queued(conn, self.replica)
         await self.rows.prune_events(now)
+
+    async def _help_others(self) -> None:
+        """An idle replica takes the oldest uploads queued at busy ones (PostgreSQL)."""
+        free = self.settings.max_concurrent_jobs - len(self._running)
+        if self.store.exclusive or self._closing or self._queue or free <= 0:
+            return
+        for takeover in await self.rows.take_queued(self.replica, self._lease_until(), free):
+            log.info("job %s: taken from another replica's queue", takeover.record.id)
+            await self._resume(takeover)
 
     async def _resume(self, takeover: Takeover) -> None:
         """Queue again, here, a job whose replica died (an upload: its bytes are stored)."""
@@ -610,7 +627,6 @@ class JobManager:
                   fingerprint=record.job.fingerprint, job_id=record.id,
                   created_at=record.created_at, events=takeover.events)
         job.resumable = True
-        log.warning("job %s: taken over from a replica that stopped renewing its lease", job.id)
         await self._save(job, job.record())
         self._enqueue(job)
 

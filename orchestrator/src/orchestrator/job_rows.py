@@ -168,6 +168,31 @@ class JobRows:
                 taken.append(Takeover(record, json.loads(inputs), image, events))
         return taken
 
+    async def take_queued(self, owner: str, lease_until: float, limit: int) -> list[Takeover]:
+        """The oldest uploads waiting in other replicas' queues, now ``owner``'s (an idle
+        replica helps a busy one). Their old owner finds out when it renews its leases, or when
+        it tries to start one (:meth:`holds` under the row lock): it drops them then."""
+        taken = []
+        async with self.db.transaction() as conn:
+            rows = (await conn.execute(
+                select(jobs.c.id, jobs.c.inputs, jobs.c.image)
+                .where(jobs.c.status == str(Status.QUEUED), jobs.c.resumable.is_(True),
+                       jobs.c.inputs.is_not(None),
+                       (jobs.c.owner != owner) | jobs.c.owner.is_(None))
+                .order_by(jobs.c.created_at).limit(limit)
+                .with_for_update(skip_locked=True))).all()
+            for job_id, inputs, image in rows:
+                raw = (await conn.execute(select(generations.c.record).where(
+                    generations.c.id == job_id))).scalar_one_or_none()
+                if raw is None:
+                    continue
+                await conn.execute(update(jobs).where(jobs.c.id == job_id).values(
+                    owner=owner, lease_until=lease_until))
+                events = await self._events(conn, job_id, 0)
+                taken.append(Takeover(GenerationRecord.from_json(raw.encode()),
+                                      json.loads(inputs), image, events))
+        return taken
+
     # -- events -----------------------------------------------------------------------------
 
     async def add_events(self, batch: Sequence[tuple[str, JobEvent, float]]) -> None:
