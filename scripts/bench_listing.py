@@ -208,9 +208,14 @@ def main() -> int:
             results.append(asyncio.run(measure(engine, data_dir, args.database_url, args.count,
                                                args.repeats)))
         else:
-            from scene_dev.postgres import TempPostgres
+            from scene_dev.postgres import PostgresUnavailable, TempPostgres
 
-            with TempPostgres() as server:
+            try:
+                server = TempPostgres()
+            except PostgresUnavailable as exc:
+                print(f"postgresql: skipped ({exc})")
+                continue
+            with server:
                 data_dir = CACHE / "postgresql"
                 shutil.rmtree(data_dir, ignore_errors=True)
                 url = server.create_database("bench")
