@@ -166,9 +166,11 @@ class JobManager:
         upload's bytes, kept for another replica to run the job if this one dies."""
         if self._closing:
             raise ApiError(503, "the server is shutting down", headers={"Retry-After": "10"})
-        # An upload to /jobs can run anywhere; a prompt's key stays in this process, and a
-        # /generate request waits here.
-        resumable = inputs.source == Source.UPLOAD and inputs.output is None and image is not None
+        # An upload to /jobs can run anywhere (PostgreSQL: its bytes are kept in its row; with
+        # SQLite there is nowhere else to run it, so they are not written); a prompt's key stays
+        # in this process, and a /generate request waits here.
+        resumable = (not self.store.exclusive and inputs.source == Source.UPLOAD
+                     and inputs.output is None and image is not None)
         job = found = None
         async with self.store.db.transaction() as conn:
             await self.store.db.lock_submissions(conn)
