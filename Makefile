@@ -75,6 +75,8 @@ test: install protos-check $(TINY_MODELS)
 	scripts/ensure_docker.sh compose
 	# npm packages the tests run (glTF validator, three.js, a splat renderer): tests/js.
 	scripts/ensure_js_test_deps.sh
+	# The scale-out tests start their own PostgreSQL from Debian's package (apt when missing).
+	scripts/ensure_postgres.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install $(TINY_MODELS)

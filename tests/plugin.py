@@ -60,3 +60,25 @@ def tiny_models_dir() -> Path:
 def _offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     # Tests never reach the internet: a model id that is not local fails fast instead of hanging.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server for the session (Debian's package, a cluster in a temporary
+    directory: scene_dev.postgres), stopped and removed at the end."""
+    from scene_dev.postgres import PostgresUnavailable, TempPostgres
+
+    try:
+        server = TempPostgres()
+    except PostgresUnavailable as exc:
+        pytest.fail(f"{exc}: run `make test`, or scripts/ensure_postgres.sh")
+    with server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server, request) -> str:
+    """A new, empty database of the session's server, for this test alone."""
+    from uuid import uuid4
+
+    return postgres_server.create_database(f"test_{uuid4().hex[:16]}")

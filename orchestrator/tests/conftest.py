@@ -160,11 +160,26 @@ async def fakes() -> AsyncIterator[FakeServices]:
 
 
 @pytest.fixture
-def make_settings(tmp_path: Path, fakes: FakeServices) -> Callable[..., Settings]:
+def database_url() -> str:
+    """The orchestrator's DATABASE_URL: SQLite under the data directory. A module whose tests
+    run on both engines overrides it with one that returns ``each_database_url``."""
+    return ""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def each_database_url(request: pytest.FixtureRequest) -> str:
+    """The default SQLite file, then a fresh database of the session's PostgreSQL server."""
+    return "" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, fakes: FakeServices,
+                  database_url: str) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "data_dir": tmp_path / "data", **fakes.addresses(), "health_timeout_s": 1.0,
             "sse_ping_s": 1.0, "max_concurrent_jobs": 2, "max_queued_jobs": 8,
+            "database_url": database_url,
         }
         values.update(overrides)
         return Settings(**values)

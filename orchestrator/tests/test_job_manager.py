@@ -41,17 +41,19 @@ class ScriptedRunner:
 
 
 @pytest.fixture
-def manager(tmp_path):
+async def manager(tmp_path, each_database_url):
+    # On SQLite and on PostgreSQL.
     settings = Settings(data_dir=tmp_path, max_concurrent_jobs=2, max_queued_jobs=3,
-                        job_history=2)
-    store = GenerationStore(tmp_path)
-    store.open()
+                        job_history=2, database_url=each_database_url)
+    store = GenerationStore(tmp_path, each_database_url)
+    await store.open()
     runner = ScriptedRunner(store)
     manager = JobManager(settings, store, runner)
-    manager.start()
+    await manager.start()
     manager.runner_script = runner
     yield manager
-    store.close()
+    await manager.close()
+    await store.close()
 
 
 def inputs(prompt: str) -> JobInputs:
@@ -66,12 +68,12 @@ async def settle():
 
 async def test_jobs_start_in_submission_order(manager):
     script = manager.runner_script
-    views = [manager.submit(inputs(p))[0] for p in "abcde"]
+    views = [(await manager.submit(inputs(p)))[0] for p in "abcde"]
     await settle()
     assert script.started == ["a", "b"]
-    assert [manager.view(v.id).queue_position for v in views[2:]] == [1, 2, 3]
+    assert [(await manager.view(v.id)).queue_position for v in views[2:]] == [1, 2, 3]
     with pytest.raises(QueueFull) as refused:
-        manager.submit(inputs("f"))
+        await manager.submit(inputs("f"))
     assert refused.value.status == 429 and "Retry-After" in refused.value.headers
     for prompt in "abcde":
         script.release.setdefault(prompt, asyncio.Event()).set()
@@ -84,7 +86,7 @@ async def test_jobs_start_in_submission_order(manager):
 
 
 async def test_progress_events_are_throttled_and_monotonic(manager):
-    view, _ = manager.submit(inputs("a"))
+    view, _ = await manager.submit(inputs("a"))
     manager.runner_script.release.setdefault("a", asyncio.Event()).set()
     await manager.wait(view.id)
     job = manager.get(view.id)
@@ -98,7 +100,7 @@ async def test_progress_events_are_throttled_and_monotonic(manager):
 
 
 async def test_the_stage_names_the_model_still_running(manager):
-    view, _ = manager.submit(inputs("a"))
+    view, _ = await manager.submit(inputs("a"))
     job = manager.get(view.id)
     await settle()
     job.stages.clear()
@@ -112,14 +114,14 @@ async def test_the_stage_names_the_model_still_running(manager):
 
 
 async def test_failures_keep_their_status_and_message(manager, caplog):
-    view, _ = manager.submit(inputs("a"))
+    view, _ = await manager.submit(inputs("a"))
     manager.runner_script.fail["a"] = ApiError(503, "the depth service is down")
     manager.runner_script.release.setdefault("a", asyncio.Event()).set()
     job = await manager.wait(view.id)
     assert (job.status, job.error_status, job.error) == (
         "failed", 503, "the depth service is down")
     manager.runner_script.fail["b"] = RuntimeError("a bug")
-    view, _ = manager.submit(inputs("b"))
+    view, _ = await manager.submit(inputs("b"))
     manager.runner_script.release.setdefault("b", asyncio.Event()).set()
     job = await manager.wait(view.id)
     # A bug is not described to the client: the generic answer, the traceback in the log.
@@ -130,13 +132,13 @@ async def test_failures_keep_their_status_and_message(manager, caplog):
 async def test_finished_jobs_leave_memory_but_replay_from_disk(manager):
     ids = []
     for prompt in "abc":
-        view, _ = manager.submit(inputs(prompt))
+        view, _ = await manager.submit(inputs(prompt))
         manager.runner_script.release.setdefault(prompt, asyncio.Event()).set()
         await manager.wait(view.id)
         ids.append(view.id)
     # job_history=2: the first job is only on disk now.
     assert manager.get(ids[0]) is None and manager.get(ids[2]) is not None
-    assert manager.view(ids[0]).status == "completed"
+    assert (await manager.view(ids[0])).status == "completed"
     replay = [event async for event in manager.events(ids[0], 0)]
     assert [e.name for e in replay] == ["completed"]
     assert [e async for e in manager.events(ids[0], replay[0].id)] == []
@@ -153,19 +155,19 @@ async def test_a_result_that_cannot_be_stored_fails_the_job_and_stores_nothing(m
     typed.)"""
     script = manager.runner_script
     store = manager.store
-    real_write = store.write_record
+    real_put = store.put_row
 
-    def refuse_completed(record):
+    async def refuse_completed(conn, record):
         if record.status == "completed":
             raise OSError("not_a_field: the disk refused the record")
-        real_write(record)
+        await real_put(conn, record)
 
-    monkeypatch.setattr(store, "write_record", refuse_completed)
-    view, _ = manager.submit(inputs("a"))
+    monkeypatch.setattr(store, "put_row", refuse_completed)
+    view, _ = await manager.submit(inputs("a"))
     script.release.setdefault("a", asyncio.Event()).set()
     job = await manager.wait(view.id)
     assert job.status == "failed" and job.error_status == 500
     assert "not_a_field" in job.error
-    assert manager.store.read_record(view.id).status == "failed"
+    assert (await manager.store.read_record(view.id)).status == "failed"
     assert list(manager.store.tmp.iterdir()) == []
     assert sorted(p.name for p in (manager.store.root / view.id).iterdir()) == ["metadata.json"]

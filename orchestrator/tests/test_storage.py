@@ -1,4 +1,5 @@
-"""The generation store: atomic records, commit as the last step, recovery and the lock."""
+"""The generation store: records in the database with their metadata.json copy, commit as the
+last step, recovery, the import of file-only records and the lock."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ FILES = {"image.png": b"i", "depth.png": b"d", "segments.png": b"s", "pointcloud
 
 
 @pytest.fixture
-def store(tmp_path):
+async def store(tmp_path):
     store = GenerationStore(tmp_path / "data")
-    store.open()
+    await store.open()
     yield store
-    store.close()
+    await store.close()
 
 
 def rec(fields: dict) -> GenerationRecord:
@@ -38,97 +39,98 @@ def test_ids_are_32_hex_digits():
         assert not valid_id(bad)
 
 
-def test_a_record_is_written_whole(store):
-    store.write_record(rec({"id": ID, "status": "queued", "created_at": "1"}))
+async def test_a_record_is_written_whole(store):
+    await store.write_record(rec({"id": ID, "status": "queued", "created_at": "1"}))
     folder = store.root / ID
     assert [p.name for p in folder.iterdir()] == ["metadata.json"]
     assert json.loads((folder / "metadata.json").read_text())["status"] == "queued"
-    assert store.read_record(ID).status == "queued"
-    assert store.read_record("f" * 32) is None
-    assert store.read_record("../../etc/passwd") is None
+    assert (await store.read_record(ID)).status == "queued"
+    assert await store.read_record("f" * 32) is None
+    assert await store.read_record("../../etc/passwd") is None
 
 
-def test_commit_moves_the_assets_then_writes_the_completed_record(store):
-    store.write_record(rec({"id": ID, "status": "running"}))
+async def test_commit_moves_the_assets_then_writes_the_completed_record(store):
+    await store.write_record(rec({"id": ID, "status": "running"}))
     staging = stage(store)
-    store.commit(staging, rec({"id": ID, "status": "completed"}))
+    await store.commit(staging, rec({"id": ID, "status": "completed"}))
     assert not staging.exists()
     assert sorted(p.name for p in (store.root / ID).iterdir()) == sorted(
         [*FILES, "metadata.json"])
-    assert store.asset_path(ID, "depth.png").read_bytes() == b"d"
-    assert store.asset_path(ID, "metadata.json") is None
-    assert store.asset_path(ID, "../metadata.json") is None
+    assert (await store.asset_path(ID, "depth.png")).read_bytes() == b"d"
+    assert await store.asset_path(ID, "metadata.json") is None
+    assert await store.asset_path(ID, "../metadata.json") is None
 
 
-def test_assets_of_a_record_that_is_not_completed_are_not_served(store):
+async def test_assets_of_a_record_that_is_not_completed_are_not_served(store):
     # As if a crash happened after the moves and before the record said completed.
-    store.write_record(rec({"id": ID, "status": "running"}))
+    await store.write_record(rec({"id": ID, "status": "running"}))
     for name, data in FILES.items():
         (store.root / ID / name).write_bytes(data)
-    assert store.asset_path(ID, "image.png") is None
+    assert await store.asset_path(ID, "image.png") is None
 
 
-def test_recovery_fails_unfinished_records_and_removes_their_files(store, tmp_path):
+async def test_recovery_fails_unfinished_records_and_removes_their_files(store, tmp_path):
     running, queued, done = "a" * 32, "b" * 32, "c" * 32
-    store.write_record(rec({"id": running, "status": "running", "job": {"last_event_id": 7}}))
+    await store.write_record(rec({"id": running, "status": "running", "job": {"last_event_id": 7}}))
     (store.root / running / "image.png").write_bytes(b"partial")
-    store.write_record(rec({"id": queued, "status": "queued"}))
-    store.commit(stage(store, done), rec({"id": done, "status": "completed"}))
+    await store.write_record(rec({"id": queued, "status": "queued"}))
+    await store.commit(stage(store, done), rec({"id": done, "status": "completed"}))
     leftover = store.staging("d" * 32)
-    store.close()
+    await store.close()
 
     again = GenerationStore(tmp_path / "data")
-    again.open()
+    await again.open()
     assert not leftover.exists()  # staging of a process that died
-    changed = again.recover_interrupted("2026-01-01T00:00:00Z")
+    changed = await again.recover_interrupted("2026-01-01T00:00:00Z")
     assert sorted(r.id for r in changed) == [running, queued]
     for generation_id in (running, queued):
-        record = again.read_record(generation_id)
+        record = await again.read_record(generation_id)
         assert record.status == "failed" and record.error == "interrupted"
         assert record.finished_at == "2026-01-01T00:00:00Z"
         assert [p.name for p in (again.root / generation_id).iterdir()] == ["metadata.json"]
-    assert again.read_record(done).status == "completed"
-    assert again.asset_path(done, "pointcloud.bin") is not None
-    again.close()
+    assert (await again.read_record(done)).status == "completed"
+    assert await again.asset_path(done, "pointcloud.bin") is not None
+    await again.close()
 
 
-def test_one_process_per_data_directory(store, tmp_path):
+async def test_one_process_per_data_directory(store, tmp_path):
     with pytest.raises(DataDirInUse):
-        GenerationStore(tmp_path / "data").open()
-    store.close()
+        await GenerationStore(tmp_path / "data").open()
+    await store.close()
     other = GenerationStore(tmp_path / "data")
-    other.open()
-    other.close()
+    await other.open()
+    await other.close()
 
 
-def test_listing_is_newest_first_and_skips_foreign_entries(store):
+async def test_listing_is_newest_first_and_skips_foreign_entries(store):
     for i, generation_id in enumerate(("1" * 32, "2" * 32, "3" * 32)):
-        store.write_record(rec({"id": generation_id, "status": "completed",
+        await store.write_record(rec({"id": generation_id, "status": "completed",
                                 "created_at": f"2026-01-0{i + 1}T00:00:00Z"}))
     (store.root / "notes.txt").write_text("not a generation")
     (store.root / ("e" * 32)).mkdir()  # no record yet
-    assert [r.id for r in store.list_records()] == ["3" * 32, "2" * 32, "1" * 32]
+    assert [r.id for r in await store.list_records()] == ["3" * 32, "2" * 32, "1" * 32]
 
 
-def test_delete(store):
-    store.commit(stage(store), rec({"id": ID, "status": "completed"}))
-    assert store.delete(ID)
+async def test_delete(store):
+    await store.commit(stage(store), rec({"id": ID, "status": "completed"}))
+    assert await store.delete(ID)
     assert not (store.root / ID).exists()
     assert list(store.tmp.iterdir()) == []
-    assert not store.delete(ID)
-    assert not store.delete("../generations")
+    assert not await store.delete(ID)
+    assert not await store.delete("../generations")
 
 
-def test_a_derived_asset_is_built_once_and_a_failed_build_leaves_nothing(store):
-    store.commit(stage(store), rec({"id": ID, "status": "completed", "created_at": "1"}))
+async def test_a_derived_asset_is_built_once_and_a_failed_build_leaves_nothing(store):
+    await store.commit(stage(store), rec({"id": ID, "status": "completed", "created_at": "1"}))
     folder = store.root / ID
     before = sorted(p.name for p in folder.iterdir())
+    source, record = await store.completed_cloud(ID)
 
     def failing(source, record):
         raise RuntimeError("the build failed")
 
     with pytest.raises(RuntimeError):
-        store.derived_asset(ID, "scene.glb", failing)
+        store.derived_asset(ID, "scene.glb", source, record, failing)
     assert sorted(p.name for p in folder.iterdir()) == before
 
     calls = []
@@ -137,65 +139,72 @@ def test_a_derived_asset_is_built_once_and_a_failed_build_leaves_nothing(store):
         calls.append((source.name, record.status))
         return source.read_bytes() * 2
 
-    path = store.derived_asset(ID, "scene.glb", build)
+    path = store.derived_asset(ID, "scene.glb", source, record, build)
     assert path == folder / "scene.glb" and path.read_bytes() == b"pp"
-    assert store.derived_asset(ID, "scene.glb", build) == path
+    assert store.derived_asset(ID, "scene.glb", source, record, build) == path
     assert calls == [("pointcloud.bin", "completed")]
     # Only known derived names, and only for completed generations.
-    assert store.derived_asset(ID, "metadata.json", build) is None
-    store.write_record(rec({"id": ID, "status": "failed", "created_at": "1"}))
-    assert store.derived_asset(ID, "scene.splat", build) is None
+    assert store.derived_asset(ID, "metadata.json", source, record, build) is None
+    await store.write_record(rec({"id": ID, "status": "failed", "created_at": "1"}))
+    assert await store.completed_cloud(ID) is None
 
 
-def test_the_listing_index_pages_without_reading_the_store(store, tmp_path, monkeypatch):
+async def test_the_listing_pages_from_the_database(store, tmp_path):
     ids = [f"{i:032x}" for i in range(30)]
     for i, generation_id in enumerate(ids):
         status = "failed" if i % 3 == 0 else "completed"
-        store.write_record(rec({"id": generation_id, "status": status,
-                                "created_at": f"2026-01-01T00:00:{i:02d}Z"}))
+        await store.write_record(rec({"id": generation_id, "status": status,
+                                      "created_at": f"2026-01-01T00:00:{i:02d}Z"}))
     newest_first = ids[::-1]
-    reads = []
-    real_read = store.read_record
-    monkeypatch.setattr(store, "read_record", lambda gid: reads.append(gid) or real_read(gid))
-    records, total = store.page(5, offset=10)
+    records, total = await store.page(5, offset=10)
     assert [r.id for r in records] == newest_first[10:15] and total == 30
-    assert reads == newest_first[10:15]  # the page's records, nothing else
-    failed, total_failed = store.page(4, offset=2, status="failed")
+    failed, total_failed = await store.page(4, offset=2, status="failed")
     assert total_failed == 10
     assert [r.id for r in failed] == [g for g in newest_first if int(g, 16) % 3 == 0][2:6]
-    assert store.page(5, offset=40) == ([], 30)
-    monkeypatch.undo()
+    assert await store.page(5, offset=40) == ([], 30)
 
-    # A status change moves the record between the per-status lists; a delete removes it.
-    store.write_record(rec({"id": ids[0], "status": "completed",
-                            "created_at": "2026-01-01T00:00:00Z"}))
-    assert store.page(1, status="failed")[1] == 9
-    store.commit(stage(store, ids[1]), rec({"id": ids[1], "status": "completed",
-                                            "created_at": "2026-01-01T00:00:01Z"}))
-    assert store.delete(ids[1])
-    assert store.page(100)[1] == 29 and ids[1] not in [r.id for r in store.page(100)[0]]
+    # A status change moves the record between the per-status pages; a delete removes it.
+    await store.write_record(rec({"id": ids[0], "status": "completed",
+                                  "created_at": "2026-01-01T00:00:00Z"}))
+    assert (await store.page(1, status="failed"))[1] == 9
+    await store.commit(stage(store, ids[1]), rec({"id": ids[1], "status": "completed",
+                                                  "created_at": "2026-01-01T00:00:01Z"}))
+    assert await store.delete(ids[1])
+    page, total = await store.page(100)
+    assert total == 29 and ids[1] not in [r.id for r in page]
 
-    # Removed behind the store's back: skipped, and out of the index once a page meets it.
-    (store.root / ids[-1] / "metadata.json").unlink()
-    assert [r.id for r in store.page(2)[0]] == newest_first[1:2]
-    assert store.page(2)[1] == 28
+    # The totals come from the counts the writes keep: they agree with a count of the rows.
+    await store.recount()
+    assert (await store.page(1))[1] == 29
+    assert (await store.page(1, status="failed"))[1] == 9
+    assert (await store.page(1, status="running"))[1] == 0
 
-    # The index of a reopened store is rebuilt from the files alone.
-    store.close()
+    # The database is the record: a reopened store pages without reading any metadata.json.
+    await store.close()
+    for generation_id in ids:
+        (store.root / generation_id / "metadata.json").unlink(missing_ok=True)
     again = GenerationStore(tmp_path / "data")
-    again.open()
-    assert [r.id for r in again.page(100)[0]] == [r.id for r in store.page(100)[0]]
-    assert again.page(1, status="failed")[1] == 9
-    again.close()
+    await again.open()
+    assert [r.id for r in (await again.page(100))[0]] == [r.id for r in page]
+    assert (await again.page(1, status="failed"))[1] == 9
+    await again.close()
 
 
-def test_an_unreadable_record_is_left_out_of_the_index(store, tmp_path):
-    store.write_record(rec({"id": ID, "status": "completed"}))
+async def test_records_that_only_have_a_metadata_json_are_imported_once(store, tmp_path):
+    await store.write_record(rec({"id": ID, "status": "completed", "created_at": "1"}))
+    old = "a" * 32
+    (store.root / old).mkdir()
+    (store.root / old / "metadata.json").write_text(json.dumps(
+        {"id": old, "status": "completed", "created_at": "0", "prompt": "from an old version"}))
     bad = store.root / ("b" * 32)
     bad.mkdir()
     (bad / "metadata.json").write_text("{not json")
-    store.close()
+    await store.close()
+
     again = GenerationStore(tmp_path / "data")
-    again.open()
-    assert [r.id for r in again.page(10)[0]] == [ID]
-    again.close()
+    await again.open()
+    assert [r.id for r in (await again.page(10))[0]] == [ID, old]
+    assert (await again.read_record(old)).prompt == "from an old version"
+    # Imported: a second import reads nothing it has (the unreadable one is left out again).
+    assert await again.import_files() == 0
+    await again.close()

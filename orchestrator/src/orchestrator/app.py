@@ -1,7 +1,8 @@
 """The FastAPI application: ``create_app(settings)``.
 
-Channels, the store and the job manager live for the app's lifespan; the restart scan (jobs a
-previous process left unfinished become ``failed: interrupted``) runs at startup.
+Channels, the store and the job manager live for the app's lifespan; at startup the store
+imports generations that only have a metadata.json, and (SQLite) jobs a previous process left
+unfinished become ``failed: interrupted``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 
@@ -48,8 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        store = GenerationStore(settings.data_dir)
-        store.open()
+        store = GenerationStore(settings.data_dir, settings.database_url)
+        await store.open()
         services = ModelServices(settings)
         try:
             await services.start()
@@ -57,10 +59,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                  metrics=metrics)
             if metrics is not None:
                 metrics.watch(manager, store)
-            manager.start()
+            await manager.start()
             app.state.runtime = Runtime(settings, store, services, manager)
-            log.info("orchestrator %s: data in %s; depth %s, segment %s, imagegen %s",
-                     __version__, settings.data_dir.resolve(), settings.depth_service_addr,
+            log.info("orchestrator %s: data in %s (records: %s); depth %s, segment %s, "
+                     "imagegen %s", __version__, settings.data_dir.resolve(),
+                     "SQLite" if store.exclusive else "PostgreSQL", settings.depth_service_addr,
                      settings.segment_service_addr, settings.imagegen_service_addr)
             try:
                 yield
@@ -68,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await manager.close()
         finally:
             await services.close()
-            store.close()
+            await store.close()
 
     app = FastAPI(
         title="3D scene server",
@@ -139,6 +142,17 @@ def _add_error_handlers(app: FastAPI) -> None:
         errors = [{k: v for k, v in error.items() if k in ("type", "loc", "msg")}
                   for error in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(ConnectionError)
+    async def database_down(request: Request, exc: Exception) -> JSONResponse:
+        # The database (PostgreSQL restarting, a network cut): the client's request is fine
+        # and worth retrying shortly, as with a model service that is down.
+        log.warning("%s %s: the database did not answer: %s", request.method, request.url.path,
+                    exc)
+        return JSONResponse({"detail": "the database is not answering; retry shortly"},
+                            status_code=503, headers={"Retry-After": "5"})
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

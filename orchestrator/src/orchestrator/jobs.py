@@ -1,15 +1,17 @@
 """A generation job: its inputs, live state, progress and event log for Server-Sent Events.
 
-A job's id is its generation's id, and its state is persisted in the generation's
-``metadata.json`` (orchestrator.records) at every status change; the queue that runs jobs is
-orchestrator.job_manager.
+A job's id is its generation's id, and its state is persisted in the generation's record
+(orchestrator.records, in the database and ``metadata.json``) at every status change; its events
+go to the database too (``on_event``), for clients of other replicas. The queue that runs jobs
+is orchestrator.job_manager.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -54,9 +56,12 @@ class Job:
     (:meth:`record`) are both derived from it, in :meth:`_shown`."""
 
     def __init__(self, inputs: JobInputs, *, idempotency_key: str | None = None,
-                 fingerprint: str | None = None):
+                 fingerprint: str | None = None, job_id: str | None = None,
+                 created_at: str | None = None, events: list[JobEvent] | None = None):
+        """A new job; or, with ``job_id``, ``created_at`` and the ``events`` it already sent,
+        one another replica started and this one takes up again."""
         now = utcnow()
-        self.id = uuid4().hex
+        self.id = job_id or uuid4().hex
         # The request; its image and key are dropped when the job ends.
         self.inputs = inputs
         self.status = Status.QUEUED
@@ -67,7 +72,8 @@ class Job:
         self.timing_ms: dict[str, float] = {}
         self.error: str | None = None
         self.error_status: int | None = None
-        self.created_at = self.updated_at = now
+        self.created_at = created_at or now
+        self.updated_at = now
         self.started_at: str | None = None
         self.finished_at: str | None = None
         self.idempotency_key = idempotency_key
@@ -75,9 +81,19 @@ class Job:
         # What the pipeline made, once it has (orchestrator.flow.Outcome).
         self.result: GenerationResult | None = None
         self.body: bytes | None = None
-        self.events: list[JobEvent] = []
+        self.events: list[JobEvent] = list(events or [])
+        # Called with each new event (the job manager stores it for other replicas).
+        self.on_event: Callable[[str, JobEvent], None] | None = None
         self.task: asyncio.Task | None = None
         self.cancel_reason: str | None = None
+        # Set while the job's result is being committed: a cancellation no longer applies.
+        self.committing = False
+        # Another replica took the job over (this one lost its lease): nothing more of it here.
+        self.handed_over = False
+        # Whether another replica can run it (its inputs are in the database: an upload).
+        self.resumable = False
+        # The job manager's last write of the record (the next one waits for it).
+        self._saving: asyncio.Future | None = None
         self.done = asyncio.Event()
         self._changed = asyncio.Event()
         self._created_clock = time.perf_counter()
@@ -119,15 +135,23 @@ class Job:
                        stages={k: round(v, 4) for k, v in self.stages.items()},
                        **JobLinks.of(self.id).model_dump())
 
-    def record(self, *, last_event_id: int | None = None) -> GenerationRecord:
-        """The generation's metadata.json. ``last_event_id``: the id of the event the record
-        announces (default: the last one sent)."""
-        result = dict(self.result) if self.result is not None else {}
+    @property
+    def next_event_id(self) -> int:
+        return self.events[-1].id + 1 if self.events else 1
+
+    def record(self, *, last_event_id: int | None = None,
+               result: GenerationResult | None = None, **state: Any) -> GenerationRecord:
+        """The generation's record. ``last_event_id``: the id of the event the record
+        announces (default: the last one sent); ``result`` and ``state``: what the record says
+        beyond the job's present state (the completed record before the job shows it)."""
+        result = result if result is not None else self.result
         return GenerationRecord(
-            **self._shown(), **result, trace_id=self.trace_id,
+            **{**self._shown(), **state}, **(dict(result) if result is not None else {}),
+            trace_id=self.trace_id,
             job=JobBookkeeping(idempotency_key=self.idempotency_key,
                                fingerprint=self.fingerprint,
-                               last_event_id=last_event_id or len(self.events) or None))
+                               last_event_id=last_event_id or
+                               (self.events[-1].id if self.events else None)))
 
     # -- progress reported by the pipeline --------------------------------------------------
 
@@ -168,21 +192,29 @@ class Job:
             self._reported_progress = self.progress
             if len(self.events) >= MAX_EVENTS_PER_JOB:
                 return
-        self.events.append(JobEvent(len(self.events) + 1, name,
-                                    self.view().model_dump(mode="json")))
-        # Wake every subscriber; later ones wait on a fresh event.
+        event = JobEvent(self.next_event_id, name, self.view().model_dump(mode="json"))
+        self.events.append(event)
+        if self.on_event is not None:
+            self.on_event(self.id, event)
+        self.wake()
+
+    def wake(self) -> None:
+        """Wake every subscriber; later ones wait on a fresh event."""
         self._changed.set()
         self._changed = asyncio.Event()
 
     async def follow(self, after: int) -> AsyncIterator[JobEvent]:
-        """Events with an id above ``after``, live, until the terminal one."""
+        """Events with an id above ``after``, live, until the terminal one (or until the job
+        is handed over to another replica: the caller follows it there)."""
         while True:
             changed = self._changed
-            for event in self.events[after:]:
+            # Ids are increasing, and contiguous unless a replica that died lost some.
+            start = bisect.bisect_right(self.events, after, key=lambda e: e.id)
+            for event in self.events[start:]:
                 after = event.id
                 yield event
                 if event.name in TERMINAL:
                     return
-            if self.terminal and after >= len(self.events):
+            if self.handed_over or (self.terminal and after >= self.next_event_id - 1):
                 return
             await changed.wait()

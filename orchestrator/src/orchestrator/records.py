@@ -261,6 +261,9 @@ class GenerationList(BaseModel):
     total: int
     limit: int
     offset: int
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` for the page after this one (null on the last "
+                          "page): faster than a large `offset` on a large store.")
 
 
 class ServiceHealth(BaseModel):

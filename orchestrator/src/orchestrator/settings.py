@@ -59,6 +59,16 @@ class Settings(BaseSettings):
     segment_mode: SegmentModeSetting = SegmentModeSetting.DEFAULT
 
     data_dir: Path = Path("./data")
+    # Where records and jobs live: empty = a SQLite file under DATA_DIR (one orchestrator per
+    # data directory); postgresql://user:password@host/db = PostgreSQL, shared by any number of
+    # orchestrators (the data directory then on a volume they all mount).
+    database_url: str = Field("", repr=False)
+    # How long a replica's claim on a job holds without renewal (renewed every third of it):
+    # a replica that dies has its jobs taken up by another after this.
+    job_lease_s: float = Field(15.0, gt=0)
+    # How often a replica reads what other replicas wrote of a job: its events for a client
+    # connected here, a cancellation asked for elsewhere.
+    job_poll_s: float = Field(0.2, gt=0, le=5)
     # Browser origins allowed to call the API: a comma-separated list of exact origins
     # (scheme://host[:port], or "*" for any), and a regular expression matched against the whole
     # Origin header; an origin that either allows is allowed. Empty = none of that kind.

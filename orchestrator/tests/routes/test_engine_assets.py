@@ -175,7 +175,7 @@ async def test_a_zero_point_generation_gives_an_empty_glb_and_splat(api):
     for name in STORED_ASSETS:
         (staging / name).write_bytes(b"")
     (staging / "pointcloud.bin").write_bytes(encode(empty, mode="planar", cloud_id=generation_id))
-    store.commit(staging, GenerationRecord.build(
+    await store.commit(staging, GenerationRecord.build(
         id=generation_id, status="completed", point_count=0, image={"width": 4, "height": 4}))
     glb = await api.client.get(f"/generations/{generation_id}/scene.glb")
     assert glb.status_code == 200 and glb.content[:4] == b"glTF"

@@ -43,6 +43,26 @@ async def test_list_newest_first_with_pagination(api, generated):
     assert (await api.client.get("/generations", params={"limit": 0})).status_code == 422
 
 
+async def test_a_cursor_pages_like_the_offset(api, generated):
+    """Keyset pagination: each page's next_cursor starts the next page where offset would."""
+    first = (await api.client.get("/generations", params={"limit": 1})).json()
+    seen = [item["id"] for item in first["items"]]
+    cursor = first["next_cursor"]
+    while cursor is not None:
+        page = (await api.client.get("/generations",
+                                     params={"limit": 1, "cursor": cursor})).json()
+        assert page["total"] == 3
+        seen += [item["id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+    assert seen == generated[::-1]
+    failed = (await api.client.get("/generations", params={"status": "failed"})).json()
+    assert failed["next_cursor"] is None and len(failed["items"]) == 1
+    for bad in ("nonsense", "%%%", "YQ", "x" * 201):
+        refused = await api.client.get("/generations", params={"cursor": bad})
+        assert refused.status_code == 422
+        assert refused.json()["detail"][0]["loc"] == ["query", "cursor"]
+
+
 async def test_metadata(api, generated):
     record = (await api.client.get(f"/generations/{generated[0]}")).json()
     assert record["id"] == generated[0] and record["status"] == "completed"
@@ -240,11 +260,11 @@ async def test_records_of_earlier_versions_still_load(api):
         "id": old_id, "status": "failed", "error": "interrupted", "created_at": "2020-01-01",
         "prompt": "old", "some_retired_field": {"x": 1}, "last_event_id": None,
         "queue_position": None, "job": {"idempotency_key": None, "last_event_id": 9}}))
-    api.runtime.store.rebuild_index()
+    await api.runtime.store.import_files()
     shown = (await api.client.get(f"/generations/{old_id}")).json()
     assert shown["status"] == "failed" and shown["prompt"] == "old"
     assert not {"some_retired_field", "last_event_id", "queue_position", "job"} & set(shown)
-    assert api.runtime.store.read_record(old_id).job.last_event_id is None
+    assert (await api.runtime.store.read_record(old_id)).job.last_event_id is None
     page = (await api.client.get("/generations")).json()
     assert [item["id"] for item in page["items"]] == [old_id]
     job = (await api.client.get(f"/jobs/{old_id}")).json()

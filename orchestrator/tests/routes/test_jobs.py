@@ -6,8 +6,15 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+import pytest
 
 from pointcloud import decode
+
+
+@pytest.fixture
+def database_url(each_database_url: str) -> str:
+    # Every job test runs on SQLite and on PostgreSQL (one orchestrator each).
+    return each_database_url
 
 
 async def follow(api, job_id: str, last_event_id: str | None = None, limit: int | None = None):

@@ -87,7 +87,7 @@ async def generate(
     if submission.image_bytes is not None:
         await decode_upload(submission)
     inputs = replace(submission.inputs, output=output, geometry=geometry)
-    view, _ = runtime.jobs.submit(inputs, fingerprint=submission.fingerprint)
+    view, _ = await runtime.jobs.submit(inputs, fingerprint=submission.fingerprint)
     job = runtime.jobs.get(view.id)
     await _wait(runtime, job, request.receive)
     headers = {"X-Generation-Id": job.id, "Server-Timing": server_timing(job.timing_ms),

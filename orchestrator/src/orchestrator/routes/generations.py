@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, Response
 
 from orchestrator import formats
 from orchestrator.engine_assets import BuildInput, CloudFacts
-from orchestrator.enums import Geometry, Status
+from orchestrator.enums import ACTIVE, Geometry, Status
 from orchestrator.errors import ApiError
 from orchestrator.formats import CLOUD_FILE, Format
 from orchestrator.pipeline import blocking
 from orchestrator.records import Generation, GenerationList, GenerationRecord
 from orchestrator.runtime import GenerationIdDep, RuntimeDep
-from orchestrator.storage import ASSETS
+from orchestrator.storage import ASSETS, valid_id
 
 router = APIRouter(prefix="/generations", tags=["generations"])
 
@@ -29,22 +31,46 @@ def _not_found() -> ApiError:
 
 
 @router.get("", summary="Stored generations, newest first", response_model=GenerationList)
-def list_generations(
+async def list_generations(
     runtime: RuntimeDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
     status: Annotated[Status | None,
                       Query(description="Only generations with this status.")] = None,
+    cursor: Annotated[str | None, Query(
+        max_length=200, description="The `next_cursor` of the previous page: this page starts "
+                                    "after it (`offset` then counts from there).")] = None,
 ) -> GenerationList:
-    # The store's index: a page reads its own records only.
-    records, total = runtime.store.page(limit, offset, status)
+    records, total = await runtime.store.page(limit, offset, status, _cursor_key(cursor))
+    next_cursor = None
+    if len(records) == limit:
+        last = records[-1]
+        next_cursor = base64.urlsafe_b64encode(
+            f"{last.created_at}\n{last.id}".encode()).decode().rstrip("=")
     return GenerationList(items=[r.public() for r in records], total=total, limit=limit,
-                          offset=offset)
+                          offset=offset, next_cursor=next_cursor)
+
+
+def _cursor_key(cursor: str | None) -> tuple[str, str] | None:
+    """The (created_at, id) a cursor names; a cursor this server did not give is a 422."""
+    if cursor is None:
+        return None
+    try:
+        created_at, _, generation_id = base64.urlsafe_b64decode(
+            cursor + "=" * (-len(cursor) % 4)).decode().partition("\n")
+    except (ValueError, UnicodeDecodeError):
+        generation_id = ""
+    if not valid_id(generation_id):
+        # FastAPI's shape of a 422, as for any other invalid parameter.
+        raise RequestValidationError([{
+            "type": "value_error", "loc": ("query", "cursor"),
+            "msg": "not a cursor this server gave (use a page's next_cursor)"}])
+    return created_at, generation_id
 
 
 @router.get("/{id}", summary="A generation's metadata", response_model=Generation)
-def get_generation(generation_id: GenerationIdDep, runtime: RuntimeDep) -> Generation:
-    record = runtime.store.read_record(generation_id)
+async def get_generation(generation_id: GenerationIdDep, runtime: RuntimeDep) -> Generation:
+    record = await runtime.store.read_record(generation_id)
     if record is None:
         raise _not_found()
     return record.public()
@@ -89,27 +115,28 @@ async def get_asset(
     if refusal is not None:
         raise ApiError(400, refusal)
     if found is None:  # a stored map
-        path = store.asset_path(generation_id, asset)
+        path = await store.asset_path(generation_id, asset)
         if path is None:
-            raise _no_files(runtime, generation_id)
+            raise await _no_files(runtime, generation_id)
         return FileResponse(path, media_type=PNG_MEDIA_TYPE, headers=download)
     output, option = found
     if output.build is None:
-        path = store.asset_path(generation_id, CLOUD_FILE)
-    elif output.cached is not None and option is None:
+        path = await store.asset_path(generation_id, CLOUD_FILE)
+    else:
+        cloud = await store.completed_cloud(generation_id)
+        if cloud is None:
+            raise await _no_files(runtime, generation_id)
+        source, record = cloud
+        if output.cached is None or option is not None:
+            # Made per request (an option, or a format not worth keeping).
+            body = await blocking(_build, output, source, record, option, geometry)
+            return Response(body, media_type=output.media_type, headers=download)
         path = await blocking(store.derived_asset, generation_id, output.cached_as(geometry),
+                              source, record,
                               lambda source, record: _build(output, source, record, None,
                                                             geometry))
-    else:
-        # Made per request (an option, or a format not worth keeping).
-        source = store.asset_path(generation_id, CLOUD_FILE)
-        record = store.read_record(generation_id) if source is not None else None
-        if source is None or record is None:
-            raise _no_files(runtime, generation_id)
-        body = await blocking(_build, output, source, record, option, geometry)
-        return Response(body, media_type=output.media_type, headers=download)
     if path is None:
-        raise _no_files(runtime, generation_id)
+        raise await _no_files(runtime, generation_id)
     return FileResponse(path, media_type=output.media_type, headers=download)
 
 
@@ -119,8 +146,8 @@ def _build(output: Format, source: Path, record: GenerationRecord, option: str |
                                    geometry=geometry))
 
 
-def _no_files(runtime, generation_id: str) -> ApiError:
-    record = runtime.store.read_record(generation_id)
+async def _no_files(runtime, generation_id: str) -> ApiError:
+    record = await runtime.store.read_record(generation_id)
     if record is None:
         return _not_found()
     return ApiError(404, f"generation {generation_id} is {record.status}; it has no files")
@@ -129,11 +156,12 @@ def _no_files(runtime, generation_id: str) -> ApiError:
 @router.delete("/{id}", status_code=204, summary="Delete a generation")
 async def delete_generation(generation_id: GenerationIdDep, runtime: RuntimeDep) -> Response:
     """A generation still queued or running is cancelled first."""
-    if runtime.store.read_record(generation_id) is None:
+    record = await runtime.store.read_record(generation_id)
+    if record is None:
         raise _not_found()
-    job = runtime.jobs.get(generation_id)
-    if job is not None and not job.terminal:
+    if record.status in ACTIVE:
+        # This replica's job or another's (asked through the database).
         await runtime.jobs.cancel(generation_id, "the generation was deleted")
-    runtime.store.delete(generation_id)
+    await runtime.store.delete(generation_id)
     runtime.jobs.forget(generation_id)
     return Response(status_code=204)

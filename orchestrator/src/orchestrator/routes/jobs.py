@@ -46,14 +46,17 @@ async def submit_job(
     """The inputs of `POST /generate` (JSON with a prompt, or a multipart upload), queued."""
     submission = await read_submission(request, runtime.settings)
     if idempotency_key is not None:
-        existing = runtime.jobs.find_idempotent(idempotency_key, submission.fingerprint)
+        existing = await runtime.jobs.find_idempotent(idempotency_key, submission.fingerprint)
         if existing is not None:
             return _accepted(existing, replayed=True)
     runtime.jobs.check_capacity()
-    if submission.image_bytes is not None:
+    # The upload as sent: another replica decodes it again if it has to run the job.
+    upload = submission.image_bytes
+    if upload is not None:
         await decode_upload(submission)
-    view, created = runtime.jobs.submit(submission.inputs, idempotency_key=idempotency_key,
-                                        fingerprint=submission.fingerprint)
+    view, created = await runtime.jobs.submit(
+        submission.inputs, idempotency_key=idempotency_key, fingerprint=submission.fingerprint,
+        image=upload)
     return _accepted(view, replayed=not created)
 
 
@@ -68,14 +71,14 @@ def _accepted(view: JobView, *, replayed: bool) -> JSONResponse:
 @router.get("", summary="Recent jobs, newest first", response_model=JobList)
 async def list_jobs(runtime: RuntimeDep,
                     limit: Annotated[int, Query(ge=1, le=500)] = 50) -> JobList:
-    return JobList(items=await runtime.jobs.list(limit), **runtime.jobs.stats)
+    return JobList(items=await runtime.jobs.list(limit), **await runtime.jobs.all_stats())
 
 
 @router.get("/{id}", summary="A job's state", response_model=JobView)
 async def get_job(job_id: JobIdDep, runtime: RuntimeDep) -> JobView:
     """`{status, stage, progress, queue_position, timing_ms, error, ...}`. Statuses: queued,
     running, completed, failed, cancelled. `queue_position` 1 is the next to start."""
-    view = runtime.jobs.view(job_id)
+    view = await runtime.jobs.view(job_id)
     if view is None:
         raise _not_found()
     return view
@@ -113,7 +116,7 @@ async def job_events(
         ge=0, description="The same as Last-Event-ID, for clients that cannot set headers.",
     )] = None,
 ) -> EventSourceResponse:
-    if runtime.jobs.view(job_id) is None:
+    if await runtime.jobs.view(job_id) is None:
         raise _not_found()
     start = after if after is not None else _event_id(last_event_id)
 
