@@ -8,17 +8,22 @@ import numpy as np
 import pytest
 
 from pointcloud import pack_grid
-from tests.stack import running_stack
+from tests.stack import Stack, running_stack
 
 PANORAMA_SHAPE = (1024, 2048)  # 2:1 equirectangular: 2,097,152 points
 
 
 @pytest.fixture(scope="module")
-def base_url(tmp_path_factory: pytest.TempPathFactory, tiny_models_dir) -> Iterator[str]:
-    """The orchestrator of a smoke stack (tiny models, fake OpenAI server), serving the viewer."""
+def viewer_stack(tmp_path_factory: pytest.TempPathFactory, tiny_models_dir) -> Iterator[Stack]:
+    """A smoke stack (tiny models, fake OpenAI server) whose orchestrator serves the viewer."""
     with running_stack(tmp_path_factory.mktemp("viewer-stack"),
                        tiny_models_dir=tiny_models_dir) as stack:
-        yield f"{stack.url}/"
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def base_url(viewer_stack: Stack) -> str:
+    return f"{viewer_stack.url}/"
 
 
 @pytest.fixture(scope="module")

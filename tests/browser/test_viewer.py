@@ -199,7 +199,7 @@ def test_cancel_and_api_errors_are_shown_in_words(browser: BrowserSession, base_
 
 
 def test_quick_look_shows_the_draft_first_then_the_requested_quality(
-    browser: BrowserSession, base_url: str, artifacts: Path
+    browser: BrowserSession, base_url: str, artifacts: Path, viewer_stack
 ) -> None:
     page = browser.new_page(base_url)
     assert page.is_checked("#quick-look") and page.input_value("#quality") == "standard"
@@ -234,6 +234,10 @@ def test_quick_look_shows_the_draft_first_then_the_requested_quality(
                             ".then(r => r.json())))", [draft_id, final_id])
     assert [r["quality"] for r in records] == ["draft", "standard"]
     assert records[0]["point_count"] < records[1]["point_count"]  # every 2nd pixel in a draft
+    # And in the server's log, the draft asked for as such.
+    log = viewer_stack.log("orchestrator")
+    assert f"job {draft_id} queued (prompt, standard, quality=draft)" in log
+    assert f"job {final_id} queued (prompt, standard, quality=standard)" in log
     browser.assert_no_console_errors(page)
 
 
