@@ -249,28 +249,47 @@ def _ramp_rows(disparity: np.ndarray, wrap_rows: bool,
     value *= np.float32(1 / 3)
     mask = np.zeros(value.shape, bool)
     wide = np.zeros(value.shape, bool)
+    inside = (reach, reach + width)
     # Rows are independent: blocks of rows that fit the CPU's cache, as in the range test.
     block = max(1, _RAMP_BLOCK_VALUES // value.shape[1])
     for top in range(0, value.shape[0], block):
         rows = value[top : top + block]
+        # The boxes along, 3 then 5, share their first sums (same additions in the same order).
+        total, summed, smooth = rows.copy(), 0, {}
+        for along in sorted(_RAMP_SMOOTHING):
+            for k in range(summed + 1, along // 2 + 1):
+                total[:, k:] += rows[:, :-k]
+                total[:, :-k] += rows[:, k:]
+            summed = along // 2
+            smooth[along] = np.multiply(total, np.float32(1 / along))
         for along in _RAMP_SMOOTHING:
-            flag, span = _ramp_segments(rows, along)
-            mask[top : top + block] |= flag
-            flag &= span >= _RAMP_WIDE_PX
-            wide[top : top + block] |= flag
+            at, long = _ramp_segments(rows, smooth[along], inside)
+            mask[top : top + block].ravel()[at] = True
+            wide[top : top + block].ravel()[at[long]] = True
     return mask[:, reach : reach + width], wide[:, reach : reach + width]
 
 
-def _ramp_segments(value: np.ndarray, along: int) -> tuple[np.ndarray, np.ndarray]:
+_RAMP_BOUND = 1e-4
+"""Relative slack of the per-ramp bounds that skip ramps before the per-pixel test: float32
+rounding is below 1e-6, so a skipped ramp has no flag the per-pixel test would give."""
+
+
+def _ramp_segments(value: np.ndarray, smooth: np.ndarray,
+                   inside: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """The ramp test on the rows of ``value`` (the profile, smoothed across), its ends found on
-    the profile smoothed by a box of ``along`` pixels: the flags, and each pixel's ramp length
-    (end to end, px)."""
-    rows, width = value.shape
-    smooth = value.copy()
-    for k in range(1, along // 2 + 1):
-        smooth[:, k:] += value[:, :-k]
-        smooth[:, :-k] += value[:, k:]
-    smooth *= np.float32(1 / along)
+    ``smooth`` (the profile smoothed along): the flat indices of the flagged pixels whose column
+    lies in ``inside`` (start, stop), and which of them lie on ramps at least
+    :data:`_RAMP_WIDE_PX` long.
+
+    The pixels between two consecutive ends share their ramp: its ends, their values and
+    surfaces' slopes, its steepest slope. Those are computed once a ramp, and a ramp is only
+    expanded to its pixels when it can hold a flag: between 2 and :data:`RAMP_WIDTH_PX` long,
+    and the two extrapolations' disagreement (linear along the ramp: largest at one of its
+    inner ends) exceeding both :data:`RAMP_JUMP` of the lowest extrapolation and its steepest
+    slope times its width over :data:`RAMP_SHAPE`. On a photo a few ramps in a thousand pass;
+    the pixels of those get the per-pixel test, with the same float32 operations in the same
+    order as the whole-array formulation (``tests/test_edges.py`` keeps it as the reference)."""
+    width = value.shape[1]
     slope = np.zeros_like(smooth)
     np.subtract(smooth[:, 2:], smooth[:, :-2], out=slope[:, 1:-1])
     np.abs(slope, out=slope)
@@ -282,71 +301,95 @@ def _ramp_segments(value: np.ndarray, along: int) -> tuple[np.ndarray, np.ndarra
     end[:, 1:-1] &= inner <= slope[:, 2:]
     end |= slope <= np.float32(_RAMP_FLAT) * smooth
     end[:, [0, -1]] = True
-    column = np.arange(width, dtype=np.int32)
-    left = np.maximum.accumulate(np.where(end, column, np.int32(0)), axis=1)
-    right = np.where(end, column, np.int32(width - 1))[:, ::-1]
-    right = np.ascontiguousarray(np.minimum.accumulate(right, axis=1)[:, ::-1])
-    # Offsets as float32: int32 with float32 would compute in float64, twice the memory traffic.
-    before = np.subtract(column, left).astype(np.float32)
-    after = np.subtract(right, column).astype(np.float32)
-    span = before + after
-    base = (np.arange(rows, dtype=np.int32) * width)[:, None]
-    flat = smooth.ravel()
-    left += base
-    right += base
+    flat, slopes = smooth.ravel(), slope.ravel()
+    ends = np.flatnonzero(end.ravel())  # each row starts and ends with one: no ramp spans two
+    length = np.diff(ends)
+    # Ramps with a pixel inside (an end is never flagged: both extrapolations are its value).
+    kept = np.flatnonzero((length >= 2) & (length <= RAMP_WIDTH_PX))
+    left, span = ends[kept], length[kept]
+    right = left + span
     at_left, at_right = flat[left], flat[right]
-    slope_at_right = slope.ravel()[right]
-    # Each surface's slope from the pixels just beyond its end, extrapolated to the pixel. (Near
-    # the padded rows' ends the step is shorter than _RAMP_OUTSIDE; no flagged ramp reaches
-    # there: RAMP_WIDTH_PX stops it.)
+    start = left - left % width
+    # Each surface's slope from the pixels just beyond its end.
+    from_left = at_left - flat[np.maximum(left - _RAMP_OUTSIDE, start)]
+    from_right = flat[np.minimum(right + _RAMP_OUTSIDE, start + (width - 1))] - at_right
     outside = np.float32(1 / _RAMP_OUTSIDE)
-    left -= _RAMP_OUTSIDE
-    np.maximum(left, base, out=left)
-    right += _RAMP_OUTSIDE
-    np.minimum(right, base + (width - 1), out=right)
-    rise = np.subtract(at_right, at_left)
-    from_left = np.subtract(at_left, flat[left])
+    left_slope = from_left * outside
+    right_slope = from_right * outside
+    # Bounds over the ramp's inner pixels (1 .. span - 1 from its left end), where both
+    # extrapolations are linear: the largest disagreement and the lowest extrapolation.
+    lengths = span.astype(np.float32)
+    inner_left = lengths - 1
+    near_left = left_slope + at_left
+    far_left = left_slope * inner_left + at_left
+    near_right = at_right - right_slope * inner_left
+    far_right = at_right - right_slope
+    most = np.maximum(np.abs(near_left - near_right), np.abs(far_left - far_right))
+    lowest = np.minimum(np.minimum(near_left, far_left), np.minimum(near_right, far_right))
+    slack = np.abs(at_left) + np.abs(at_right)
+    slack += (np.abs(left_slope) + np.abs(right_slope)) * lengths
+    slack *= np.float32(_RAMP_BOUND)
+    most += slack
+    lowest -= slack
+    # A flag needs jump > RAMP_JUMP v and v - low > RAMP_MARGIN v, so jump (1 - RAMP_MARGIN)
+    # > RAMP_JUMP low. NaN compares False: such ramps stay.
+    with np.errstate(invalid="ignore"):
+        hold = ~(most * np.float32(1 - RAMP_MARGIN)
+                 <= lowest * np.float32(RAMP_JUMP * (1 - _RAMP_BOUND)))
+    kept = np.flatnonzero(hold)
+    left, span, right, lengths, most = (x[kept] for x in (left, span, right, lengths, most))
+    # The steepest slope from end to end (33 values at most), for the ramps left.
+    steepest = slopes[left]
+    for offset in range(1, RAMP_WIDTH_PX + 1):
+        np.maximum(steepest, slopes[np.minimum(left + offset, right)], out=steepest)
+    with np.errstate(invalid="ignore"):
+        hold = ~(steepest * lengths * np.float32(1 - _RAMP_BOUND)
+                 >= most * np.float32(RAMP_SHAPE))
+    kept = kept[hold]
+    steepest = steepest[hold]
+    left, span = left[hold], span[hold]
+    at_left, at_right, from_left, from_right, left_slope, right_slope = (
+        x[kept] for x in (at_left, at_right, from_left, from_right, left_slope, right_slope))
+    rise = at_right - at_left
+    # The pixels of the ramps left: before = 1 .. span - 1 from the left end.
+    inner_count = span - 1
+    ramp = np.repeat(np.arange(span.size), inner_count)
+    before = np.arange(ramp.size) - np.repeat(np.cumsum(inner_count) - inner_count - 1,
+                                              inner_count)
+    index = left[ramp] + before
+    column = index % width
+    keep = (column >= inside[0]) & (column < inside[1])
+    ramp, before, index = ramp[keep], before[keep], index[keep]
+    values = value.ravel()
+    v = values[index]
+    after = (span[ramp] - before).astype(np.float32)
+    before = before.astype(np.float32)
+    length = before + after
+    at_left, at_right = at_left[ramp], at_right[ramp]
     # An end where the profile turns back (the top of a bump, the bottom of a valley) is a
     # level: a pixel within RAMP_LEVEL of it stands on that level (the core of a thin object
     # seen sharply), not between two surfaces.
-    level = np.abs(value - at_left) <= np.float32(RAMP_LEVEL) * value
-    level &= from_left * rise < 0
-    from_left *= outside
-    from_left *= before
-    from_left += at_left
-    from_right = np.subtract(flat[right], at_right)
-    level |= (np.abs(value - at_right) <= np.float32(RAMP_LEVEL) * value) & (from_right * rise < 0)
-    from_right *= outside
-    from_right *= after
-    np.subtract(at_right, from_right, out=from_right)
-    low = np.fmin(from_left, from_right)
-    jump = np.fmax(from_left, from_right, out=from_left)
-    high = jump.copy()
-    jump -= low
-    scaled = np.multiply(value, np.float32(RAMP_JUMP), out=at_left)
-    flag = jump > scaled
-    flag &= span <= RAMP_WIDTH_PX
+    level = np.abs(v - at_left) <= np.float32(RAMP_LEVEL) * v
+    level &= (from_left * rise < 0)[ramp]
+    level |= (np.abs(v - at_right) <= np.float32(RAMP_LEVEL) * v) & (from_right * rise < 0)[ramp]
+    extrapolated_left = left_slope[ramp] * before
+    extrapolated_left += at_left
+    extrapolated_right = np.subtract(at_right, right_slope[ramp] * after)
+    low = np.fmin(extrapolated_left, extrapolated_right)
+    high = np.fmax(extrapolated_left, extrapolated_right)
+    jump = high - low
+    flag = jump > v * np.float32(RAMP_JUMP)
     flag &= ~level
-    np.multiply(value, np.float32(RAMP_MARGIN), out=scaled)
-    np.subtract(value, low, out=low)
-    flag &= low > scaled
-    np.subtract(high, value, out=high)
-    flag &= high > scaled
+    scaled = v * np.float32(RAMP_MARGIN)
+    flag &= (v - low) > scaled
+    flag &= (high - v) > scaled
     # The pixel's own slope (over 4 px of the profile unsmoothed along) against its ramp's mean.
-    own = np.zeros_like(value)
-    np.subtract(value[:, 4:], value[:, :-4], out=own[:, 2:-2])
-    np.abs(own, out=own)
-    own *= span
-    np.multiply(jump, np.float32(4 * RAMP_STEEP), out=scaled)
-    flag &= own > scaled
+    own = np.abs(values[index + 2] - values[index - 2])
+    own *= length
+    flag &= own > jump * np.float32(4 * RAMP_STEEP)
     # A blurred step's shape: its steepest slope times its width is about twice its jump.
-    starts = np.flatnonzero(end.ravel())
-    steepest = np.maximum.reduceat(slope.ravel(), starts)[np.cumsum(end.ravel()) - 1]
-    steepest = np.maximum(steepest.reshape(rows, width), slope_at_right)
-    steepest *= span
-    jump *= np.float32(RAMP_SHAPE)
-    flag &= steepest < jump
-    return flag, span
+    flag &= steepest[ramp] * length < jump * np.float32(RAMP_SHAPE)
+    return index[flag], span[ramp[flag]] >= _RAMP_WIDE_PX
 
 
 def grazing_mask(
