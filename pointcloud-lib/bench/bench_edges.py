@@ -87,9 +87,27 @@ def ramps_before(depth: np.ndarray, wrap: bool) -> np.ndarray:
         disparity = np.float32(1.0) / depth
         rows = ramp_rows_before(disparity, wrap, False)
         columns = ramp_rows_before(np.ascontiguousarray(disparity.T), False, wrap)
-    mask = edges._close_gaps(*rows, wrap)
-    mask |= edges._close_gaps(*columns, False).T
+    mask = close_gaps_before(*rows, wrap)
+    mask |= close_gaps_before(*columns, False).T
     return mask
+
+
+def close_gaps_before(ramp: np.ndarray, wide: np.ndarray, wrap: bool) -> np.ndarray:
+    """The gap closing of :func:`ramps_before` as it was (every gap length a whole-array pass):
+    ``ramp`` with its gaps of 1-2 px closed, and of up to ``edges._RAMP_GAP_PX`` between two
+    ``wide`` ramps."""
+    reach = edges._RAMP_GAP_PX
+    width = ramp.shape[1]
+    mode = "wrap" if wrap else "constant"
+    narrow = np.pad(ramp, ((0, 0), (reach, reach)), mode=mode)
+    broad = np.pad(wide, ((0, 0), (reach, reach)), mode=mode)
+    gaps = np.zeros_like(ramp)
+    for before in range(1, reach + 1):
+        for after in range(1, reach + 2 - before):
+            sides = narrow if before + after <= 3 else broad
+            gaps |= sides[:, reach - before : reach - before + width] & sides[
+                :, reach + after : reach + after + width]
+    return ramp | gaps
 
 
 def ramp_rows_before(disparity: np.ndarray, wrap_rows: bool,

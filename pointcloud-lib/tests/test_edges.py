@@ -317,3 +317,18 @@ def test_the_per_ramp_test_equals_the_whole_array_reference():
         np.testing.assert_array_equal(module._ramps(prepared, wrap),
                                       bench.ramps_before(prepared, wrap))
     assert flagged > 1000  # the ramp test adds to the range test on these maps
+
+
+def test_the_sparse_gap_closing_equals_the_whole_array_one():
+    from pointcloud import edges as module
+
+    bench = _bench()
+    rng = np.random.default_rng(12)
+    for case in range(60):
+        height, width = (int(n) for n in rng.integers(1, 40, 2))
+        ramp = rng.random((height, width)) < rng.uniform(0.0, 0.6)
+        wide = ramp & (rng.random(ramp.shape) < rng.uniform(0.0, 1.0))
+        for wrap in (False, True):
+            np.testing.assert_array_equal(module._close_gaps(ramp, wide, wrap),
+                                          bench.close_gaps_before(ramp, wide, wrap),
+                                          err_msg=f"case {case}, wrap {wrap}")
