@@ -258,23 +258,28 @@ def _ramp_rows(disparity: np.ndarray, wrap_rows: bool,
     least :data:`_RAMP_WIDE_PX` long."""
     height, width = disparity.shape
     reach = RAMP_WIDTH_PX + _RAMP_OUTSIDE + max(_RAMP_SMOOTHING)
-    # Rows padded far enough that a ramp crossing the border (or a panorama's seam) is followed
-    # to its end; one row above and below for the box across.
-    # (One allocation: np.pad twice costs about three times as much.)
-    padded = np.empty((height + 2, width + 2 * reach), np.float32)
-    padded[1:-1, reach : reach + width] = disparity
+    # The profile, the box of 3 across it (the neighbouring rows, the first and last repeated or,
+    # with ``wrap_across``, taken from the other end), its rows padded far enough that a ramp
+    # crossing the border (or a panorama's seam) is followed to its end.
+    value = np.empty((height, width + 2 * reach), np.float32)
+    centre = value[:, reach : reach + width]
+    if height > 2:
+        np.add(disparity[:-2], disparity[1:-1], out=centre[1:-1])
+        centre[1:-1] += disparity[2:]
+    wrap = wrap_across and height > 1
+    above, below = (disparity[-1], disparity[0]) if wrap else (disparity[0], disparity[-1])
+    centre[0] = above + disparity[0]
+    centre[0] += disparity[min(1, height - 1)]
+    if height > 1:
+        centre[-1] = disparity[-2] + disparity[-1]
+        centre[-1] += below
+    centre *= np.float32(1 / 3)
     if wrap_rows:  # the columns beyond each end, taken from the other, as often as needed
         outer = np.r_[np.arange(-reach, 0), np.arange(width, width + reach)] % width
-        padded[1:-1, np.r_[0:reach, reach + width : width + 2 * reach]] = disparity[:, outer]
+        value[:, np.r_[0:reach, reach + width : width + 2 * reach]] = centre[:, outer]
     else:
-        padded[1:-1, :reach] = disparity[:, :1]
-        padded[1:-1, reach + width :] = disparity[:, -1:]
-    padded[0], padded[-1] = padded[1], padded[-2]
-    if wrap_across and height > 1:
-        padded[0], padded[-1] = padded[-2], padded[1]
-    value = padded[:-2] + padded[1:-1]
-    value += padded[2:]
-    value *= np.float32(1 / 3)
+        value[:, :reach] = centre[:, :1]
+        value[:, reach + width :] = centre[:, -1:]
     mask = np.zeros(value.shape, bool)
     wide = np.zeros(value.shape, bool)
     inside = (reach, reach + width)
@@ -283,7 +288,11 @@ def _ramp_rows(disparity: np.ndarray, wrap_rows: bool,
     for top in range(0, value.shape[0], block):
         rows = value[top : top + block]
         # The boxes along, 3 then 5, share their first sums (same additions in the same order).
-        total, summed, smooth = rows.copy(), 0, {}
+        total, summed, smooth = np.empty_like(rows), 0, {}
+        total[:, 0] = rows[:, 0]
+        np.add(rows[:, 1:], rows[:, :-1], out=total[:, 1:])  # (rows + its shift by one, in place)
+        total[:, :-1] += rows[:, 1:]
+        summed = 1
         for along in sorted(_RAMP_SMOOTHING):
             for k in range(summed + 1, along // 2 + 1):
                 total[:, k:] += rows[:, :-k]
@@ -339,15 +348,13 @@ def _ramp_segments(value: np.ndarray, smooth: np.ndarray,
     right = np.flatnonzero(np.less(ends[:-1], ends[1:]))
     right += 1
     span = right - left
-    kept = np.flatnonzero(span <= RAMP_WIDTH_PX)
-    left, span, right = left[kept], span[kept], right[kept]
     at_left, at_right = flat[left], flat[right]
     # Each surface's slope from the pixels just beyond its end. A ramp with a pixel inside the
     # unpadded row (at most RAMP_WIDTH_PX long) ends more than _RAMP_OUTSIDE pixels inside its
     # padded row: those pixels lie in its own row. (Others may read the next row's: their
     # pixels are dropped below.)
-    from_left = at_left - flat[np.maximum(left - _RAMP_OUTSIDE, 0)]
-    from_right = flat[np.minimum(right + _RAMP_OUTSIDE, flat.size - 1)] - at_right
+    from_left = at_left - flat.take(left - _RAMP_OUTSIDE, mode="clip")
+    from_right = flat.take(right + _RAMP_OUTSIDE, mode="clip") - at_right
     outside = np.float32(1 / _RAMP_OUTSIDE)
     left_slope = from_left * outside
     right_slope = from_right * outside
@@ -371,6 +378,7 @@ def _ramp_segments(value: np.ndarray, smooth: np.ndarray,
     with np.errstate(invalid="ignore"):
         hold = ~(most * np.float32(1 - RAMP_MARGIN)
                  <= lowest * np.float32(RAMP_JUMP * (1 - _RAMP_BOUND)))
+    hold &= span <= RAMP_WIDTH_PX  # (a longer stretch is no blurred step)
     kept = np.flatnonzero(hold)
     left, span, right, lengths, most = (x[kept] for x in (left, span, right, lengths, most))
     # The steepest slope from end to end (33 values at most), for the few ramps left.
