@@ -14,8 +14,9 @@ ramp and flags the pixels that lie between two surfaces whose extrapolations dis
 (pointcloud-lib/docs/edges.md has the measurement, and the time it costs).
 
 Pure numpy: the range test is separable, a sliding max and min along rows, then along columns,
-each a handful of whole-array ``fmax``/``fmin`` calls; the ramp test is whole-array passes and
-two cumulative scans a direction. No per-pixel Python.
+each a handful of whole-array ``fmax``/``fmin`` calls; the ramp test finds the ends of the ramps
+in a dozen whole-array passes a direction, then works per ramp on the few that can hold a flag
+(bounds skip the others) and per pixel only on theirs. No per-pixel Python.
 """
 
 from __future__ import annotations
@@ -181,8 +182,9 @@ _RAMP_GAP_PX = 4
 _RAMP_WIDE_PX = 12
 """A ramp this long end to end (sigma about 2.5 and more) is wide (:func:`_close_gaps`)."""
 
-_RAMP_BLOCK_VALUES = 1 << 15
-"""Values a row block of the ramp test (the test keeps about twenty arrays of a block alive)."""
+_RAMP_BLOCK_VALUES = 1 << 17
+"""Values a row block of the ramp test: a dozen whole-block passes a block, then work on the
+few ramps left; smaller blocks pay numpy's per-call cost more often (1 << 15: 1.3x the time)."""
 
 
 def _ramps(depth: np.ndarray, wrap: bool) -> np.ndarray:
@@ -216,19 +218,37 @@ def _close_gaps(ramp: np.ndarray, wide: np.ndarray, wrap: bool) -> np.ndarray:
     no surface, it hangs between the object and the background. A gap of one or two pixels
     closes; one of up to :data:`_RAMP_GAP_PX` where both sides are ``wide`` ramps (at least
     :data:`_RAMP_WIDE_PX`: a bump's top is wider the wider its blur). (The core of a thin object
-    seen sharply is no gap: its flanks stand on its level, unflagged.)"""
-    reach = _RAMP_GAP_PX
+    seen sharply is no gap: its flanks stand on its level, unflagged.) ``wrap``: the rows are
+    circular.
+
+    Flags are sparse: each flagged pixel and the next one in its row (of ``ramp``, then of
+    ``wide``) fill what lies between them when the gap is short enough."""
+    mask = ramp.copy()
     width = ramp.shape[1]
-    mode = "wrap" if wrap else "constant"
-    narrow = np.pad(ramp, ((0, 0), (reach, reach)), mode=mode)
-    broad = np.pad(wide, ((0, 0), (reach, reach)), mode=mode)
-    gaps = np.zeros_like(ramp)
-    for before in range(1, reach + 1):
-        for after in range(1, reach + 2 - before):
-            sides = narrow if before + after <= 3 else broad
-            gaps |= sides[:, reach - before : reach - before + width] & sides[
-                :, reach + after : reach + after + width]
-    return ramp | gaps
+    for sides, longest in ((ramp, 2), (wide, _RAMP_GAP_PX)):
+        at = np.flatnonzero(sides)
+        if at.size == 0:
+            continue
+        row = at // width
+        step = np.diff(at)
+        pairs = (row[1:] == row[:-1]) & (step > 1) & (step <= longest + 1)
+        first, gap = at[:-1][pairs], step[pairs] - 1
+        if wrap:  # each row's last flag and its first, across the seam (the same flag if alone)
+            last = np.flatnonzero(np.r_[row[1:] != row[:-1], True])
+            begin = np.r_[0, last[:-1] + 1]
+            across = at[begin] + width - at[last]
+            close = (across > 1) & (across <= longest + 1)
+            first = np.r_[first, at[last][close]]
+            gap = np.r_[gap, across[close] - 1]
+            start = np.r_[row[:-1][pairs], row[last][close]] * width
+        else:
+            start = row[:-1][pairs] * width
+        offset = np.arange(gap.sum()) - np.repeat(np.cumsum(gap) - gap - 1, gap)
+        fill = np.repeat(first - start, gap) + offset
+        fill %= width
+        fill += np.repeat(start, gap)
+        mask.ravel()[fill] = True
+    return mask
 
 
 def _ramp_rows(disparity: np.ndarray, wrap_rows: bool,
@@ -238,39 +258,77 @@ def _ramp_rows(disparity: np.ndarray, wrap_rows: bool,
     least :data:`_RAMP_WIDE_PX` long."""
     height, width = disparity.shape
     reach = RAMP_WIDTH_PX + _RAMP_OUTSIDE + max(_RAMP_SMOOTHING)
-    # Rows padded far enough that a ramp crossing the border (or a panorama's seam) is followed
-    # to its end; one row above and below for the box across.
-    padded = np.pad(disparity, ((0, 0), (reach, reach)), mode="wrap" if wrap_rows else "edge")
-    padded = np.pad(padded, ((1, 1), (0, 0)), mode="edge")
-    if wrap_across and height > 1:
-        padded[0], padded[-1] = padded[-2], padded[1]
-    value = padded[:-2] + padded[1:-1]
-    value += padded[2:]
-    value *= np.float32(1 / 3)
+    # The profile, the box of 3 across it (the neighbouring rows, the first and last repeated or,
+    # with ``wrap_across``, taken from the other end), its rows padded far enough that a ramp
+    # crossing the border (or a panorama's seam) is followed to its end.
+    value = np.empty((height, width + 2 * reach), np.float32)
+    centre = value[:, reach : reach + width]
+    if height > 2:
+        np.add(disparity[:-2], disparity[1:-1], out=centre[1:-1])
+        centre[1:-1] += disparity[2:]
+    wrap = wrap_across and height > 1
+    above, below = (disparity[-1], disparity[0]) if wrap else (disparity[0], disparity[-1])
+    centre[0] = above + disparity[0]
+    centre[0] += disparity[min(1, height - 1)]
+    if height > 1:
+        centre[-1] = disparity[-2] + disparity[-1]
+        centre[-1] += below
+    centre *= np.float32(1 / 3)
+    if wrap_rows:  # the columns beyond each end, taken from the other, as often as needed
+        outer = np.r_[np.arange(-reach, 0), np.arange(width, width + reach)] % width
+        value[:, np.r_[0:reach, reach + width : width + 2 * reach]] = centre[:, outer]
+    else:
+        value[:, :reach] = centre[:, :1]
+        value[:, reach + width :] = centre[:, -1:]
     mask = np.zeros(value.shape, bool)
     wide = np.zeros(value.shape, bool)
+    inside = (reach, reach + width)
     # Rows are independent: blocks of rows that fit the CPU's cache, as in the range test.
     block = max(1, _RAMP_BLOCK_VALUES // value.shape[1])
     for top in range(0, value.shape[0], block):
         rows = value[top : top + block]
+        # The boxes along, 3 then 5, share their first sums (same additions in the same order).
+        total, summed, smooth = np.empty_like(rows), 0, {}
+        total[:, 0] = rows[:, 0]
+        np.add(rows[:, 1:], rows[:, :-1], out=total[:, 1:])  # (rows + its shift by one, in place)
+        total[:, :-1] += rows[:, 1:]
+        summed = 1
+        for along in sorted(_RAMP_SMOOTHING):
+            for k in range(summed + 1, along // 2 + 1):
+                total[:, k:] += rows[:, :-k]
+                total[:, :-k] += rows[:, k:]
+            summed = along // 2
+            smooth[along] = np.multiply(total, np.float32(1 / along))
         for along in _RAMP_SMOOTHING:
-            flag, span = _ramp_segments(rows, along)
-            mask[top : top + block] |= flag
-            flag &= span >= _RAMP_WIDE_PX
-            wide[top : top + block] |= flag
+            at, long = _ramp_segments(rows, smooth[along], inside)
+            mask[top : top + block].ravel()[at] = True
+            wide[top : top + block].ravel()[at[long]] = True
     return mask[:, reach : reach + width], wide[:, reach : reach + width]
 
 
-def _ramp_segments(value: np.ndarray, along: int) -> tuple[np.ndarray, np.ndarray]:
+_RAMP_BOUND = 1e-4
+"""Relative slack of the per-ramp bounds that skip ramps before the per-pixel test: float32
+rounding is below 1e-6, so a skipped ramp has no flag the per-pixel test would give."""
+
+
+def _ramp_segments(value: np.ndarray, smooth: np.ndarray,
+                   inside: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """The ramp test on the rows of ``value`` (the profile, smoothed across), its ends found on
-    the profile smoothed by a box of ``along`` pixels: the flags, and each pixel's ramp length
-    (end to end, px)."""
-    rows, width = value.shape
-    smooth = value.copy()
-    for k in range(1, along // 2 + 1):
-        smooth[:, k:] += value[:, :-k]
-        smooth[:, :-k] += value[:, k:]
-    smooth *= np.float32(1 / along)
+    ``smooth`` (the profile smoothed along): the flat indices of the flagged pixels whose column
+    lies in ``inside`` (start, stop), and which of them lie on ramps at least
+    :data:`_RAMP_WIDE_PX` long.
+
+    The pixels between two consecutive ends share their ramp: its ends, their values and
+    surfaces' slopes, its steepest slope. Those are computed once a ramp, and a ramp is only
+    expanded to its pixels when it can hold a flag: at most :data:`RAMP_WIDTH_PX` long, and a
+    bound on its extrapolations' disagreement (each moves from its end by at most its slope
+    times the ramp's length) exceeding both :data:`RAMP_JUMP` of a bound on the lowest
+    extrapolation and the ramp's steepest slope times its length over :data:`RAMP_SHAPE`, the
+    bounds widened by :data:`_RAMP_BOUND`. On the bench's 2 MP maps 1-4 % of the ramps
+    pass; their pixels get the per-pixel test, with the same float32 operations in the same
+    order as the whole-array formulation (``bench/bench_edges.py`` keeps it, and
+    ``tests/test_edges.py`` holds this one equal to it)."""
+    width = value.shape[1]
     slope = np.zeros_like(smooth)
     np.subtract(smooth[:, 2:], smooth[:, :-2], out=slope[:, 1:-1])
     np.abs(slope, out=slope)
@@ -282,71 +340,100 @@ def _ramp_segments(value: np.ndarray, along: int) -> tuple[np.ndarray, np.ndarra
     end[:, 1:-1] &= inner <= slope[:, 2:]
     end |= slope <= np.float32(_RAMP_FLAT) * smooth
     end[:, [0, -1]] = True
-    column = np.arange(width, dtype=np.int32)
-    left = np.maximum.accumulate(np.where(end, column, np.int32(0)), axis=1)
-    right = np.where(end, column, np.int32(width - 1))[:, ::-1]
-    right = np.ascontiguousarray(np.minimum.accumulate(right, axis=1)[:, ::-1])
-    # Offsets as float32: int32 with float32 would compute in float64, twice the memory traffic.
-    before = np.subtract(column, left).astype(np.float32)
-    after = np.subtract(right, column).astype(np.float32)
-    span = before + after
-    base = (np.arange(rows, dtype=np.int32) * width)[:, None]
-    flat = smooth.ravel()
-    left += base
-    right += base
+    flat, slopes = smooth.ravel(), slope.ravel()
+    # The ramps with a pixel inside (an end is never flagged: both extrapolations are its
+    # value): an end followed by a pixel that is none, to the next end. Most pixels are ends
+    # (on a photo about two in three), so this reads bools instead of listing every end. Each
+    # row starts and ends with an end: no ramp spans two rows.
+    ends = end.ravel()
+    left = np.flatnonzero(np.greater(ends[:-1], ends[1:]))
+    right = np.flatnonzero(np.less(ends[:-1], ends[1:]))
+    right += 1
+    span = right - left
     at_left, at_right = flat[left], flat[right]
-    slope_at_right = slope.ravel()[right]
-    # Each surface's slope from the pixels just beyond its end, extrapolated to the pixel. (Near
-    # the padded rows' ends the step is shorter than _RAMP_OUTSIDE; no flagged ramp reaches
-    # there: RAMP_WIDTH_PX stops it.)
+    # Each surface's slope from the pixels just beyond its end. A ramp with a pixel inside the
+    # unpadded row (at most RAMP_WIDTH_PX long) ends more than _RAMP_OUTSIDE pixels inside its
+    # padded row: those pixels lie in its own row. (Others may read the next row's: their
+    # pixels are dropped below.)
+    from_left = at_left - flat.take(left - _RAMP_OUTSIDE, mode="clip")
+    from_right = flat.take(right + _RAMP_OUTSIDE, mode="clip") - at_right
     outside = np.float32(1 / _RAMP_OUTSIDE)
-    left -= _RAMP_OUTSIDE
-    np.maximum(left, base, out=left)
-    right += _RAMP_OUTSIDE
-    np.minimum(right, base + (width - 1), out=right)
-    rise = np.subtract(at_right, at_left)
-    from_left = np.subtract(at_left, flat[left])
+    left_slope = from_left * outside
+    right_slope = from_right * outside
+    # Bounds over the ramp's inner pixels (1 .. span - 1 from its left end), where both
+    # extrapolations move from their end by at most their slope times the span: the largest
+    # disagreement and the lowest extrapolation, widened by the float32 rounding.
+    lengths = span.astype(np.float32)
+    spread = np.abs(left_slope)
+    spread += np.abs(right_slope)
+    spread *= lengths
+    slack = np.abs(at_left) + np.abs(at_right)
+    slack += spread
+    slack *= np.float32(_RAMP_BOUND)
+    spread += slack
+    most = np.abs(at_left - at_right)
+    most += spread
+    lowest = np.minimum(at_left, at_right)
+    lowest -= spread
+    # A flag needs jump > RAMP_JUMP v and v - low > RAMP_MARGIN v, so jump (1 - RAMP_MARGIN)
+    # > RAMP_JUMP low. NaN compares False: such ramps stay.
+    with np.errstate(invalid="ignore"):
+        hold = ~(most * np.float32(1 - RAMP_MARGIN)
+                 <= lowest * np.float32(RAMP_JUMP * (1 - _RAMP_BOUND)))
+    hold &= span <= RAMP_WIDTH_PX  # (a longer stretch is no blurred step)
+    kept = np.flatnonzero(hold)
+    left, span, right, lengths, most = (x[kept] for x in (left, span, right, lengths, most))
+    # The steepest slope from end to end (33 values at most), for the few ramps left.
+    offsets = np.arange(RAMP_WIDTH_PX + 1)
+    steepest = slopes[np.minimum(left[:, None] + offsets, right[:, None])].max(axis=1)
+    with np.errstate(invalid="ignore"):
+        hold = ~(steepest * lengths * np.float32(1 - _RAMP_BOUND)
+                 >= most * np.float32(RAMP_SHAPE))
+    kept = kept[hold]
+    steepest = steepest[hold]
+    left, span = left[hold], span[hold]
+    at_left, at_right, from_left, from_right, left_slope, right_slope = (
+        x[kept] for x in (at_left, at_right, from_left, from_right, left_slope, right_slope))
+    rise = at_right - at_left
+    # The pixels of the ramps left: before = 1 .. span - 1 from the left end.
+    inner_count = span - 1
+    ramp = np.repeat(np.arange(span.size), inner_count)
+    before = np.arange(ramp.size) - np.repeat(np.cumsum(inner_count) - inner_count - 1,
+                                              inner_count)
+    index = left[ramp] + before
+    column = index % width
+    keep = (column >= inside[0]) & (column < inside[1])
+    ramp, before, index = ramp[keep], before[keep], index[keep]
+    values = value.ravel()
+    v = values[index]
+    after = (span[ramp] - before).astype(np.float32)
+    before = before.astype(np.float32)
+    length = before + after
+    at_left, at_right = at_left[ramp], at_right[ramp]
     # An end where the profile turns back (the top of a bump, the bottom of a valley) is a
     # level: a pixel within RAMP_LEVEL of it stands on that level (the core of a thin object
     # seen sharply), not between two surfaces.
-    level = np.abs(value - at_left) <= np.float32(RAMP_LEVEL) * value
-    level &= from_left * rise < 0
-    from_left *= outside
-    from_left *= before
-    from_left += at_left
-    from_right = np.subtract(flat[right], at_right)
-    level |= (np.abs(value - at_right) <= np.float32(RAMP_LEVEL) * value) & (from_right * rise < 0)
-    from_right *= outside
-    from_right *= after
-    np.subtract(at_right, from_right, out=from_right)
-    low = np.fmin(from_left, from_right)
-    jump = np.fmax(from_left, from_right, out=from_left)
-    high = jump.copy()
-    jump -= low
-    scaled = np.multiply(value, np.float32(RAMP_JUMP), out=at_left)
-    flag = jump > scaled
-    flag &= span <= RAMP_WIDTH_PX
+    level = np.abs(v - at_left) <= np.float32(RAMP_LEVEL) * v
+    level &= (from_left * rise < 0)[ramp]
+    level |= (np.abs(v - at_right) <= np.float32(RAMP_LEVEL) * v) & (from_right * rise < 0)[ramp]
+    extrapolated_left = left_slope[ramp] * before
+    extrapolated_left += at_left
+    extrapolated_right = np.subtract(at_right, right_slope[ramp] * after)
+    low = np.fmin(extrapolated_left, extrapolated_right)
+    high = np.fmax(extrapolated_left, extrapolated_right)
+    jump = high - low
+    flag = jump > v * np.float32(RAMP_JUMP)
     flag &= ~level
-    np.multiply(value, np.float32(RAMP_MARGIN), out=scaled)
-    np.subtract(value, low, out=low)
-    flag &= low > scaled
-    np.subtract(high, value, out=high)
-    flag &= high > scaled
+    scaled = v * np.float32(RAMP_MARGIN)
+    flag &= (v - low) > scaled
+    flag &= (high - v) > scaled
     # The pixel's own slope (over 4 px of the profile unsmoothed along) against its ramp's mean.
-    own = np.zeros_like(value)
-    np.subtract(value[:, 4:], value[:, :-4], out=own[:, 2:-2])
-    np.abs(own, out=own)
-    own *= span
-    np.multiply(jump, np.float32(4 * RAMP_STEEP), out=scaled)
-    flag &= own > scaled
+    own = np.abs(values[index + 2] - values[index - 2])
+    own *= length
+    flag &= own > jump * np.float32(4 * RAMP_STEEP)
     # A blurred step's shape: its steepest slope times its width is about twice its jump.
-    starts = np.flatnonzero(end.ravel())
-    steepest = np.maximum.reduceat(slope.ravel(), starts)[np.cumsum(end.ravel()) - 1]
-    steepest = np.maximum(steepest.reshape(rows, width), slope_at_right)
-    steepest *= span
-    jump *= np.float32(RAMP_SHAPE)
-    flag &= steepest < jump
-    return flag, span
+    flag &= steepest[ramp] * length < jump * np.float32(RAMP_SHAPE)
+    return index[flag], span[ramp[flag]] >= _RAMP_WIDE_PX
 
 
 def grazing_mask(
