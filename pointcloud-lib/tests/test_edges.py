@@ -21,7 +21,7 @@ from pointcloud import (
     pack_planar,
     project_planar,
 )
-from scene_dev import edge_scenes
+from scene_dev import edge_reference, edge_scenes
 from scene_dev.edge_scenes import synthetic_scene
 
 MODEL_BLUR_PX = 1.5  # the blur the projections' default was chosen at
@@ -272,18 +272,6 @@ def test_row_blocks_do_not_change_the_mask(monkeypatch, block_values):
     assert graze.any() and whole[0].any()
 
 
-def _bench():
-    """bench/bench_edges.py as a module: it keeps the ramp test's whole-array formulation
-    (``ramps_before``), the reference of the per-ramp one."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "bench" / "bench_edges.py"
-    spec = importlib.util.spec_from_file_location("bench_edges", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _maps():
     """Synthetic scenes blurred and noisy, and random maps (log-normal, their running sums:
     ramps of every length, NaN holes), of odd shapes down to one row or column."""
@@ -307,22 +295,20 @@ def test_the_per_ramp_test_equals_the_whole_array_reference():
     operations as the whole-array formulation, so the same mask, bit for bit."""
     from pointcloud import edges as module
 
-    bench = _bench()
     flagged = 0
     for depth, wrap in _maps():
-        expected = bench.edge_mask_ramps_before(depth, wrap)
+        expected = edge_reference.edge_mask_ramps_before(depth, wrap)
         np.testing.assert_array_equal(edge_mask(depth, wrap=wrap), expected)
         flagged += int((expected & ~edge_mask(depth, wrap=wrap, ramps=False)).sum())
         prepared = np.where(depth > 0, depth, np.float32(np.nan)).astype(np.float32)
         np.testing.assert_array_equal(module._ramps(prepared, wrap),
-                                      bench.ramps_before(prepared, wrap))
+                                      edge_reference.ramps_before(prepared, wrap))
     assert flagged > 1000  # the ramp test adds to the range test on these maps
 
 
 def test_the_sparse_gap_closing_equals_the_whole_array_one():
     from pointcloud import edges as module
 
-    bench = _bench()
     rng = np.random.default_rng(12)
     for case in range(60):
         height, width = (int(n) for n in rng.integers(1, 40, 2))
@@ -330,5 +316,5 @@ def test_the_sparse_gap_closing_equals_the_whole_array_one():
         wide = ramp & (rng.random(ramp.shape) < rng.uniform(0.0, 1.0))
         for wrap in (False, True):
             np.testing.assert_array_equal(module._close_gaps(ramp, wide, wrap),
-                                          bench.close_gaps_before(ramp, wide, wrap),
+                                          edge_reference.close_gaps_before(ramp, wide, wrap),
                                           err_msg=f"case {case}, wrap {wrap}")
