@@ -336,7 +336,10 @@ def test_the_listen_control_plays_the_built_in_beat_into_the_scene(
         page.wait_for_function(
             "() => sceneViewer.audioReact.tracker.drives["
             "sceneViewer.header.categories.indexOf('BASS_SUBJECT')] >= 3", timeout=30_000)
-        assert "bass" in page.text_content("#listen-meter")
+        # The meter is redrawn on the next frames, not at once: wait for it, do not race it.
+        page.wait_for_function(
+            "() => (document.querySelector('#listen-meter').textContent || '').includes('bass')",
+            timeout=30_000)
         page.select_option("#listen-source", "off")
         assert page.get_attribute("#viewer", "data-listening") is None
         assert not page.evaluate("sceneViewer.listening")
