@@ -139,9 +139,10 @@ def tiny_depth_pro(tiny_models_dir: Path) -> str:
 
 def make_settings(**overrides) -> Settings:
     """Test settings: no fallback unless asked, no retry back-off, tiny messages are plenty,
-    eager PyTorch (the compiled runtimes have their own tests in test_backends.py)."""
+    eager PyTorch (the compiled runtimes have their own tests in test_backends.py), float32
+    whatever the CPU (bfloat16 has its own tests there too)."""
     values = {"fallback_model": "", "load_retry_s": 0.0, "threads": 2, "port": 0,
-              "host": "127.0.0.1", "runtime": "torch"}
+              "host": "127.0.0.1", "runtime": "torch", "dtype": "float32"}
     values.update(overrides)
     return Settings(**values)
 

@@ -178,3 +178,29 @@ def test_a_failed_export_leaves_auto_on_eager_pytorch_and_fails_an_explicit_runt
     with pytest.raises(OSError):
         load_backend(tiny_depth_anything, CPU, torch.float32, runtime=Runtime.OPENVINO,
                      cache_dir=blocked)
+
+
+def test_bfloat16_eagerly_holds_the_weights_in_bfloat16(tiny_depth_anything, tiny_depth_pro):
+    for model_dir in (tiny_depth_anything, tiny_depth_pro):
+        reference = load_backend(model_dir, CPU, torch.float32)
+        backend = load_backend(model_dir, CPU, torch.bfloat16)
+        assert backend.model.dtype == torch.bfloat16 and backend.dtype == "bfloat16"
+        crops = images(1, 60, 90)
+        [ours], [expected] = backend.predict(crops), reference.predict(crops)
+        assert ours.disparity.dtype == np.float32
+        assert relative_l2(ours.disparity, expected.disparity) < 5e-2
+
+
+@pytest.mark.skipif(runtime_version(Runtime.OPENVINO) is None, reason="openvino is not installed")
+def test_a_compiled_bfloat16_backend_exports_float32_weights_and_computes_in_bfloat16(
+        tiny_depth_anything, tmp_path):
+    single = load_backend(tiny_depth_anything, CPU, torch.float32, runtime=Runtime.OPENVINO,
+                          cache_dir=tmp_path)
+    half = load_backend(tiny_depth_anything, CPU, torch.bfloat16, runtime=Runtime.OPENVINO,
+                        cache_dir=tmp_path)
+    # The same float32 graph on disk, compiled to compute in bfloat16.
+    assert set(half._forward.sources.values()) == {"cached"}
+    assert half.model.dtype == torch.float32 and half.dtype == "bfloat16"
+    crops = images(1, *half.native_hw, seed=5)
+    [ours], [expected] = half.predict(crops), single.predict(crops)
+    assert relative_l2(ours.disparity, expected.disparity) < 5e-2

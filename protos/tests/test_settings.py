@@ -13,7 +13,7 @@ from pydantic_settings import SettingsConfigDict
 
 from scene_rpc.profiles import Profile
 from scene_rpc.server import DEFAULT_MAX_MESSAGE_BYTES
-from scene_rpc.settings import GraceSeconds, ModelServiceSettings, Port, Runtime
+from scene_rpc.settings import GraceSeconds, ModelServiceSettings, Port, Precision, Runtime
 
 # Every module of scene_rpc but its ML runtime, imported in a fresh interpreter.
 TORCH_FREE = """
@@ -49,7 +49,8 @@ class ToySettings(ModelServiceSettings):
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch):
-    for name in ("PROFILE", "TOY_PORT", "TOY_RUNTIME", "TOY_MAX_PIXELS", "TOY_MODEL"):
+    for name in ("PROFILE", "TOY_PORT", "TOY_RUNTIME", "TOY_MAX_PIXELS", "TOY_MODEL",
+                 "TOY_DTYPE"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -81,3 +82,12 @@ def test_runtimes_are_named_and_onnx_is_gone():
     assert [runtime.value for runtime in Runtime] == ["auto", "torch", "openvino"]
     with pytest.raises(pydantic.ValidationError, match="runtime"):
         ToySettings(runtime="onnx")
+
+
+def test_the_compute_dtype_is_auto_unless_a_service_opts_out(monkeypatch):
+    assert ToySettings().dtype is Precision.AUTO
+    monkeypatch.setenv("TOY_DTYPE", "float32")
+    assert ToySettings().dtype is Precision.FLOAT32
+    assert [precision.value for precision in Precision] == ["auto", "float32", "bfloat16"]
+    with pytest.raises(pydantic.ValidationError, match="dtype"):
+        ToySettings(dtype="float16")

@@ -90,8 +90,10 @@ def make_settings(tiny_models_dir: Path) -> Callable[..., Settings]:
             min_region_area=0,
             load_retry_s=0.0,
             grace_s=1.0,
-            # Eager by default; test_compiled.py covers the compiled runtime.
+            # Eager float32 by default, whatever the CPU; test_compiled.py covers the compiled
+            # runtime and bfloat16.
             runtime="torch",
+            dtype="float32",
         )
         values.update(overrides)
         return Settings(**values)

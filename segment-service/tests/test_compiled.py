@@ -79,3 +79,34 @@ async def test_the_semantic_model_runs_compiled_and_agrees_with_eager(
     square = np.random.default_rng(1).integers(0, 256, (512, 512, 3), dtype=np.uint8)
     ours, reference = compiled.predictor.scores(square), eager.predictor.scores(square)
     assert ours.shape == reference.shape and relative_l2(ours, reference) < 1e-4
+
+
+async def test_bfloat16_compiles_the_float32_graphs_to_compute_in_bfloat16(make_settings,
+                                                                          tmp_path):
+    single = SamModel(make_settings(runtime="openvino", runtime_cache_dir=tmp_path))
+    half = SamModel(make_settings(runtime="openvino", runtime_cache_dir=tmp_path,
+                                  dtype="bfloat16"))
+    await single.ensure_loaded()
+    await half.ensure_loaded()
+    # The weights stay float32 (the exported graph's); the compiled graphs compute in bfloat16,
+    # read back from the float32 exports on disk.
+    assert half.info().dtype == "bfloat16" and half.predictor.dtype == torch.float32
+    assert list(half.predictor.encoder.sources.values()) == ["cached"]
+    assert half.predictor.encoder.precision_hint == "bf16"
+    ours, reference = half.predictor.embed(photo()), single.predictor.embed(photo())
+    for a, b in zip(ours, reference, strict=True):
+        assert a.shape == b.shape and relative_l2(a, b) < 5e-2
+
+
+async def test_bfloat16_eagerly_holds_the_weights_in_bfloat16(make_settings, tiny_models_dir):
+    sam = SamModel(make_settings(dtype="bfloat16"))
+    semantic = SemanticModel(make_settings(dtype="bfloat16",
+                                           semantic_model=str(tiny_models_dir / "segformer")))
+    await sam.ensure_loaded()
+    await semantic.ensure_loaded()
+    assert next(sam.predictor.model.parameters()).dtype == torch.bfloat16
+    assert next(semantic.predictor.model.parameters()).dtype == torch.bfloat16
+    assert sam.info().dtype == semantic.info().dtype == "bfloat16"
+    logits, iou = sam.predictor.decode(sam.predictor.embed(photo()), torch.rand(3, 2))
+    assert logits.dtype == iou.dtype == torch.float32 and torch.isfinite(logits).all()
+    assert semantic.predictor.class_map(photo()).shape == photo().shape[:2]

@@ -78,10 +78,12 @@ class DepthBackend(abc.ABC):
 
     _forward: Forward
 
-    def use_forward(self, forward: Forward, runtime: str) -> None:
-        """Run the forward pass through ``forward`` (a compiled twin of the model) from now on."""
+    def use_forward(self, forward: Forward, runtime: str, dtype: torch.dtype) -> None:
+        """Run the forward pass through ``forward`` (a compiled twin of the model, computing in
+        ``dtype``) from now on."""
         self._forward = forward
         self.runtime = runtime
+        self.dtype = str(dtype).removeprefix("torch.")
 
     @abc.abstractmethod
     def predict(self, images: Sequence[np.ndarray]) -> list[Prediction]:
@@ -195,12 +197,15 @@ SUPPORTED_MODEL_TYPES = ("depth_anything", "dpt", "depth_pro")
 def load_backend(model_id: str, device: torch.device, dtype: torch.dtype, *,
                  runtime: Runtime | str = Runtime.TORCH, cache_dir: Path | str | None = None,
                  threads: int | None = None) -> DepthBackend:
-    """Load ``model_id`` (hub id or local directory) through transformers' Auto classes.
+    """Load ``model_id`` (hub id or local directory) through transformers' Auto classes, to
+    compute in ``dtype``.
 
     With a compiled ``runtime`` (see ``scene_rpc.ml.accel``) the forward pass runs through it:
-    the graph of the native input shape is exported (or read back from ``cache_dir``) and
-    compiled here, inside the load; other shapes are compiled on first sight. ``auto`` is OpenVINO
-    on a CPU and falls back to eager PyTorch when the export fails.
+    the weights load in float32 (the exported graph's), ``dtype`` is the graph's compute
+    precision, and the graph of the native input shape is exported (or read back from
+    ``cache_dir``) and compiled here, inside the load; other shapes are compiled on first sight.
+    ``auto`` is OpenVINO on a CPU and falls back to eager PyTorch when the export fails. Eagerly,
+    the weights are held in ``dtype``.
 
     DepthPro always runs eagerly, whatever ``runtime`` says: compiled (piece by piece: its
     ~950M-parameter graph at 1536 px does not export whole) it gained 1.17x on one pass on the
@@ -216,7 +221,17 @@ def load_backend(model_id: str, device: torch.device, dtype: torch.dtype, *,
             f"{model_id} is a {config.model_type!r} model; supported: "
             f"{', '.join(SUPPORTED_MODEL_TYPES)}"
         )
-    model = AutoModelForDepthEstimation.from_pretrained(model_id, config=config, dtype=dtype)
+    chosen = resolve_runtime(runtime, device)
+    if config.model_type == "depth_pro" and chosen is not Runtime.TORCH:
+        if Runtime(runtime) is not Runtime.AUTO:
+            log.info("%s: DepthPro runs on eager PyTorch; runtime %s applies to the other depth "
+                     "models", model_id, chosen.value)
+        chosen = Runtime.TORCH
+    if chosen is not Runtime.TORCH and cache_dir is None:
+        raise ValueError(f"runtime {chosen.value!r} needs a cache directory")
+    weights_dtype = dtype if chosen is Runtime.TORCH else torch.float32
+    model = AutoModelForDepthEstimation.from_pretrained(model_id, config=config,
+                                                        dtype=weights_dtype)
     model = model.to(device).eval()
     if config.model_type == "depth_pro":
         preprocessor, _ = ImageProcessingMixin.get_image_processor_dict(model_id)
@@ -224,21 +239,13 @@ def load_backend(model_id: str, device: torch.device, dtype: torch.dtype, *,
     else:
         backend = ProcessorBackend(model_id, model, AutoImageProcessor.from_pretrained(model_id),
                                    device)
-    chosen = resolve_runtime(runtime, device)
-    if config.model_type == "depth_pro" and chosen is not Runtime.TORCH:
-        if Runtime(runtime) is not Runtime.AUTO:
-            log.info("%s: DepthPro runs on eager PyTorch; runtime %s applies to the other depth "
-                     "models", model_id, chosen.value)
-        chosen = Runtime.TORCH
     if chosen is Runtime.TORCH:
         return backend
-    if cache_dir is None:
-        raise ValueError(f"runtime {chosen.value!r} needs a cache directory")
-    key = model_fingerprint(model_id, config, dtype)
+    key = model_fingerprint(model_id, config, weights_dtype)
     threads = threads or torch.get_num_threads()
     try:
         compiled = CompiledModule(TensorOutputs(backend.model), chosen, cache_dir=cache_dir,
-                                  key=key, threads=threads)
+                                  key=key, threads=threads, dtype=dtype)
         # The native square (the shape of every tile) now; other shapes on first sight.
         height, width = backend.native_hw
         compiled.prepare(torch.zeros(1, 3, height, width, dtype=backend.model.dtype,
@@ -251,6 +258,5 @@ def load_backend(model_id: str, device: torch.device, dtype: torch.dtype, *,
         log.warning("%s: the %s export failed; it runs on eager PyTorch", model_id, chosen.value,
                     exc_info=True)
         return backend
-    backend.use_forward(compiled, compiled.label)
+    backend.use_forward(compiled, compiled.label, dtype)
     return backend
-

@@ -18,7 +18,7 @@ from depth_service.settings import Settings
 from scene.common.v1 import common_pb2
 from scene_rpc.lifecycle import LoadResult, ManagedModel
 from scene_rpc.metrics import PassMeter
-from scene_rpc.ml.torch_runtime import select_device
+from scene_rpc.ml.torch_runtime import compute_dtype, select_device
 from scene_rpc.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,8 @@ class DepthModel(ManagedModel):
         return self._backend
 
     def _load(self) -> LoadResult:
-        device, dtype = select_device(self.settings.device)
+        device, _ = select_device(self.settings.device)
+        dtype = compute_dtype(device, self.settings.dtype)
         fallback = self.settings.fallback_model
         self._primary_error = ""
         try:

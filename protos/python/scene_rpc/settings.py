@@ -39,6 +39,17 @@ class Runtime(StrEnum):
     OPENVINO = "openvino"
 
 
+class Precision(StrEnum):
+    """The dtype a model computes in (``scene_rpc.ml.torch_runtime.compute_dtype``)."""
+
+    #: float16 on CUDA; bfloat16 on a CPU that computes it natively (AVX512-BF16 or AMX), where
+    #: it is measured to keep the outputs within the bounds of ``scripts/bench_precision.py``;
+    #: float32 otherwise.
+    AUTO = "auto"
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+
+
 class ServiceSettings(BaseSettings):
     """Fields of every service; a subclass sets ``env_prefix`` and the defaults of ``port`` and
     ``grace_s``."""
@@ -80,6 +91,9 @@ class ModelServiceSettings(ServiceSettings):
     # What runs the forward passes: "auto" = OpenVINO (float32) on a CPU, eager PyTorch on
     # CUDA/MPS; or torch, openvino. A model whose export fails under auto runs eagerly.
     runtime: Runtime = Runtime.AUTO
+    # The compute dtype: "auto" = float16 on CUDA, bfloat16 on a CPU with native bfloat16
+    # (AVX512-BF16 or AMX), float32 otherwise; "float32" opts out, "bfloat16" forces it.
+    dtype: Precision = Precision.AUTO
     # Exported graphs of compiled runtimes, keyed by model, revision, config and runtime version.
     runtime_cache_dir: Path = Path("~/.cache/scene-server/compiled")
     # Load the models at startup (in the background) instead of on the first request.

@@ -113,3 +113,23 @@ def test_openvino_conversion_sends_no_telemetry():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "openvino.tools.ovc.telemetry_stub"
+
+
+@pytest.mark.parametrize("runtime", COMPILED)
+def test_a_bfloat16_graph_computes_in_bfloat16_from_the_same_float32_export(runtime, tmp_path):
+    module = TwoHeads().eval()
+    pixels = torch.rand(1, 3, 32, 32)
+    single = CompiledModule(module, runtime, cache_dir=tmp_path, key="k", threads=1)
+    half = CompiledModule(module, runtime, cache_dir=tmp_path, key="k", threads=1,
+                          dtype=torch.bfloat16)
+    single.prepare(pixels)
+    half.prepare(pixels)
+    # One export on disk serves both precisions: the precision is a compile option.
+    assert list(half.sources.values()) == ["cached"]
+    assert (single.precision_hint, half.precision_hint) == ("f32", "bf16")
+    with torch.inference_mode():
+        expected = module(pixels)
+    for output, reference in zip(half(pixels), expected, strict=True):
+        assert output.dtype == torch.float32
+        # bfloat16 keeps 8 bits of mantissa: near float32, never equal to 1e-5 in general.
+        assert relative_l2(output, reference) < 3e-2

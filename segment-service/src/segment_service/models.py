@@ -55,14 +55,19 @@ class SamModel(ManagedModel):
         from transformers.image_processing_base import ImageProcessingMixin
 
         from scene_rpc.ml.accel import compile_or_none, model_fingerprint, resolve_runtime
-        from scene_rpc.ml.torch_runtime import select_device
+        from scene_rpc.ml.torch_runtime import compute_dtype, select_device
         from segment_service.compiled import ImageEncoder
 
-        device, dtype = select_device(self._device_preference)
-        if dtype == torch.float16 and torch.cuda.is_bf16_supported():
+        device, _ = select_device(self._device_preference)
+        dtype = compute_dtype(device, self._settings.dtype)
+        if dtype == torch.float16 and device.type == "cuda" and torch.cuda.is_bf16_supported():
             # SAM2 is trained and released for bfloat16 autocast; float16 overflows in Hiera.
             dtype = torch.bfloat16
-        model = Sam2Model.from_pretrained(self.requested_model_id, dtype=dtype).to(device).eval()
+        runtime = resolve_runtime(self._settings.runtime, device)
+        # A compiled runtime exports float32 weights and computes in ``dtype`` itself.
+        weights_dtype = dtype if runtime is Runtime.TORCH else torch.float32
+        model = Sam2Model.from_pretrained(self.requested_model_id,
+                                          dtype=weights_dtype).to(device).eval()
         # Read Sam2ImageProcessor's config as a plain dict: the class itself needs torchvision.
         processor, _ = ImageProcessingMixin.get_image_processor_dict(self.requested_model_id)
         input_size = int(model.config.prompt_encoder_config.image_size)
@@ -77,25 +82,26 @@ class SamModel(ManagedModel):
             std=processor.get("image_std", _IMAGENET_STD),
             rescale_factor=processor.get("rescale_factor", 1 / 255),
             device=device,
-            dtype=dtype,
+            dtype=weights_dtype,
         )
         # The image encoder (one pass per crop) and the mask decoder (one pass per prompt batch)
         # through a compiled runtime where it pays.
-        runtime = resolve_runtime(self._settings.runtime, device)
-        example = torch.zeros(1, 3, input_size, input_size, dtype=dtype, device=device)
+        example = torch.zeros(1, 3, input_size, input_size, dtype=weights_dtype, device=device)
         self.predictor.encoder = compile_or_none(
             ImageEncoder(model), runtime, cache_dir=self._settings.runtime_cache_dir,
-            key=model_fingerprint(self.requested_model_id, model.config, dtype) + "-encoder",
+            key=model_fingerprint(self.requested_model_id, model.config, weights_dtype)
+            + "-encoder",
             threads=self._settings.threads or torch.get_num_threads(),
-            example=[example],
+            example=[example], dtype=dtype,
             name=f"SAM2 image encoder of {self.requested_model_id}")
         if runtime is not Runtime.TORCH:
-            self._compile_decoder(model, runtime, example, dtype)
+            self._compile_decoder(model, runtime, example, weights_dtype, dtype)
+        encoder_dtype = weights_dtype if self.predictor.encoder is None else dtype
         return LoadResult(model_id=self.requested_model_id,
                           device=_device_label(device, self.predictor.encoder),
-                          dtype=_dtype_name(dtype))
+                          dtype=_dtype_name(encoder_dtype))
 
-    def _compile_decoder(self, model, runtime, example, dtype) -> None:
+    def _compile_decoder(self, model, runtime, example, weights_dtype, dtype) -> None:
         """The prompt encoder and mask decoder through ``runtime``, at the one prompt batch size
         the service decodes on a CPU (a last, smaller batch is padded); eager if it fails."""
         import torch
@@ -110,13 +116,14 @@ class SamModel(ManagedModel):
             shapes = [
                 e.shape for e in (self.predictor.encoder(example) if self.predictor.encoder
                                   else model.get_image_embeddings(example))]
-        embeddings = [torch.zeros(shape, dtype=dtype) for shape in shapes]
+        embeddings = [torch.zeros(shape, dtype=weights_dtype) for shape in shapes]
         decoder = compile_or_none(
             PromptDecoder(model), runtime, cache_dir=self._settings.runtime_cache_dir,
-            key=model_fingerprint(self.requested_model_id, model.config, dtype) + "-decoder",
+            key=model_fingerprint(self.requested_model_id, model.config, weights_dtype)
+            + "-decoder",
             threads=self._settings.threads or torch.get_num_threads(),
-            example=[*embeddings, torch.zeros(1, batch, 1, 2, dtype=dtype)],
-            name=f"SAM2 mask decoder of {self.requested_model_id}")
+            example=[*embeddings, torch.zeros(1, batch, 1, 2, dtype=weights_dtype)],
+            dtype=dtype, name=f"SAM2 mask decoder of {self.requested_model_id}")
         if decoder is not None:
             self.predictor.model = CompiledDecoding(model, decoder, batch)
 
@@ -151,7 +158,7 @@ class SemanticModel(ManagedModel):
         )
 
         from scene_rpc.ml.accel import compile_or_none, model_fingerprint, resolve_runtime
-        from scene_rpc.ml.torch_runtime import select_device
+        from scene_rpc.ml.torch_runtime import compute_dtype, select_device
         from segment_service.compiled import SegmentationHeads
 
         config = AutoConfig.from_pretrained(self.requested_model_id)
@@ -169,21 +176,26 @@ class SemanticModel(ManagedModel):
             )
         # Checked before the weights load: a model without ADE20K labels cannot be categorised.
         lookup = ade20k_lookup(config.id2label)
-        device, dtype = select_device(self._device_preference)
-        model = model_class.from_pretrained(self.requested_model_id, dtype=dtype).to(device).eval()
+        device, _ = select_device(self._device_preference)
+        dtype = compute_dtype(device, self._settings.dtype)
+        runtime = resolve_runtime(self._settings.runtime, device)
+        # A compiled runtime exports float32 weights and computes in ``dtype`` itself.
+        weights_dtype = dtype if runtime is Runtime.TORCH else torch.float32
+        model = model_class.from_pretrained(self.requested_model_id,
+                                            dtype=weights_dtype).to(device).eval()
         processor = AutoImageProcessor.from_pretrained(self.requested_model_id)
         self.label_names = {int(lookup[int(i)]): name for i, name in config.id2label.items()}
-        self.predictor = SemanticPredictor(model, processor, lookup, device=device, dtype=dtype)
+        self.predictor = SemanticPredictor(model, processor, lookup, device=device,
+                                           dtype=weights_dtype)
         heads = SegmentationHeads(model, universal=model_class is AutoModelForUniversalSegmentation)
         example = processor(images=np.zeros((512, 512, 3), np.uint8), return_tensors="pt")
-        runtime = resolve_runtime(self._settings.runtime, device)
         compiled = compile_or_none(
             heads, runtime, cache_dir=self._settings.runtime_cache_dir,
-            key=model_fingerprint(self.requested_model_id, config, dtype) + "-heads",
+            key=model_fingerprint(self.requested_model_id, config, weights_dtype) + "-heads",
             threads=self._settings.threads or torch.get_num_threads(),
-            example=[example["pixel_values"].to(device, dtype)],
+            example=[example["pixel_values"].to(device, weights_dtype)], dtype=dtype,
             name=f"semantic model {self.requested_model_id}")
         if compiled is not None:
             self.predictor.forward = heads.outputs_from(compiled)
         return LoadResult(model_id=self.requested_model_id, device=_device_label(device, compiled),
-                          dtype=_dtype_name(dtype))
+                          dtype=_dtype_name(weights_dtype if compiled is None else dtype))
