@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from depth_service import panorama as panorama_views
-from depth_service import tiling
+from depth_service import panorama_torch, tiling
 from depth_service.backends import (
     MAX_DEPTH_M,
     MIN_DEPTH_M,
@@ -195,9 +195,14 @@ class DepthPipeline:
         timing: dict[str, float] = {}
         started = time.perf_counter()
         views = panorama_views.views_for(layout, self.backend.native_side, width)
+        # On a GPU the resampling and the merge run there (panorama_torch); numpy on a CPU.
+        gpu = _gpu_of(self.backend)
         mark = time.perf_counter()
-        crops = await asyncio.to_thread(
-            lambda: [panorama_views.render_view(image, view) for view in views])
+        if gpu is not None:
+            crops = await asyncio.to_thread(panorama_torch.render_views, image, views, gpu)
+        else:
+            crops = await asyncio.to_thread(
+                lambda: [panorama_views.render_view(image, view) for view in views])
         timing["views"] = _ms_since(mark)
         mark = time.perf_counter()
         disparities: list[np.ndarray] = []
@@ -207,8 +212,12 @@ class DepthPipeline:
             yield Progress("views", len(disparities), len(views), len(disparities) / len(views))
         timing["inference"] = _ms_since(mark)
         mark = time.perf_counter()
-        inverse_distance = await asyncio.to_thread(
-            panorama_views.merge_to_equirect, views, disparities, height, width)
+        if gpu is not None:
+            inverse_distance = await asyncio.to_thread(
+                panorama_torch.merge_to_equirect, views, disparities, height, width, gpu)
+        else:
+            inverse_distance = await asyncio.to_thread(
+                panorama_views.merge_to_equirect, views, disparities, height, width)
         timing["merge"] = _ms_since(mark)
         mark = time.perf_counter()
         normalized, depth_m = await asyncio.to_thread(self._outputs, inverse_distance)
@@ -247,6 +256,12 @@ class DepthPipeline:
             return normalized, None
         inverse = np.clip(disparity, 1.0 / MAX_DEPTH_M, 1.0 / MIN_DEPTH_M)
         return normalized, (1.0 / inverse).astype(np.float32)
+
+
+def _gpu_of(backend: DepthBackend) -> torch.device | None:
+    """The backend's device when it is a GPU (CUDA, MPS), else None."""
+    device = torch.device(backend.device)
+    return device if device.type in ("cuda", "mps") else None
 
 
 def _needs_cap(hw: tuple[int, int], max_side: int) -> bool:
