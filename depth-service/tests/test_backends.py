@@ -123,6 +123,11 @@ def test_a_missing_model_fails_to_load(tmp_path: Path):
         load_backend(str(tmp_path / "nowhere"), CPU, torch.float32)
 
 
+def _exported(cache_dir: Path) -> set[str]:
+    """The shapes with a finished graph in ``cache_dir``."""
+    return {p.parent.name for p in cache_dir.glob("*/*/*/done")}
+
+
 @pytest.mark.skipif(runtime_version(Runtime.OPENVINO) is None, reason="openvino is not installed")
 def test_a_compiled_runtime_exports_at_load_reuses_its_cache_and_matches_eager(
         tiny_depth_anything, tmp_path):
@@ -130,20 +135,58 @@ def test_a_compiled_runtime_exports_at_load_reuses_its_cache_and_matches_eager(
     compiled = load_backend(tiny_depth_anything, CPU, torch.float32, runtime=Runtime.OPENVINO,
                             cache_dir=tmp_path)
     assert compiled.runtime.startswith("openvino") and eager.runtime == "torch"
-    # The native square was exported inside the load.
-    assert set(compiled._forward.sources.values()) == {"exported"}
+    # The native square and every bucket were exported inside the load.
+    exported = _exported(tmp_path)
+    assert len(exported) == len({compiled.native_hw, *compiled.bucket_shapes()})
 
-    # 60 x 90: a new shape (compiled on first sight), then the native square.
-    for crops in (images(1, 60, 90), images(1, *compiled.native_hw, seed=3)):
+    # 60 x 80: a 4:3 photo on its bucket (the processor's own shape for it, compiled on first
+    # use, from the disk), then the native square: both as eager computes them.
+    for crops in (images(1, 60, 80), images(1, *compiled.native_hw, seed=3)):
         [ours] = compiled.predict(crops)
         [reference] = eager.predict(crops)
         assert ours.disparity.shape == reference.disparity.shape
         assert relative_l2(ours.disparity, reference.disparity) < 1e-4
+    assert set(compiled._forward.sources.values()) == {"cached"}
+    assert _exported(tmp_path) == exported
 
-    # The next start reads the graph back instead of exporting it again.
+    # The next start reads the graphs back instead of exporting them again.
     again = load_backend(tiny_depth_anything, CPU, torch.float32, runtime=Runtime.OPENVINO,
                          cache_dir=tmp_path)
     assert set(again._forward.sources.values()) == {"cached"}
+    assert _exported(tmp_path) == exported
+
+
+@pytest.mark.skipif(runtime_version(Runtime.OPENVINO) is None, reason="openvino is not installed")
+def test_every_usual_aspect_ratio_runs_on_a_bucket_exported_before_the_first_request(
+        tiny_depth_anything, tmp_path):
+    backend = load_backend(tiny_depth_anything, CPU, torch.float32, runtime=Runtime.OPENVINO,
+                           cache_dir=tmp_path)
+    assert backend.bucketed
+    exported = _exported(tmp_path)
+    # Any usual aspect ratio, larger or smaller than the native input, lands on one of them
+    # without an export.
+    for height, width in ((60, 90), (90, 60), (200, 210), (300, 170), (20, 20), (30, 45)):
+        assert backend.bucket_shape(height, width) in backend.bucket_shapes()
+        [prediction] = backend.predict(images(1, height, width))
+        assert prediction.disparity.shape[0] > 0 and np.isfinite(prediction.disparity).all()
+    assert _exported(tmp_path) == exported
+    # A banner keeps its own aspect ratio (no bucket is near it): its graph comes later.
+    assert backend.bucket_shape(30, 100) is None
+    [banner] = backend.predict(images(1, 30, 100))
+    assert np.isfinite(banner.disparity).all()
+
+
+def test_buckets_keep_the_processors_choice_of_scale(tiny_depth_anything):
+    backend = load_backend(tiny_depth_anything, CPU, torch.float32)
+    native = min(backend.native_hw)
+    # Larger than native: the short side goes to native; smaller: the long side does.
+    assert min(backend.bucket_shape(600, 800)) == native
+    assert max(backend.bucket_shape(30, 40)) == native
+    # An exact bucket ratio gets the processor's own shape.
+    for height, width in ((600, 800), (800, 1200), (900, 1600), (40, 30)):
+        assert backend.bucket_shape(height, width) == tuple(
+            backend.processor(images=[np.zeros((height, width, 3), np.uint8)],
+                              return_tensors="pt")["pixel_values"].shape[-2:])
 
 
 @pytest.mark.parametrize("runtime", [Runtime.AUTO, Runtime.OPENVINO])

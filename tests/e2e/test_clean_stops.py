@@ -132,19 +132,19 @@ def depth(work: Path, tiny: Path, case: str) -> Started:
            # Many tiles: the call is still running after its first progress event.
            "DEPTH_TILE_MODE": "forced" if case == "mid-request" else "auto"}
     started = launch("depth_service", env, work, port)
+    if case == "mid-export":
+        # The preload exports the native square and the shape buckets before the service reads
+        # SERVING: stop while one is being written.
+        wait_for(lambda: started.popen.poll() is None and staging_folder(work / "compiled"),
+                 START_TIMEOUT_S, "a graph export under way")
+        return started
     grpc_ready(started)
-    stub = depth_pb2_grpc.DepthServiceStub(grpc.insecure_channel(started.address))
     if case == "mid-request":
+        stub = depth_pb2_grpc.DepthServiceStub(grpc.insecure_channel(started.address))
         request = depth_pb2.EstimateDepthRequest(image=common_pb2.Image(encoded=png(640, 480)))
         events = stub.StreamEstimateDepth(request, timeout=120)
         assert next(events).HasField("progress")
         _drain(events)
-    elif case == "mid-export":
-        # A shape the preload did not export: the call answers eagerly and exports the shape
-        # in a background thread meanwhile.
-        request = depth_pb2.EstimateDepthRequest(image=common_pb2.Image(encoded=png(64, 48)))
-        stub.EstimateDepth(request, timeout=120)
-        wait_for(lambda: staging_folder(work / "compiled"), 120, "a graph export under way")
     return started
 
 

@@ -94,9 +94,30 @@ class DepthBackend(abc.ABC):
         return min(self.native_hw)
 
 
+# Aspect ratios (width / height) of the shapes a compiled model's global pass is resized to. A
+# compiled graph bakes its input shape in and Depth Anything's processor keeps the aspect ratio,
+# so without buckets every new aspect ratio needed an export of its own (10-60 s on a 2-core CPU,
+# the first photo of that ratio running eagerly meanwhile). Photos come as 1:1, 4:3, 3:2 and 16:9,
+# upright or not: an image is stretched to the nearest bucket, at most 6 % (between 4:3 and 3:2),
+# and its prediction resized back to the image by the pipeline, as an unbucketed one is.
+ASPECT_BUCKETS = (9 / 16, 2 / 3, 3 / 4, 1.0, 4 / 3, 3 / 2, 16 / 9)
+# An image further than this from every bucket (a 3:1 banner) keeps its own aspect ratio: a
+# stretch that large would change what the model sees; its shape is exported on first sight.
+MAX_BUCKET_STRETCH = 1.12
+
+
+def _multiple(value: float, multiple: int) -> int:
+    return max(multiple, round(value / multiple) * multiple)
+
+
 class ProcessorBackend(DepthBackend):
     """Depth Anything (V1/V2, relative or metric) and DPT: the stock AutoImageProcessor (its PIL
-    backend needs no torchvision) and AutoModelForDepthEstimation."""
+    backend needs no torchvision) and AutoModelForDepthEstimation.
+
+    Compiled (:meth:`use_forward`), a processor that keeps the aspect ratio resizes each input to
+    its shape bucket (:meth:`bucket_shape`) instead, so that a few graphs, exported before the
+    service is ready, serve every photo.
+    """
 
     def __init__(self, model_id: str, model, processor, device: torch.device,
                  forward: Forward | None = None, runtime: str = "torch") -> None:
@@ -117,11 +138,60 @@ class ProcessorBackend(DepthBackend):
         self.native_hw = (int(size["height"]), int(size["width"]))
         self.device = str(device)
         self.dtype = str(self._dtype).removeprefix("torch.")
+        #: Whether inputs are resized to their shape bucket (a compiled forward pass).
+        self.bucketed = False
+
+    @property
+    def keeps_aspect_ratio(self) -> bool:
+        return bool(getattr(self.processor, "do_resize", True)
+                    and getattr(self.processor, "keep_aspect_ratio", False))
+
+    def use_forward(self, forward: Forward, runtime: str, dtype: torch.dtype) -> None:
+        super().use_forward(forward, runtime, dtype)
+        self.bucketed = self.keeps_aspect_ratio
+
+    def bucket_shape(self, height: int, width: int) -> tuple[int, int] | None:
+        """The model input (height, width) an image of this size is resized to when bucketed,
+        None for an aspect ratio far from every bucket.
+
+        The processor keeps the aspect ratio and scales as little as possible: an image larger
+        than the native input gets its short side to the native side, a smaller one its long
+        side (a draft's 512 px image is not upscaled). The bucket keeps that choice and takes the
+        nearest aspect ratio of ASPECT_BUCKETS, in the processor's multiple.
+        """
+        native = min(self.native_hw)
+        multiple = int(getattr(self.processor, "ensure_multiple_of", 1) or 1)
+        aspect = width / height
+        ratio = min(ASPECT_BUCKETS, key=lambda r: abs(math.log(aspect / r)))
+        if abs(math.log(aspect / ratio)) > math.log(MAX_BUCKET_STRETCH):
+            return None
+        # The processor's choice: the scale closer to 1 of the two that fit a side to native.
+        short_fits = abs(1 - native / min(height, width)) <= abs(1 - native / max(height, width))
+        stretch = max(ratio, 1 / ratio)
+        long_side = native * stretch if short_fits else native
+        short_side = native if short_fits else native / stretch
+        long_side, short_side = _multiple(long_side, multiple), _multiple(short_side, multiple)
+        return (short_side, long_side) if ratio >= 1 else (long_side, short_side)
+
+    def bucket_shapes(self) -> list[tuple[int, int]]:
+        """Every shape :meth:`bucket_shape` gives (exported before the service is ready)."""
+        native = min(self.native_hw)
+        shapes = []
+        for ratio in ASPECT_BUCKETS:
+            for scale in (4.0, 1.0 / 4.0):  # an image larger, then one smaller, than native
+                height = native * scale
+                shapes.append(self.bucket_shape(round(height), round(height * ratio)))
+        return list(dict.fromkeys(shape for shape in shapes if shape is not None))
 
     @torch.inference_mode()
     def predict(self, images: Sequence[np.ndarray]) -> list[Prediction]:
+        resize = {}
+        bucket = self.bucket_shape(*images[0].shape[:2]) if self.bucketed else None
+        if bucket is not None:
+            resize = {"size": {"height": bucket[0], "width": bucket[1]},
+                      "keep_aspect_ratio": False}
         inputs = self.processor(
-            images=list(images), return_tensors="pt", input_data_format="channels_last"
+            images=list(images), return_tensors="pt", input_data_format="channels_last", **resize
         )
         pixel_values = inputs["pixel_values"].to(self._device, self._dtype)
         output = self._forward(pixel_values)[0].float()
@@ -246,10 +316,17 @@ def load_backend(model_id: str, device: torch.device, dtype: torch.dtype, *,
     try:
         compiled = CompiledModule(TensorOutputs(backend.model), chosen, cache_dir=cache_dir,
                                   key=key, threads=threads, dtype=dtype)
-        # The native square (the shape of every tile) now; other shapes on first sight.
-        height, width = backend.native_hw
-        compiled.prepare(torch.zeros(1, 3, height, width, dtype=backend.model.dtype,
-                                     device=backend.model.device))
+        shapes = [backend.native_hw]
+        if isinstance(backend, ProcessorBackend) and backend.keeps_aspect_ratio:
+            shapes += backend.bucket_shapes()
+        examples = [[torch.zeros(1, 3, *shape, dtype=backend.model.dtype,
+                                 device=backend.model.device)] for shape in dict.fromkeys(shapes)]
+        # Every shape a photo's global pass can take is exported now, inside the load, so before
+        # the service reads SERVING (once: later starts find them on the disk); the native square
+        # (the shape of every tile) is compiled now, a bucket from the disk on first use (about
+        # 0.3 GB resident per compiled graph). Other shapes (a banner) export on first sight.
+        compiled.export_ahead(examples)
+        compiled.prepare(*examples[0])
     except Exception:
         if Runtime(runtime) is not Runtime.AUTO:
             raise

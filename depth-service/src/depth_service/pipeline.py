@@ -259,8 +259,9 @@ class DepthPipeline:
 
 
 def _gpu_of(backend: DepthBackend) -> torch.device | None:
-    """The backend's device when it is a GPU (CUDA, MPS), else None."""
-    device = torch.device(backend.device)
+    """The backend's device when it is a GPU (CUDA, MPS), else None (a stand-in backend that
+    names no device counts as a CPU)."""
+    device = torch.device(getattr(backend, "device", "cpu"))
     return device if device.type in ("cuda", "mps") else None
 
 

@@ -42,9 +42,9 @@ class Runtime(StrEnum):
 class Precision(StrEnum):
     """The dtype a model computes in (``scene_rpc.ml.torch_runtime.compute_dtype``)."""
 
-    #: float16 on CUDA; bfloat16 on a CPU that computes it natively (AVX512-BF16 or AMX), where
-    #: it is measured to keep the outputs within the bounds of ``scripts/bench_precision.py``;
-    #: float32 otherwise.
+    #: float16 on CUDA; bfloat16 on a CPU that computes it natively (AVX512-BF16 or AMX) for a
+    #: service whose outputs were measured within the bounds of ``scripts/bench_precision.py``
+    #: in it (segmentation, not depth); float32 otherwise.
     AUTO = "auto"
     FLOAT32 = "float32"
     BFLOAT16 = "bfloat16"
@@ -92,7 +92,8 @@ class ModelServiceSettings(ServiceSettings):
     # CUDA/MPS; or torch, openvino. A model whose export fails under auto runs eagerly.
     runtime: Runtime = Runtime.AUTO
     # The compute dtype: "auto" = float16 on CUDA, bfloat16 on a CPU with native bfloat16
-    # (AVX512-BF16 or AMX), float32 otherwise; "float32" opts out, "bfloat16" forces it.
+    # (AVX512-BF16 or AMX) where the service's outputs stay within bounds in it, float32
+    # otherwise; "float32" opts out, "bfloat16" forces it.
     dtype: Precision = Precision.AUTO
     # Exported graphs of compiled runtimes, keyed by model, revision, config and runtime version.
     runtime_cache_dir: Path = Path("~/.cache/scene-server/compiled")

@@ -38,6 +38,9 @@ def test_auto_is_float16_on_cuda_bfloat16_on_a_cpu_that_has_it_else_float32():
     assert compute_dtype(torch.device("mps")) == torch.float32
     native = torch.bfloat16 if cpu_runs_bfloat16() else torch.float32
     assert compute_dtype(torch.device("cpu"), "auto") == native
+    # A service whose outputs leave the bounds in bfloat16 keeps float32 under auto.
+    assert compute_dtype(torch.device("cpu"), "auto", bfloat16_on_cpu=False) == torch.float32
+    assert compute_dtype(torch.device("cpu"), "bfloat16", bfloat16_on_cpu=False) == torch.bfloat16
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda", "mps"])

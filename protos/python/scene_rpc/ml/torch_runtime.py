@@ -65,13 +65,14 @@ def cpu_runs_bfloat16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     return False
 
 
-def compute_dtype(device: torch.device, requested: Precision | str = Precision.AUTO,
-                  ) -> torch.dtype:
+def compute_dtype(device: torch.device, requested: Precision | str = Precision.AUTO, *,
+                  bfloat16_on_cpu: bool = True) -> torch.dtype:
     """The dtype a model computes in on ``device``: ``requested``, with ``auto`` resolved.
 
-    ``auto``: float16 on CUDA, bfloat16 on a CPU that runs it natively (the heavy backbones'
-    matrix products, measured within the output bounds of ``scripts/bench_precision.py``),
-    float32 elsewhere (MPS, other CPUs).
+    ``auto``: float16 on CUDA; bfloat16 on a CPU that runs it natively when the service's
+    outputs stay within the bounds of ``scripts/bench_precision.py`` in bfloat16
+    (``bfloat16_on_cpu``: measured so for segmentation, not for depth); float32 elsewhere (MPS,
+    other CPUs).
     """
     requested = Precision(requested)
     if requested is Precision.FLOAT32:
@@ -80,6 +81,6 @@ def compute_dtype(device: torch.device, requested: Precision | str = Precision.A
         return torch.bfloat16
     if device.type == "cuda":
         return torch.float16
-    if device.type == "cpu" and cpu_runs_bfloat16():
+    if device.type == "cpu" and bfloat16_on_cpu and cpu_runs_bfloat16():
         return torch.bfloat16
     return torch.float32
