@@ -20,6 +20,8 @@ def test_quick_times_the_fast_photo_at_standard_and_draft_within_its_budget():
     plan = bench_scene.scene_plan(args)
     assert plan == [("fast", bench_scene.PHOTO, "standard"), ("fast", bench_scene.PHOTO, "draft")]
     assert args.repeats == 1 and not args.toggles and not args.before
+    # It starts from an empty graph cache and times the first scene after that start.
+    assert args.first_scene
     # By the profile table's measured figures the timed scenes fit the budget of the check.
     expected = bench_scene.measured_scene_s(plan, args.repeats)
     assert expected is not None and expected <= bench_scene.QUICK_SCENES_BUDGET_S
@@ -44,3 +46,9 @@ def test_models_count_as_loaded_only_when_every_flag_says_so():
               "segment": {"info": {"models": [{"loaded": True}, {"loaded": False}]}},
               "imagegen": {"info": {"models": [{"loaded": False}]}}}
     assert list(bench_scene._loaded_flags(health)) == [True, True, False]
+
+
+def test_peak_memory_is_reported_per_service_and_summed():
+    rss = {"depth": {"rss_mb": 500.0, "peak_rss_mb": 700.4},
+           "segment": {"rss_mb": 900.0, "peak_rss_mb": 1000.0}}
+    assert bench_scene.peak_rss(rss) == {"depth": 700, "segment": 1000, "total": 1700}

@@ -259,10 +259,10 @@ class DepthPipeline:
 
 
 def _gpu_of(backend: DepthBackend) -> torch.device | None:
-    """The backend's device when it is a GPU (CUDA, MPS), else None (a stand-in backend that
-    names no device counts as a CPU)."""
+    """The backend's device when it is a CUDA GPU, else None (a stand-in backend that names no
+    device counts as a CPU). Not MPS: panorama_torch's geometry is float64, which MPS lacks."""
     device = torch.device(getattr(backend, "device", "cpu"))
-    return device if device.type in ("cuda", "mps") else None
+    return device if device.type == "cuda" else None
 
 
 def _needs_cap(hw: tuple[int, int], max_side: int) -> bool:

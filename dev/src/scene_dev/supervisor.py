@@ -146,10 +146,12 @@ class Supervisor:
         than a start, so that wait has its own limit and says what it is waiting for."""
         await self._wait(child, timeout_s, liveness=True)
         if child.spec.kind == "grpc" and not await is_ready(child.spec):
-            print(f"{child.spec.name}: started; loading its models (a first run downloads the "
-                  "weights) ...", flush=True)
+            started = time.monotonic()
+            print(f"{child.spec.name}: started; loading and preparing its models (a first run "
+                  "downloads the weights and exports the compiled graphs) ...", flush=True)
             await self._wait(child, self.model_load_timeout_s, liveness=False)
-            print(f"{child.spec.name}: ready", flush=True)
+            print(f"{child.spec.name}: ready; preparing its models took "
+                  f"{time.monotonic() - started:.1f} s", flush=True)
 
     async def _wait(self, child: Child, timeout_s: float, *, liveness: bool) -> None:
         deadline = time.monotonic() + timeout_s
