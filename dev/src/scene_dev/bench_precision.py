@@ -10,7 +10,9 @@ PyTorch, on the shared photos, each variant must keep
 - SAM2's masks (a fixed 8 x 8 grid of point prompts, three masks each, at the decoder's
   resolution): mean IoU at least 0.98.
 
-Each variant is loaded through the services' own loaders (``depth_service.backends``,
+Depth runs every variant on the compiled service's shape buckets (the eager reference too), so
+its differences are the precision's and the runtime's alone. Each variant is loaded through the
+services' own loaders (``depth_service.backends``,
 ``segment_service.models``), timed on the same photos in the same run, and printed as a table with
 the speed-up over float32 eager. The models are random-weight twins of the real architectures
 (``scene_dev.full_size_models``): speed is the real one, but trained weights may behave
@@ -35,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from scene_dev import full_size_models
@@ -104,10 +107,17 @@ def _wait_for_exports(forward) -> None:
 
 def run_depth(model_dir: Path, variant: Variant, images: dict, cache: Path, repeats: int):
     """Disparity per photo and the median seconds of one pass."""
-    from depth_service.backends import load_backend
+    from depth_service.backends import ProcessorBackend, load_backend
 
     backend = load_backend(str(model_dir), torch.device("cpu"), getattr(torch, variant.dtype),
                            runtime=variant.runtime, cache_dir=cache)
+    if isinstance(backend, ProcessorBackend):
+        # Every variant on the compiled service's shape buckets, the eager reference too: the
+        # differences are then the dtype's and the runtime's alone. (A bucket's stretch against
+        # the processor's own shape moves a random-weight model's depth by most of its value, as
+        # any change of the patch grid does; only trained weights can bound it:
+        # depth-service/tests/test_real_models.py.)
+        backend.bucketed = backend.keeps_aspect_ratio
     outputs, seconds = {}, []
     for name, rgb in images.items():
         backend.predict([rgb])  # a new shape's graph is exported (then waited for) first
@@ -177,7 +187,14 @@ async def _load(*models) -> None:
 
 def depth_differences(output: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
     """(median, 99th percentile) of |output - reference| / reference over the pixels whose
-    reference disparity is above the floor."""
+    reference disparity is above the floor.
+
+    Maps of different shapes (a caller comparing a shape bucket with the processor's own shape)
+    are compared at the reference's, the output resized bilinearly as the depth pipeline does.
+    """
+    if output.shape != reference.shape:
+        output = F.interpolate(torch.from_numpy(output)[None, None], size=reference.shape,
+                               mode="bilinear", align_corners=False)[0, 0].numpy()
     floor = DISPARITY_FLOOR * float(np.median(np.abs(reference)))
     valid = np.abs(reference) > floor
     relative = np.abs(output[valid] - reference[valid]) / np.abs(reference[valid])
