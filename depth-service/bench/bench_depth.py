@@ -43,44 +43,11 @@ from depth_service.backends import DepthBackend, load_backend
 from depth_service.model import DepthModel
 from depth_service.pipeline import PANORAMA_PAD_FRACTION, DepthPipeline, EstimateOptions
 from depth_service.settings import Settings, TileMode
+from scene_dev.full_size_models import DEPTH_ANYTHING, build_depth_anything
 from scene_rpc.ml.torch_runtime import configure_threads, select_device
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_IMAGES = REPO.parent / "shared" / "images"
-
-# Depth Anything V2 configs as published (depth-anything/Depth-Anything-V2-*-hf/config.json).
-VARIANTS = {
-    "small": {"hidden": 384, "layers": 12, "heads": 6, "out": [3, 6, 9, 12],
-              "neck": [48, 96, 192, 384], "fusion": 64},
-    "base": {"hidden": 768, "layers": 12, "heads": 12, "out": [3, 6, 9, 12],
-             "neck": [96, 192, 384, 768], "fusion": 128},
-    "large": {"hidden": 1024, "layers": 24, "heads": 16, "out": [5, 12, 18, 24],
-              "neck": [256, 512, 1024, 1024], "fusion": 256},
-}
-
-
-def build_random_depth_anything(out_dir: Path, variant: str) -> None:
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation
-    from transformers.models.dpt.image_processing_pil_dpt import DPTImageProcessorPil
-
-    spec = VARIANTS[variant]
-    torch.manual_seed(0)
-    config = DepthAnythingConfig(
-        backbone_config={
-            "model_type": "dinov2", "hidden_size": spec["hidden"],
-            "num_hidden_layers": spec["layers"], "num_attention_heads": spec["heads"],
-            "image_size": 518, "patch_size": 14, "out_indices": spec["out"],
-            "reshape_hidden_states": False,
-        },
-        reassemble_hidden_size=spec["hidden"],
-        neck_hidden_sizes=spec["neck"],
-        fusion_hidden_size=spec["fusion"],
-    )
-    DepthAnythingForDepthEstimation(config).save_pretrained(out_dir)
-    DPTImageProcessorPil(size={"height": 518, "width": 518}, keep_aspect_ratio=True,
-                         ensure_multiple_of=14, resample=3, image_mean=[0.485, 0.456, 0.406],
-                         image_std=[0.229, 0.224, 0.225]).save_pretrained(out_dir)
-
 
 def load_images() -> dict[str, np.ndarray]:
     images = {}
@@ -181,7 +148,7 @@ def model_around(backend: DepthBackend, device: torch.device, **settings) -> Dep
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="hub id or local directory (default: random weights)")
-    parser.add_argument("--variant", choices=sorted(VARIANTS), default="small")
+    parser.add_argument("--variant", choices=[v.lower() for v in DEPTH_ANYTHING], default="small")
     parser.add_argument("--batch-sizes", default="1,2,4")
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs per figure (tiled runs and the sweep: repeats - 2, at least 1)")
@@ -201,7 +168,9 @@ def main() -> int:
             model_path, model_name = args.model, args.model
         else:
             model_path = str(Path(tmp) / f"depth-anything-v2-{args.variant}")
-            build_random_depth_anything(Path(model_path), args.variant)
+            # The architecture's published config (scene_dev.full_size_models), random weights.
+            torch.manual_seed(0)
+            build_depth_anything(args.variant.title(), Path(model_path))
             model_name = f"Depth-Anything-V2-{args.variant.title()} architecture, random weights"
         return asyncio.run(bench(model_path, model_name, device, dtype, threads, args))
 
