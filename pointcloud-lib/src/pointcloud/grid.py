@@ -44,6 +44,7 @@ from pointcloud.projection import (
     _normalized_to_metres,
     _PinholeRays,
     _SphereRays,
+    grid_of_cloud,
     pinhole_rays,
     plan_equirect,
     plan_planar,
@@ -144,31 +145,15 @@ def pack_grid_from_cloud(
         raise ValueError("the cloud's header has no camera: it cannot be put back on its grid")
     model = _check_camera(camera)
     width, height, stride = camera["width"], camera["height"], camera["stride"]
-    grid_w, grid_h = -(-width // stride), -(-height // stride)
-    p = cloud.positions.astype(np.float64)
-    x, y, z = p[:, 0], p[:, 1], p[:, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if model == "pinhole":
-            depth = -z
-            u = x / depth * camera["fx"] + camera["cx"]
-            v = camera["cy"] - y / depth * camera["fy"]
-            rays = pinhole_rays(
-                width, height, camera["fx"], camera["fy"], camera["cx"], camera["cy"], stride
-            )
-        else:
-            horizontal = np.hypot(x, z)
-            depth = np.hypot(horizontal, y)
-            u = (np.arctan2(x, -z) / (2 * math.pi) + 0.5) * width - 0.5
-            v = (0.5 - np.arctan2(y, horizontal) / math.pi) * height - 0.5
-            rays = sphere_rays(width, height, stride)
-        cols = np.rint(u / stride)
-        rows = np.rint(v / stride)
-    if model == "equirectangular":
-        cols %= grid_w  # the seam: longitude +180 and -180 are one column
-    inside = (cols >= 0) & (cols < grid_w) & (rows >= 0) & (rows < grid_h) & (depth > 0)
-    if not inside.all():
-        raise ValueError("the cloud's points do not lie on its camera's grid")
-    flat = rows.astype(np.int64) * grid_w + cols.astype(np.int64)
+    placed = grid_of_cloud(cloud)
+    flat, depth = placed.pixels, placed.depth
+    grid_h, grid_w = placed.shape
+    if model == "pinhole":
+        rays = pinhole_rays(
+            width, height, camera["fx"], camera["fy"], camera["cx"], camera["cy"], stride
+        )
+    else:
+        rays = sphere_rays(width, height, stride)
     keep = np.zeros(grid_h * grid_w, bool)
     keep[flat] = True
     if int(np.count_nonzero(keep)) != cloud.count:

@@ -25,7 +25,7 @@ import numpy as np
 
 from pointcloud.cloud import PointCloud
 from pointcloud.edges import DEFAULT_EDGE_RTOL, check_edge_rtol
-from pointcloud.projection import plan_equirect, plan_planar
+from pointcloud.projection import grid_of_cloud, plan_equirect, plan_planar
 
 UINT16_VERTICES = 65535
 """Most vertices uint16 indices can address: glTF reserves index 65535 (primitive restart)."""
@@ -56,9 +56,9 @@ def mesh_from_cloud(cloud: PointCloud, *, max_jump: float | None = DEFAULT_EDGE_
     carries its ``camera``, as every ``pack_*`` writes it: each point goes back to the pixel it
     came from, and kept neighbours are joined. This is how a server that stored only the cloud
     makes its mesh: ``mesh_from_cloud(decode(buffer))``."""
-    pixels, shape, wrap = grid_pixels(cloud)
-    return grid_mesh(cloud.positions, cloud.colors, cloud.segments, pixels, shape, wrap=wrap,
-                     max_jump=max_jump)
+    grid = grid_of_cloud(cloud)
+    return grid_mesh(cloud.positions, cloud.colors, cloud.segments, grid.pixels, grid.shape,
+                     wrap=grid.wraps, max_jump=max_jump)
 
 
 def mesh_planar(depth: np.ndarray, rgb: np.ndarray, categories: np.ndarray | None = None, *,
@@ -182,35 +182,3 @@ def vertex_normals(positions: np.ndarray, triangles: np.ndarray) -> np.ndarray:
         length[flat] = np.maximum(np.linalg.norm(p[flat], axis=1), 1e-30)
     normal /= length[:, None]
     return normal.astype(np.float32)
-
-
-def grid_pixels(cloud: PointCloud) -> tuple[np.ndarray, tuple[int, int], bool]:
-    """(flat pixel index of each point, (rows, columns) of the sampled grid, whether the columns
-    wrap) for a decoded cloud whose header carries its ``camera``: the inverse of the
-    projection (the same as :func:`pointcloud.pack_grid_from_cloud` does)."""
-    camera = cloud.header.get("camera")
-    if not isinstance(camera, dict) or camera.get("model") not in ("pinhole", "equirectangular"):
-        raise ValueError("the cloud's header has no camera: it cannot be put back on its grid")
-    width, height, stride = camera["width"], camera["height"], camera["stride"]
-    grid_w, grid_h = -(-width // stride), -(-height // stride)
-    p = cloud.positions.astype(np.float64)
-    x, y, z = p[:, 0], p[:, 1], p[:, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if camera["model"] == "pinhole":
-            depth = -z
-            u = x / depth * camera["fx"] + camera["cx"]
-            v = camera["cy"] - y / depth * camera["fy"]
-        else:
-            horizontal = np.hypot(x, z)
-            depth = np.hypot(horizontal, y)
-            u = (np.arctan2(x, -z) / (2 * math.pi) + 0.5) * width - 0.5
-            v = (0.5 - np.arctan2(y, horizontal) / math.pi) * height - 0.5
-        cols = np.rint(u / stride)
-        rows = np.rint(v / stride)
-    wrap = camera["model"] == "equirectangular"
-    if wrap:
-        cols %= grid_w  # the seam: longitude +180 and -180 are one column
-    inside = (cols >= 0) & (cols < grid_w) & (rows >= 0) & (rows < grid_h) & (depth > 0)
-    if not inside.all():
-        raise ValueError("the cloud's points do not lie on its camera's grid")
-    return rows.astype(np.int64) * grid_w + cols.astype(np.int64), (grid_h, grid_w), wrap

@@ -175,6 +175,54 @@ def plan_planar(
     )
 
 
+@dataclass(frozen=True)
+class CloudGrid:
+    """Where each point of a decoded cloud came from on its camera's sampled grid."""
+
+    #: Flat index (row * columns + column) of each point's pixel.
+    pixels: np.ndarray
+    #: (rows, columns) of the sampled grid.
+    shape: tuple[int, int]
+    #: Each point's distance along its ray (pinhole: -z; equirectangular: the range).
+    depth: np.ndarray
+    #: Whether the columns wrap (an equirectangular panorama's seam).
+    wraps: bool
+
+
+def grid_of_cloud(cloud: PointCloud) -> CloudGrid:
+    """The inverse of the projection, for a decoded cloud whose header carries its ``camera``
+    (every ``pack_*`` writes one): the pixel each point came from. The mesh and the grid variant
+    are both rebuilt from a stored cloud this way. A ValueError when the header has no camera or
+    the points do not lie on its grid."""
+    camera = cloud.header.get("camera")
+    if not isinstance(camera, dict) or camera.get("model") not in ("pinhole", "equirectangular"):
+        raise ValueError("the cloud's header has no camera: it cannot be put back on its grid")
+    width, height, stride = camera["width"], camera["height"], camera["stride"]
+    grid_w, grid_h = -(-width // stride), -(-height // stride)
+    p = cloud.positions.astype(np.float64)
+    x, y, z = p[:, 0], p[:, 1], p[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if camera["model"] == "pinhole":
+            depth = -z
+            u = x / depth * camera["fx"] + camera["cx"]
+            v = camera["cy"] - y / depth * camera["fy"]
+        else:
+            horizontal = np.hypot(x, z)
+            depth = np.hypot(horizontal, y)
+            u = (np.arctan2(x, -z) / (2 * math.pi) + 0.5) * width - 0.5
+            v = (0.5 - np.arctan2(y, horizontal) / math.pi) * height - 0.5
+        cols = np.rint(u / stride)
+        rows = np.rint(v / stride)
+    wraps = camera["model"] == "equirectangular"
+    if wraps:
+        cols %= grid_w  # the seam: longitude +180 and -180 are one column
+    inside = (cols >= 0) & (cols < grid_w) & (rows >= 0) & (rows < grid_h) & (depth > 0)
+    if not inside.all():
+        raise ValueError("the cloud's points do not lie on its camera's grid")
+    pixels = rows.astype(np.int64) * grid_w + cols.astype(np.int64)
+    return CloudGrid(pixels, (grid_h, grid_w), depth, wraps)
+
+
 def pinhole_rays(
     width: int, height: int, fx: float, fy: float, cx: float, cy: float, stride: int
 ) -> _PinholeRays:
