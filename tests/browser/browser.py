@@ -8,15 +8,21 @@ runs offline. WebGL then runs on SwiftShader, Chromium's software renderer.
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.server
+import io
 import json
 import os
-import threading
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
+
+from scene_dev.pcld_chromium import QuietHandler, serve
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -33,6 +39,9 @@ CHROMIUM_FLAGS = [
     "--enable-unsafe-swiftshader",
 ]
 VIEWPORT = {"width": 1280, "height": 800}
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+STATIC = ROOT / "orchestrator" / "src" / "orchestrator" / "static"
 PAGE_READY_TIMEOUT_MS = 30_000
 
 
@@ -111,16 +120,81 @@ class _OneFileHandler(http.server.BaseHTTPRequestHandler):
 @contextlib.contextmanager
 def serve_bytes(body: bytes) -> Iterator[str]:
     """Serve ``body`` at a loopback URL (any path) until the block ends."""
-    handler = type("Handler", (_OneFileHandler,), {"body": body})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    with serve(type("Handler", (_OneFileHandler,), {"body": body})) as base:
+        yield f"{base}pointcloud.bin"
+
+
+class _StandInHandler(QuietHandler):
+    """The static viewer, and ``files`` (path -> (body, media type)) above it; a path may be
+    listed with its query (``scene.glb?geometry=mesh``). The server's own routes that are not
+    listed answer 404, as an orchestrator without them would."""
+
+    def __init__(self, *args, files: dict[str, tuple[bytes, str]], **kwargs) -> None:
+        self.files = files
+        super().__init__(*args, directory=str(STATIC), **kwargs)
+
+    def do_GET(self) -> None:
+        path = urllib.parse.urlsplit(self.path).path
+        path = self.path if self.path in self.files else path
+        if path in self.files:
+            body, media_type = self.files[path]
+            self.send_response(200)
+            self.send_header("Content-Type", media_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif path.startswith(("/generations", "/lib/", "/limits")):
+            self.send_error(404, "not served by the stand-in")
+        else:
+            super().do_GET()
+
+
+@contextlib.contextmanager
+def orchestrator_stand_in(files: dict[str, tuple[bytes, str]]) -> Iterator[str]:
+    """The orchestrator as the viewer sees it, without a stack: its static viewer and the given
+    routes (``/lib/pcld.js``, ``/limits``, ``/generations``, a generation's files); its URL."""
+    with serve(functools.partial(_StandInHandler, files=files)) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def opened_page(browser: BrowserSession, url: str, *, viewport: dict[str, int],
+                ready: str, timeout_ms: int = 90_000,
+                requested: list[str] | None = None) -> Iterator[object]:
+    """A page at ``url`` in a fresh context, once ``ready`` (a selector) is attached; fails on
+    any console error or uncaught exception in it. ``requested`` collects every URL it asks for.
+    """
+    context = browser.browser.new_context(viewport=viewport)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
+    if requested is not None:
+        page.on("request", lambda request: requested.append(request.url))
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/pointcloud.bin"
+        page.goto(url)
+        page.wait_for_selector(ready, state="attached", timeout=timeout_ms)
+        yield page
+        assert not errors, f"console errors in the page: {errors}"
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+        context.close()
+
+
+def viewer_shown(source: str) -> str:
+    """The selector of the viewer once it shows a scene read from ``source`` (pcld, glb, ...)."""
+    return f'#viewer[data-state="loaded"][data-source="{source}"]'
+
+
+def wait_shown(page, source: str, timeout_ms: int = 90_000) -> None:
+    page.wait_for_selector(viewer_shown(source), state="attached", timeout=timeout_ms)
+
+
+def viewer_screenshot(page, name: str) -> np.ndarray:
+    """The viewer's canvas after two frames, saved as test-artifacts/browser/``name``."""
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    png = page.locator("#viewer").screenshot(path=str(ARTIFACTS / name))
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.int16)
 
 
 @contextlib.contextmanager

@@ -8,9 +8,17 @@ import numpy as np
 import pytest
 
 from pointcloud import pack_grid
+from tests.browser.browser import BrowserSession, launch_chromium
 from tests.stack import Stack, running_stack
 
 PANORAMA_SHAPE = (1024, 2048)  # 2:1 equirectangular: 2,097,152 points
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[BrowserSession]:
+    """Headless Chromium for a module's tests (a fresh context per page)."""
+    with launch_chromium() as session:
+        yield session
 
 
 @pytest.fixture(scope="module")

@@ -11,15 +11,11 @@ Screenshots go to test-artifacts/browser/ (client-*.png).
 from __future__ import annotations
 
 import contextlib
-import http.server
 import io
 import json
 import math
-import threading
-import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -31,7 +27,14 @@ from pointcloud.descriptors import describe
 from pointcloud.glb import to_glb
 from pointcloud.splat import to_splat
 from pointcloud.spz import to_spz
-from tests.browser.browser import BrowserSession, launch_chromium
+from tests.browser.browser import (
+    BrowserSession,
+    opened_page,
+    orchestrator_stand_in,
+    viewer_screenshot,
+    viewer_shown,
+    wait_shown,
+)
 
 pytestmark = [pytest.mark.browser]
 
@@ -63,32 +66,6 @@ def scene() -> PointCloud:
                               extra_header={"descriptors": descriptors}, **options))
 
 
-class _StandIn(http.server.SimpleHTTPRequestHandler):
-    files: ClassVar[dict[str, tuple[bytes, str]]] = {}
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, directory=str(STATIC), **kwargs)
-
-    def do_GET(self) -> None:
-        path = urllib.parse.urlsplit(self.path).path
-        # A file may be listed with its query (scene.glb?geometry=mesh).
-        path = self.path if self.path in self.files else path
-        if path in self.files:
-            body, media_type = self.files[path]
-            self.send_response(200)
-            self.send_header("Content-Type", media_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        elif path.startswith(("/generations", "/lib/", "/limits")):
-            self.send_error(404, "not served by the stand-in")
-        else:
-            super().do_GET()
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def site() -> Iterator[tuple[str, PointCloud]]:
     cloud = scene()
@@ -100,7 +77,7 @@ def site() -> Iterator[tuple[str, PointCloud]]:
     base = f"/generations/{GENERATION}"
     step = 1 / cloud.header["camera"]["fy"]
     js = pointcloud.js_decoder_path().parent
-    _StandIn.files = {
+    files = {
         "/lib/pcld.js": ((js / "pcld.js").read_bytes(), "text/javascript"),
         "/lib/audio-react.js": ((js / "audio-react.js").read_bytes(), "text/javascript"),
         "/limits": (json.dumps({"formats": [{"name": "pointcloud.bin"},
@@ -121,50 +98,16 @@ def site() -> Iterator[tuple[str, PointCloud]]:
         f"{base}/scene.glb?geometry=mesh": (to_glb(cloud, geometry="mesh"), "model/gltf-binary"),
         "/engine-listen.html": ((PAGES / "engine-listen.html").read_bytes(), "text/html"),
     }
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StandIn)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", cloud
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[BrowserSession]:
-    with launch_chromium() as session:
-        yield session
+    with orchestrator_stand_in(files) as url:
+        yield url, cloud
 
 
 @contextlib.contextmanager
 def viewer_page(browser: BrowserSession, url: str) -> Iterator[object]:
     """The viewer with the generation open; fails on any console error in it."""
-    context = browser.browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
-    try:
-        page.goto(f"{url}#g={GENERATION}")
-        wait_shown(page, "pcld")
+    with opened_page(browser, f"{url}#g={GENERATION}", viewport=VIEWPORT,
+                     ready=viewer_shown("pcld")) as page:
         yield page
-        assert not errors, f"console errors in the viewer: {errors}"
-    finally:
-        context.close()
-
-
-def wait_shown(page, source: str) -> None:
-    page.wait_for_selector(f'#viewer[data-state="loaded"][data-source="{source}"]',
-                           state="attached", timeout=90_000)
-
-
-def shot(page, name: str) -> np.ndarray:
-    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    png = page.locator("#viewer").screenshot(path=str(ARTIFACTS / name))
-    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.int16)
 
 
 def test_the_first_view_has_the_estimated_field_of_view(browser: BrowserSession, site) -> None:
@@ -269,9 +212,9 @@ def test_listen_moves_the_bass_points_on_screen(browser: BrowserSession, site) -
         }""")
         show = "d => window.__react.uniforms.uAudioDrive.value.set(d)"
         page.evaluate(show, at_rest)
-        rest = shot(page, "client-listen-rest.png")
+        rest = viewer_screenshot(page, "client-listen-rest.png")
         page.evaluate(show, at_kick)
-        kick = shot(page, "client-listen-kick.png")
+        kick = viewer_screenshot(page, "client-listen-kick.png")
         page.evaluate("sceneViewer.stopListening()")
     changed = np.abs(kick - rest).max(axis=-1) > 30
     # Where the box is on screen: its green, in the picture at rest.
@@ -298,14 +241,14 @@ def test_spark_draws_the_spz_and_the_splat_alike(browser: BrowserSession, site) 
         assert page.get_attribute("#viewer", "data-splat-asset") == "scene.spz"
         assert int(page.get_attribute("#viewer", "data-point-count")) == cloud.count
         page.evaluate("() => new Promise(r => setTimeout(r, 500))")
-        from_spz = shot(page, "client-splats-spz.png")
+        from_spz = viewer_screenshot(page, "client-splats-spz.png")
         count = page.evaluate(f"""async () => {{
             const {{ showSplats }} = await import('./js/splats.js');
             return showSplats(sceneViewer, 'generations/{GENERATION}/scene.splat', 'splat');
         }}""")
         assert count == cloud.count
         page.evaluate("() => new Promise(r => setTimeout(r, 500))")
-        from_splat = shot(page, "client-splats-splat.png")
+        from_splat = viewer_screenshot(page, "client-splats-splat.png")
     for pixels in (from_spz, from_splat):
         covered = pixels.max(axis=-1) > 40
         assert covered.mean() > 0.5, f"the splats cover {covered.mean():.0%} of the view"
@@ -350,11 +293,11 @@ def test_the_mesh_choice_shows_the_scene_as_triangles(browser: BrowserSession, s
     url, cloud = site
     with viewer_page(browser, url) as page:
         assert page.is_visible("#source-mesh-label")
-        from_points = shot(page, "client-points.png")
+        from_points = viewer_screenshot(page, "client-points.png")
         page.check("input[name=source][value=mesh]")
         wait_shown(page, "mesh")
         assert int(page.get_attribute("#viewer", "data-point-count")) == cloud.count
-        from_mesh = shot(page, "client-mesh.png")
+        from_mesh = viewer_screenshot(page, "client-mesh.png")
     covered = from_mesh.max(axis=-1) > 40
     assert covered.mean() > 0.5, f"the mesh covers {covered.mean():.0%} of the view"
     # The same picture as the points from the capture camera, less their soft edges.

@@ -11,17 +11,11 @@ generation. Screenshots go to test-artifacts/browser/.
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import http.server
 import io
 import json
 import shutil
-import threading
-import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -32,7 +26,15 @@ from pointcloud import decode, encode, pack_planar, project_planar
 from pointcloud.descriptors import describe
 from pointcloud.glb import quantized_error_bound, to_glb
 from pointcloud.splat import to_gaussian_ply, to_splat
-from tests.browser.browser import BrowserSession, launch_chromium
+from scene_dev.pcld_chromium import serve_folder
+from tests.browser.browser import (
+    BrowserSession,
+    opened_page,
+    orchestrator_stand_in,
+    viewer_screenshot,
+    viewer_shown,
+    wait_shown,
+)
 from tests.node import JS_DIR, js_packages_or_skip
 
 pytestmark = [pytest.mark.browser]
@@ -80,43 +82,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object
     focal = WIDTH / 2 / np.tan(np.radians(FOV_DEG / 2))
     (folder / "scene.splat").write_bytes(to_splat(cloud, angular_step=1 / focal))
     (folder / "gaussians.ply").write_bytes(to_gaussian_ply(cloud, angular_step=1 / focal))
-    handler = functools.partial(_QuietHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", cloud
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_folder(folder) as url:
+        yield url.rstrip("/"), cloud
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[BrowserSession]:
-    with launch_chromium() as session:
-        yield session
-
-
-@contextlib.contextmanager
-def opened(browser: BrowserSession, url: str) -> Iterator[object]:
-    context = browser.browser.new_context(viewport={"width": 640, "height": 480})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
-    try:
-        page.goto(url)
-        page.wait_for_selector("body[data-done=true]", state="attached", timeout=60_000)
-        yield page
-        assert not errors, f"console errors in the page: {errors}"
-    finally:
-        context.close()
+def opened(browser: BrowserSession, url: str):
+    """A test page, once it has set ``data-done`` on its body."""
+    return opened_page(browser, url, viewport={"width": 640, "height": 480},
+                       ready="body[data-done=true]", timeout_ms=60_000)
 
 
 @pytest.mark.parametrize("file", ["scene.glb", "scene-float.glb"])
@@ -200,33 +173,6 @@ def test_splat_renderer_draws_the_splats(browser: BrowserSession, site, query: s
 GENERATION = "5" * 32
 
 
-class _OrchestratorStandIn(http.server.SimpleHTTPRequestHandler):
-    """The orchestrator as the viewer sees it, for one stored generation: the static viewer,
-    ``/lib/pcld.js``, ``/generations`` (list and record) and the generation's files."""
-
-    files: ClassVar[dict[str, tuple[bytes, str]]] = {}
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, directory=str(STATIC), **kwargs)
-
-    def do_GET(self) -> None:
-        path = urllib.parse.urlsplit(self.path).path
-        if path in self.files:
-            body, media_type = self.files[path]
-            self.send_response(200)
-            self.send_header("Content-Type", media_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        elif path.startswith("/generations"):
-            self.send_error(404, "no such generation or file")
-        else:
-            super().do_GET()
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def viewer_site() -> Iterator[tuple[str, object]]:
     js_packages_or_skip("three")
@@ -239,7 +185,7 @@ def viewer_site() -> Iterator[tuple[str, object]]:
     base = f"/generations/{GENERATION}"
     stored = encode(cloud, mode="planar", cloud_id=GENERATION, camera=cloud.header["camera"],
                     extra_header={"descriptors": cloud.header["descriptors"]})
-    _OrchestratorStandIn.files = {
+    files = {
         "/lib/pcld.js": (pointcloud.js_decoder_path().read_bytes(), "text/javascript"),
         # The viewer asks what the server offers beyond points; this one lists nothing more.
         "/limits": (b"{}", "application/json"),
@@ -250,46 +196,20 @@ def viewer_site() -> Iterator[tuple[str, object]]:
         f"{base}/scene.glb": (to_glb(cloud), "model/gltf-binary"),
         f"{base}/image.png": (png.getvalue(), "image/png"),
     }
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OrchestratorStandIn)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", cloud
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-def _viewer_shot(page, name: str) -> np.ndarray:
-    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
-    png = page.locator("#viewer").screenshot(path=str(ARTIFACTS / name))
-    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.int16)
-
-
-def _wait_shown(page, source: str) -> None:
-    page.wait_for_selector(f'#viewer[data-state="loaded"][data-source="{source}"]',
-                           state="attached", timeout=60_000)
+    with orchestrator_stand_in(files) as url:
+        yield url, cloud
 
 
 def test_the_viewer_opens_the_glb(browser: BrowserSession, viewer_site) -> None:
     url, cloud = viewer_site
-    context = browser.browser.new_context(viewport={"width": 1100, "height": 760})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
     requested: list[str] = []
-    page.on("request", lambda request: requested.append(request.url))
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    try:
-        page.goto(f"{url}#g={GENERATION}")
-        _wait_shown(page, "pcld")
+    with opened_page(browser, f"{url}#g={GENERATION}", viewport={"width": 1100, "height": 760},
+                     ready=viewer_shown("pcld"), requested=requested) as page:
         assert page.is_enabled("input[name=source][value=glb]")
-        from_pcld = _viewer_shot(page, "engine-viewer-pcld.png")
+        from_pcld = viewer_screenshot(page, "engine-viewer-pcld.png")
 
         page.check("input[name=source][value=glb]")
-        _wait_shown(page, "glb")
+        wait_shown(page, "glb")
         assert any(u.endswith(f"/generations/{GENERATION}/scene.glb") for u in requested)
         # Every script from this server: the vendored three.js, no CDN.
         assert all(u.startswith(url) or u.startswith("data:") for u in requested), requested
@@ -306,7 +226,7 @@ def test_the_viewer_opens_the_glb(browser: BrowserSession, viewer_site) -> None:
         wall = cloud.header["descriptors"]["categories"][5]
         assert f"{wall['distance']['mean']:.1f} m" in stats[5]
 
-        from_glb = _viewer_shot(page, "engine-viewer-glb.png")
+        from_glb = viewer_screenshot(page, "engine-viewer-glb.png")
         page.screenshot(path=str(ARTIFACTS / "engine-viewer-glb-page.png"))
         covered = from_glb.max(axis=-1) > 40
         assert covered.mean() > 0.5, f"the GLB covers {covered.mean():.0%} of the view"
@@ -323,11 +243,8 @@ def test_the_viewer_opens_the_glb(browser: BrowserSession, viewer_site) -> None:
 
         # Colour by category works on the GLB too (its _SEGMENT attribute).
         page.check("input[name=colour][value=category]")
-        by_category = _viewer_shot(page, "engine-viewer-glb-categories.png")
+        by_category = viewer_screenshot(page, "engine-viewer-glb-categories.png")
         assert np.abs(by_category - from_glb).max(axis=-1).mean() > 5
 
         page.check("input[name=source][value=pcld]")
-        _wait_shown(page, "pcld")
-        assert not errors, f"console errors in the viewer: {errors}"
-    finally:
-        context.close()
+        wait_shown(page, "pcld")

@@ -10,14 +10,13 @@ import io
 import json
 import math
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.browser.browser import BrowserSession, launch_chromium, serve_bytes
+from tests.browser.browser import BrowserSession, serve_bytes
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -26,12 +25,6 @@ BACKGROUND = np.array([0x0B, 0x0D, 0x12])
 JOB_TIMEOUT_MS = 90_000
 # viewer.js uploads a cloud to the GPU this many points a frame (SLICE_POINTS there).
 SLICE_POINTS = 1 << 18
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[BrowserSession]:
-    with launch_chromium() as session:
-        yield session
 
 
 @pytest.fixture(scope="module")

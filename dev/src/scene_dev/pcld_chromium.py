@@ -14,7 +14,7 @@ import json
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -41,9 +41,9 @@ def chromium_missing() -> str | None:
 
 
 @contextlib.contextmanager
-def serve_folder(folder: Path) -> Iterator[str]:
-    """A loopback HTTP server of ``folder`` (pages load their scripts over http://)."""
-    handler = functools.partial(_QuietHandler, directory=str(folder))
+def serve(handler: Callable[..., http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A loopback HTTP server of ``handler`` (a request handler class, or a factory of one) on a
+    free port, in a thread, for the block; its base URL, ending in ``/``."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -55,7 +55,16 @@ def serve_folder(folder: Path) -> Iterator[str]:
         thread.join()
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+@contextlib.contextmanager
+def serve_folder(folder: Path) -> Iterator[str]:
+    """A loopback HTTP server of ``folder`` (pages load their scripts over http://)."""
+    with serve(functools.partial(QuietHandler, directory=str(folder))) as url:
+        yield url
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files without logging every request."""
+
     def log_message(self, *args) -> None:
         pass
 
