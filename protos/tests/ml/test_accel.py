@@ -13,6 +13,7 @@ from scene_rpc.ml.accel import (
     fingerprint,
     relative_l2,
     resolve_runtime,
+    return_freed_memory,
     runtime_version,
 )
 from scene_rpc.settings import Runtime
@@ -133,3 +134,26 @@ def test_a_bfloat16_graph_computes_in_bfloat16_from_the_same_float32_export(runt
         assert output.dtype == torch.float32
         # bfloat16 keeps 8 bits of mantissa: near float32, never equal to 1e-5 in general.
         assert relative_l2(output, reference) < 3e-2
+
+
+@pytest.mark.parametrize("runtime", COMPILED)
+def test_shapes_exported_ahead_run_compiled_from_their_first_call(runtime, tmp_path):
+    module = TwoHeads().eval()
+    compiled = CompiledModule(module, runtime, cache_dir=tmp_path, key="two-heads", threads=1)
+    square, wide = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 48)
+    # Exported without compiling; a second call finds them on the disk and exports nothing.
+    assert compiled.export_ahead([[square], [wide], [square]]) == [
+        ((1, 3, 32, 32),), ((1, 3, 32, 48),)]
+    assert compiled.export_ahead([[wide]]) == [] and not compiled._compiled
+    # The first call of either shape runs its graph (from the disk), not the eager module.
+    outputs = compiled(wide)
+    assert compiled.sources == {((1, 3, 32, 48),): "cached"} and not compiled._pending
+    with torch.inference_mode():
+        expected = module(wide)
+    for output, reference in zip(outputs, expected, strict=True):
+        assert relative_l2(output, reference) < 1e-5
+
+
+def test_freed_memory_goes_back_to_the_os_without_error():
+    # glibc's malloc_trim here; a no-op where the C library has none.
+    return_freed_memory()
