@@ -23,7 +23,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +32,19 @@ from grpc_health.v1 import health_pb2
 
 from scene_dev.paths import REPO_ROOT, TINY_MODELS_DIR
 from scene_dev.run_plan import ServiceSpec, StackOptions, connect_host, free_ports, plan_services
+
+
+def wait_until(predicate: Callable[[], object], timeout_s: float, what: str,
+               interval_s: float = 0.1):
+    """``predicate()``'s first truthy value, polled every ``interval_s``; an AssertionError
+    naming ``what`` when none comes within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"not within {timeout_s:.0f}s: {what}")
 
 
 def grpc_health(address: str, timeout_s: float = 1.0) -> int | None:

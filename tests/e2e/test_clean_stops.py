@@ -25,7 +25,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,7 +42,7 @@ from scene.depth.v1 import depth_pb2, depth_pb2_grpc
 from scene.imagegen.v1 import imagegen_pb2, imagegen_pb2_grpc
 from scene.segment.v1 import segment_pb2, segment_pb2_grpc
 from scene_dev.fakes.openai_server import FakeOpenAI, serve_in_thread
-from tests.stack import REPO_ROOT, free_ports, grpc_health
+from tests.stack import REPO_ROOT, free_ports, grpc_health, wait_until
 
 REPEATS = 10
 # Processes stopped at once: enough to keep the two cores busy while others import.
@@ -51,6 +50,9 @@ PARALLEL = 4
 GRACE_S = 3
 # How long a process may take to start (import torch, load a tiny model) on a loaded machine.
 START_TIMEOUT_S = 180
+# Polled this often: a tiny model's graph export lasts a fraction of a second, and the stop must
+# land inside one.
+POLL_S = 0.02
 # Beyond the grace: the interpreter's own exit (a bound against a hang, not a timing).
 EXIT_MARGIN_S = 20
 ABORT_SIGNS = ("Fatal Python error", "terminate called", "core dumped", "Aborted")
@@ -62,16 +64,6 @@ def png(width: int, height: int, seed: int = 0) -> bytes:
     out = io.BytesIO()
     Image.fromarray(rgb).save(out, "PNG")
     return out.getvalue()
-
-
-def wait_for(predicate: Callable[[], object], timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"not within {timeout_s:.0f}s: {what}")
 
 
 @dataclass
@@ -112,11 +104,25 @@ def grpc_ready(started: Started) -> None:
         assert started.popen.poll() is None, f"exited early:\n{started.log[-3000:]}"
         return grpc_health(started.address) == SERVING
 
-    wait_for(ready, START_TIMEOUT_S, f"{started.address} SERVING")
+    wait_until(ready, START_TIMEOUT_S, f"{started.address} SERVING", POLL_S)
 
 
 def staging_folder(cache: Path) -> bool:
     return any(cache.rglob(".staging-*"))
+
+
+def exporting(started: Started) -> Started:
+    """``started`` once its preload is writing a graph (a staging folder in its cache)."""
+    wait_until(lambda: started.popen.poll() is None
+               and staging_folder(started.work / "compiled"),
+               START_TIMEOUT_S, "a graph export under way", POLL_S)
+    return started
+
+
+def streaming(events) -> None:
+    """A streaming call under way: its first progress event read, the rest in the background."""
+    assert next(events).HasField("progress")
+    _drain(events)
 
 
 # ---- the services ----------------------------------------------------------------------------
@@ -135,16 +141,12 @@ def depth(work: Path, tiny: Path, case: str) -> Started:
     if case == "mid-export":
         # The preload exports the native square and the shape buckets before the service reads
         # SERVING: stop while one is being written.
-        wait_for(lambda: started.popen.poll() is None and staging_folder(work / "compiled"),
-                 START_TIMEOUT_S, "a graph export under way")
-        return started
+        return exporting(started)
     grpc_ready(started)
     if case == "mid-request":
         stub = depth_pb2_grpc.DepthServiceStub(grpc.insecure_channel(started.address))
         request = depth_pb2.EstimateDepthRequest(image=common_pb2.Image(encoded=png(640, 480)))
-        events = stub.StreamEstimateDepth(request, timeout=120)
-        assert next(events).HasField("progress")
-        _drain(events)
+        streaming(stub.StreamEstimateDepth(request, timeout=120))
     return started
 
 
@@ -159,16 +161,12 @@ def segment(work: Path, tiny: Path, case: str) -> Started:
     started = launch("segment_service", env, work, port)
     if case == "mid-export":
         # The preload exports the models' graphs: stop while one is being written.
-        wait_for(lambda: started.popen.poll() is None and staging_folder(work / "compiled"),
-                 START_TIMEOUT_S, "a graph export under way")
-        return started
+        return exporting(started)
     grpc_ready(started)
     if case == "mid-request":
         stub = segment_pb2_grpc.SegmentServiceStub(grpc.insecure_channel(started.address))
         request = segment_pb2.SegmentRequest(image=common_pb2.Image(encoded=png(320, 240)))
-        events = stub.StreamSegment(request, timeout=120)
-        assert next(events).HasField("progress")
-        _drain(events)
+        streaming(stub.StreamSegment(request, timeout=120))
     return started
 
 
@@ -185,8 +183,8 @@ def imagegen(work: Path, fake: FakeOpenAI, case: str) -> Started:
         request = imagegen_pb2.GenerateImageRequest(
             prompt=prompt, openai_api_key="sk-clean-stops-0123456789")
         _drain_call(lambda: stub.GenerateImage(request, timeout=120))
-        wait_for(lambda: any(prompt in str(r.get("body")) for r in fake.requests()), 60,
-                 "the upstream call in flight")
+        wait_until(lambda: any(prompt in str(r.get("body")) for r in fake.requests()), 60,
+                   "the upstream call in flight", POLL_S)
     return started
 
 
@@ -207,7 +205,7 @@ def orchestrator(work: Path, case: str) -> Started:
         except httpx.HTTPError:
             return False
 
-    wait_for(answers, START_TIMEOUT_S, "/health answers")
+    wait_until(answers, START_TIMEOUT_S, "/health answers", POLL_S)
     return started
 
 

@@ -15,7 +15,7 @@ import time
 import httpx
 import pytest
 
-from tests.stack import running_stack
+from tests.stack import running_stack, wait_until
 
 pytestmark = pytest.mark.slow
 DEPTH_CALL_DEADLINE_S = 6.0
@@ -42,16 +42,6 @@ def stack(tmp_path_factory, tiny_models_dir):
 
 def upload(client: httpx.Client, photo: bytes, path: str = "/generate") -> httpx.Response:
     return client.post(path, files={"image": ("chelsea.png", photo, "image/png")})
-
-
-def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.1):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval_s)
-    raise AssertionError(f"not within {timeout_s:.0f}s: {what}")
 
 
 def depth_models_loaded(client: httpx.Client) -> bool:

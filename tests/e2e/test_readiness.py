@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import grpc
@@ -22,11 +21,13 @@ import pytest
 from scene.common.v1 import common_pb2
 from scene.depth.v1 import depth_pb2_grpc
 from scene.segment.v1 import segment_pb2_grpc
-from tests.stack import REPO_ROOT, free_ports
+from tests.stack import REPO_ROOT, free_ports, wait_until
 
 DEPTH = "scene.depth.v1.DepthService"
 SEGMENT = "scene.segment.v1.SegmentService"
 START_TIMEOUT_S = 120
+# Each probe is a process of its own (the health_probe command): polled at this pace.
+PROBE_EVERY_S = 0.2
 
 
 def probe(address: str, *args: str) -> tuple[int, str]:
@@ -35,16 +36,6 @@ def probe(address: str, *args: str) -> tuple[int, str]:
         [sys.executable, "-m", "scene_rpc.health_probe", "--timeout", "3", address, *args],
         capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
     return done.returncode, (done.stdout + done.stderr).strip()
-
-
-def wait_for(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout_s:.0f}s: {what}")
 
 
 class Service:
@@ -100,9 +91,11 @@ def test_a_preloading_service_is_ready_only_once_its_model_loads(start, tiny_mod
                     DEPTH_MODEL=str(model_dir), DEPTH_FALLBACK_MODEL="", DEPTH_PRELOAD="true",
                     DEPTH_LOAD_RETRY_S="1", DEPTH_THREADS="1", DEPTH_RUNTIME="torch",
                     HF_HUB_OFFLINE="1")
-    wait_for(lambda: probe(address, "--liveness")[0] == 0, START_TIMEOUT_S, "alive")
+    wait_until(lambda: probe(address, "--liveness")[0] == 0, START_TIMEOUT_S, "alive",
+               PROBE_EVERY_S)
     # The preload failed (nothing to load): alive, not ready, the reason in Info.
-    wait_for(lambda: depth_info(address).models[0].last_error, 60, "the failed load reported")
+    wait_until(lambda: depth_info(address).models[0].last_error, 60, "the failed load reported",
+               PROBE_EVERY_S)
     assert probe(address) == (1, f"{address}: NOT_SERVING")
     assert probe(address, "--service", DEPTH) == (1, f"{address} {DEPTH}: NOT_SERVING")
     assert probe(address, "--liveness")[0] == 0
@@ -110,7 +103,7 @@ def test_a_preloading_service_is_ready_only_once_its_model_loads(start, tiny_mod
 
     # The weights arrive; the background retry loads them with no request at all.
     shutil.copytree(tiny_models_dir / "depth-anything", model_dir)
-    wait_for(lambda: probe(address)[0] == 0, 60, "ready after the retry")
+    wait_until(lambda: probe(address)[0] == 0, 60, "ready after the retry", PROBE_EVERY_S)
     assert probe(address, "--service", DEPTH)[0] == 0
     [model] = depth_info(address).models
     assert model.loaded and model.last_error == ""
@@ -124,7 +117,8 @@ def test_a_preload_is_never_reported_ready_before_the_model_is_loaded(start, tin
     start("depth_service", DEPTH_HOST="127.0.0.1", DEPTH_PORT=str(port),
           DEPTH_MODEL=str(tiny_models_dir / "depth-pro"), DEPTH_FALLBACK_MODEL="",
           DEPTH_PRELOAD="true", DEPTH_THREADS="1", DEPTH_RUNTIME="torch", HF_HUB_OFFLINE="1")
-    wait_for(lambda: probe(address, "--liveness")[0] == 0, START_TIMEOUT_S, "alive")
+    wait_until(lambda: probe(address, "--liveness")[0] == 0, START_TIMEOUT_S, "alive",
+               PROBE_EVERY_S)
     # Whenever readiness says SERVING, the model is loaded (asked right after, never before).
     while probe(address)[0] != 0:
         assert depth_info(address).models[0].last_error == ""
@@ -137,7 +131,7 @@ def test_a_lazy_service_is_ready_before_its_first_request(start, tiny_models_dir
     start("segment_service", SEG_HOST="127.0.0.1", SEG_PORT=str(port),
           SAM_MODEL=str(tiny_models_dir / "sam2"), SEG_MODEL=str(tiny_models_dir / "maskformer"),
           SEG_PRELOAD="false", SEG_THREADS="1", SEG_RUNTIME="torch", HF_HUB_OFFLINE="1")
-    wait_for(lambda: probe(address)[0] == 0, START_TIMEOUT_S, "ready")
+    wait_until(lambda: probe(address)[0] == 0, START_TIMEOUT_S, "ready", PROBE_EVERY_S)
     assert probe(address, "--service", SEGMENT)[0] == 0
     assert probe(address, "--liveness")[0] == 0
     with grpc.insecure_channel(address) as channel:
