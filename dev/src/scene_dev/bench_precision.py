@@ -120,7 +120,9 @@ def run_depth(model_dir: Path, variant: Variant, images: dict, cache: Path, repe
         backend.bucketed = backend.keeps_aspect_ratio
     outputs, seconds = {}, []
     for name, rgb in images.items():
-        backend.predict([rgb])  # a new shape's graph is exported (then waited for) first
+        # Warm-up: compiles the bucket's graph from the disk (a shape far from every bucket is
+        # exported in the background instead: waited for, so the timings are the graph's).
+        backend.predict([rgb])
         _wait_for_exports(backend._forward)
         [prediction], elapsed = _timed(lambda rgb=rgb: backend.predict([rgb]), repeats)
         outputs[name] = prediction.disparity

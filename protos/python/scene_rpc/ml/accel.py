@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import copy
 import ctypes
-import ctypes.util
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -76,17 +76,23 @@ def import_openvino():
     return openvino
 
 
+@functools.cache
+def _malloc_trim():
+    """glibc's ``malloc_trim`` from the C library already loaded in this process, or None (musl,
+    macOS). Looked up once: ``ctypes.util.find_library`` would run ``ldconfig`` every time."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
 def return_freed_memory() -> None:
     """Give the heap's free pages back to the OS (glibc's ``malloc_trim``; nothing elsewhere).
 
     glibc returns freed memory only from the top of its heaps, so the scattered blocks a trace
     frees stay resident for the life of the process unless they are trimmed explicitly.
     """
-    name = ctypes.util.find_library("c")
-    try:
-        trim = ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):  # musl, macOS: no malloc_trim
-        trim = None
+    trim = _malloc_trim()
     if trim is not None:
         trim(0)
 
